@@ -1,0 +1,21 @@
+//! sms-canary: an end-to-end synthetic monitor for SMS pipelines.
+//!
+//! A *probe* sends a real SMS through a *gateway*, waits until a *receiver*
+//! sees it, measures each *phase* of the round trip and judges the *outcome*.
+//!
+//! Layout, one module per domain:
+//! - [`config`]: TOML loading, `${VAR}` expansion, defaults, validation with file:line.
+//! - [`probe`]: the run engine: correlation ids, phases, outcomes, retries.
+//! - [`gateway`]: the [`gateway::Gateway`] trait and one file per provider.
+//! - [`receiver`]: where arrivals and receipts come in: webhooks and the token index.
+//! - [`mock_carrier`]: a Twilio-compatible carrier for tests, CI and first runs.
+//! - [`report`]: human and JSON output of a check.
+//! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
+//! - [`check`]: the one-shot `check` command wiring all of the above together.
+//!
+//! The binary (`src/main.rs`) only parses arguments, sets up tracing and maps
+//! results to exit codes.
+
+pub mod mock_carrier;
+pub mod redact;
+pub mod signing;

@@ -1,0 +1,5 @@
+//! Integration tests, one binary of modules (fast to link): each module drives
+//! the real code over real HTTP on 127.0.0.1:0.
+
+mod mock_carrier;
+mod twilio_sdk;
