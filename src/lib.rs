@@ -7,15 +7,23 @@
 //! - [`config`]: TOML loading, `${VAR}` expansion, defaults, validation with file:line.
 //! - [`probe`]: the run engine: correlation ids, phases, outcomes, retries.
 //! - [`gateway`]: the [`gateway::Gateway`] trait and one file per provider.
-//! - [`receiver`]: where arrivals and receipts come in: webhooks and the token index.
+//! - [`receiver`]: where arrivals and receipts come in: the token index and webhooks.
 //! - [`mock_carrier`]: a Twilio-compatible carrier for tests, CI and first runs.
-//! - [`report`]: human and JSON output of a check.
+//! - [`check`]: the one-shot `check`, wiring the above together.
+//! - [`report`]: human and JSON output, the `validate` plan, the spinner.
 //! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
-//! - [`check`]: the one-shot `check` command wiring all of the above together.
+//! - [`cli`]: the command-line definitions.
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up tracing and maps
 //! results to exit codes.
 
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod gateway;
 pub mod mock_carrier;
+pub mod probe;
+pub mod receiver;
 pub mod redact;
+pub mod report;
 pub mod signing;

@@ -1,1 +1,155 @@
-fn main() {}
+//! The `sms-canary` binary: parse arguments, set up logging, call the library,
+//! map the result to an exit code. Nothing else lives here.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use sms_canary::check::{CheckOptions, check};
+use sms_canary::cli::{CheckArgs, Cli, Command, LogFormat};
+use sms_canary::config::Config;
+use sms_canary::probe::Status;
+use sms_canary::report::{self, Format, progress::Spinner};
+use tracing_subscriber::EnvFilter;
+
+/// Nagios UNKNOWN: bad config, bad arguments, internal error.
+const UNKNOWN: u8 = Status::Unknown as u8;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(UNKNOWN),
+            };
+        }
+    };
+    init_tracing(&cli);
+    let code = match run_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sms-canary: {e:#}");
+            UNKNOWN
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_tracing(cli: &Cli) {
+    let default = match (cli.verbose, &cli.command) {
+        (0, Command::MockCarrier(_)) => "info",
+        (0, _) => "warn",
+        (1, _) => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run_main(cli: Cli) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::MockCarrier(args) => {
+            runtime
+                .block_on(sms_canary::mock_carrier::run_standalone(args))
+                .context("mock carrier")?;
+            Ok(0)
+        }
+        Command::Validate => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            print!("{}", report::plan::render(&config));
+            Ok(0)
+        }
+        Command::Check(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            runtime.block_on(run_check(&config, args))
+        }
+    }
+}
+
+/// The config path: as given, else `config.toml` if present, else the shipped example.
+fn config_path(given: Option<&Path>) -> PathBuf {
+    if let Some(p) = given {
+        return p.to_path_buf();
+    }
+    let own = PathBuf::from("config.toml");
+    if own.exists() {
+        own
+    } else {
+        PathBuf::from("config.example.toml")
+    }
+}
+
+/// Loads the config, printing every error on stderr; `None` means exit UNKNOWN.
+fn load(given: Option<&Path>) -> Option<Config> {
+    let path = config_path(given);
+    match Config::load(&path) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            eprintln!("{errors}");
+            let n = errors.0.len();
+            eprintln!(
+                "sms-canary: {} has {n} error{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            None
+        }
+    }
+}
+
+async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
+    let options = CheckOptions {
+        probes: args.probes,
+        listen: args.listen,
+    };
+    let waiting = if options.probes.is_empty() {
+        "enabled probes".to_string()
+    } else {
+        options.probes.join(", ")
+    };
+    let spinner = Spinner::start(format!("checking {waiting}…"));
+    let result = check(config, &options).await;
+    spinner.finish();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("sms-canary: {e}");
+            return Ok(UNKNOWN);
+        }
+    };
+    let text = match args.format {
+        Format::Json => report::json::render(&report),
+        Format::Human => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            report::human::render(&report, color)
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`| head`) is not an error worth a non-zero exit of its own.
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(e).context("writing the report");
+    }
+    Ok(report.status().code())
+}

@@ -45,7 +45,7 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
-/// Masks a phone number for logs and alerts: `+15005550100` → `+*******100`.
+/// Masks a phone number for logs and alerts: `+15005550100` → `+********100`.
 ///
 /// The leading `+` and the last three digits stay, so an operator can still
 /// tell two probes' numbers apart without the log leaking the number.
@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn masks_all_but_last_three_digits() {
-        assert_eq!(mask_number("+15005550100"), "+*******100");
+        assert_eq!(mask_number("+15005550100"), "+********100");
         assert_eq!(mask_number("12"), "12");
         assert_eq!(mask_number(""), "");
     }

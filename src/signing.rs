@@ -39,7 +39,8 @@ fn twilio_mac(url: &str, params: &[(String, String)], auth_token: &str) -> HmacS
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort();
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = HmacSha1::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        HmacSha1::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key length");
     mac.update(url.as_bytes());
     for (k, v) in sorted {
         mac.update(k.as_bytes());
@@ -71,7 +72,12 @@ mod tests {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let sig = twilio_signature(url, &example_params(), "12345");
         assert_eq!(sig, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=");
-        assert!(verify_twilio_signature(url, &example_params(), "12345", &sig));
+        assert!(verify_twilio_signature(
+            url,
+            &example_params(),
+            "12345",
+            &sig
+        ));
     }
 
     #[test]
@@ -79,19 +85,44 @@ mod tests {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let mut reversed = example_params();
         reversed.reverse();
-        assert!(verify_twilio_signature(url, &reversed, "12345", "0/KCTR6DLpKmkAf8muzZqo1nDgQ="));
+        assert!(verify_twilio_signature(
+            url,
+            &reversed,
+            "12345",
+            "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+        ));
     }
 
     #[test]
     fn wrong_token_url_param_or_garbage_is_refused() {
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
         let good = "0/KCTR6DLpKmkAf8muzZqo1nDgQ=";
-        assert!(!verify_twilio_signature(url, &example_params(), "54321", good));
-        assert!(!verify_twilio_signature("https://mycompany.com/myapp.php", &example_params(), "12345", good));
+        assert!(!verify_twilio_signature(
+            url,
+            &example_params(),
+            "54321",
+            good
+        ));
+        assert!(!verify_twilio_signature(
+            "https://mycompany.com/myapp.php",
+            &example_params(),
+            "12345",
+            good
+        ));
         let mut tampered = example_params();
         tampered[2].1 = "9999".into();
         assert!(!verify_twilio_signature(url, &tampered, "12345", good));
-        assert!(!verify_twilio_signature(url, &example_params(), "12345", "not base64!"));
-        assert!(!verify_twilio_signature(url, &example_params(), "12345", ""));
+        assert!(!verify_twilio_signature(
+            url,
+            &example_params(),
+            "12345",
+            "not base64!"
+        ));
+        assert!(!verify_twilio_signature(
+            url,
+            &example_params(),
+            "12345",
+            ""
+        ));
     }
 }

@@ -1,5 +1,8 @@
 //! Integration tests, one binary of modules (fast to link): each module drives
 //! the real code over real HTTP on 127.0.0.1:0.
 
+mod cli;
+mod config;
 mod mock_carrier;
 mod twilio_sdk;
+mod webhook;

@@ -1,0 +1,71 @@
+//! Command-line definitions (clap). Parsing only: `main.rs` acts on them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::mock_carrier::StandaloneArgs;
+use crate::report::Format;
+
+/// End-to-end synthetic monitor for SMS pipelines: sends a real SMS through your
+/// gateway, waits for it to arrive, measures each phase and judges the result.
+#[derive(Debug, Parser)]
+#[command(name = "sms-canary", version, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: config.toml, else config.example.toml]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SMS_CANARY_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run probes once and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (worst wins).
+    Check(CheckArgs),
+    /// Check the config and print the plan; exit 0 if valid, 3 if not.
+    Validate,
+    /// Run the standalone Twilio-compatible mock carrier.
+    MockCarrier(StandaloneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Probes to run [default: every enabled probe].
+    #[arg(value_name = "PROBE")]
+    pub probes: Vec<String>,
+
+    /// Run every enabled probe (the default when no probe is named).
+    #[arg(long, conflicts_with = "probes")]
+    pub all: bool,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// Listen here for webhooks instead of `[canary] listen` (`127.0.0.1:0`: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}

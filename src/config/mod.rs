@@ -1,0 +1,908 @@
+//! The configuration: one main TOML file plus one file per probe.
+//!
+//! Loading goes: parse (keeping every value's position) → expand `${VAR}` in
+//! strings → deserialize with unknown keys rejected → apply `[defaults]` to each
+//! probe → check cross-references. Every problem is reported, not just the
+//! first, and each names its file, line and column.
+
+mod expand;
+mod values;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use url::Url;
+
+pub use expand::{ExpandError, expand};
+pub use values::{E164, FlexBool, HumanDuration, parse_duration};
+
+use crate::mock_carrier::{LatencyModel, NumberConfig};
+use crate::redact::Secret;
+
+/// The body sent when a probe sets none: the token is what the receiver matches.
+pub const DEFAULT_BODY: &str = "sms-canary {probe} {token}";
+/// Twilio's production API; `base_url` overrides it (e.g. to point at a mock).
+pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The main config file, as given.
+    pub path: PathBuf,
+    pub canary: Canary,
+    pub defaults: Defaults,
+    pub gateways: BTreeMap<String, GatewayConfig>,
+    pub receivers: BTreeMap<String, ReceiverConfig>,
+    /// Every probe, sorted by name, with defaults applied.
+    pub probes: Vec<Probe>,
+}
+
+/// `[canary]`: settings of this sms-canary instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Canary {
+    /// Where the state store lives; relative paths are relative to the config file.
+    pub state_dir: PathBuf,
+    /// Address of the HTTP listener for webhooks (and the daemon's endpoints).
+    pub listen: SocketAddr,
+    /// How providers reach our webhooks. Defaults to `http://` + the bound listen address.
+    pub public_url: Option<Url>,
+    /// Label on metrics and alerts, so several instances can share one Alertmanager.
+    pub instance: String,
+    /// Globs of probe files, relative to the config file.
+    pub probes: Vec<String>,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Canary {
+            state_dir: PathBuf::from(".sms-canary"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            public_url: None,
+            instance: default_instance(),
+            probes: vec!["probes/*.toml".to_string()],
+        }
+    }
+}
+
+fn default_instance() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".to_string())
+}
+
+/// `[defaults]`: what a probe gets for every setting it leaves out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    /// When the daemon runs probes: `every 5m` or a cron expression.
+    pub schedule: String,
+    /// How long a run waits for its message before calling it lost.
+    #[serde(deserialize_with = "values::duration::deserialize")]
+    pub timeout: Duration,
+    /// Latency above this is `slow` (a warning).
+    #[serde(deserialize_with = "values::duration::deserialize")]
+    pub threshold: Duration,
+    /// Retries of transient submit errors.
+    pub retry: RetryPolicy,
+    /// Consecutive failed runs before an alert fires.
+    pub failure_threshold: u32,
+    /// Consecutive good runs before a firing alert resolves.
+    pub success_threshold: u32,
+    /// Re-notify this often while an alert fires; "0s" never.
+    #[serde(deserialize_with = "values::duration::deserialize")]
+    pub reminder: Duration,
+    /// Cost guard: messages per day across all probes.
+    pub max_messages_per_day: u32,
+    /// SMS body template: `{probe}`, `{token}` (required) and `{correlation_id}`.
+    #[serde(deserialize_with = "values::duration::body")]
+    pub body: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            schedule: "every 5m".to_string(),
+            timeout: Duration::from_secs(120),
+            threshold: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            failure_threshold: 2,
+            success_threshold: 1,
+            reminder: Duration::from_secs(3600),
+            max_messages_per_day: 500,
+            body: DEFAULT_BODY.to_string(),
+        }
+    }
+}
+
+/// Exponential backoff for transient submit errors, inside the run's deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, try_from = "RawRetry")]
+pub struct RetryPolicy {
+    /// Submit attempts in all, the first one included.
+    pub attempts: u32,
+    /// Wait before the second attempt.
+    #[serde(deserialize_with = "values::duration::deserialize")]
+    pub initial: Duration,
+    /// Each further wait is the previous one times this.
+    pub factor: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            initial: Duration::from_secs(1),
+            factor: 3.0,
+        }
+    }
+}
+
+/// `retry = {..}` as written; checked on the way into [`RetryPolicy`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    #[serde(default = "default_attempts")]
+    attempts: u32,
+    #[serde(
+        default = "default_initial",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    initial: Duration,
+    #[serde(default = "default_factor")]
+    factor: f64,
+}
+
+fn default_attempts() -> u32 {
+    RetryPolicy::default().attempts
+}
+fn default_initial() -> Duration {
+    RetryPolicy::default().initial
+}
+fn default_factor() -> f64 {
+    RetryPolicy::default().factor
+}
+
+impl TryFrom<RawRetry> for RetryPolicy {
+    type Error = String;
+
+    fn try_from(r: RawRetry) -> Result<Self, String> {
+        if r.attempts == 0 {
+            return Err("retry: attempts must be at least 1 (the first try counts)".to_string());
+        }
+        if !(r.factor.is_finite() && r.factor >= 1.0) {
+            return Err(format!(
+                "retry: factor must be a number of at least 1.0, got {}",
+                r.factor
+            ));
+        }
+        Ok(RetryPolicy {
+            attempts: r.attempts,
+            initial: r.initial,
+            factor: r.factor,
+        })
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `n + 1` (n counts from 1), before any Retry-After.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(64) as i32;
+        self.initial.mul_f64(self.factor.powi(exp).min(1e6))
+    }
+}
+
+/// `[gateways.NAME]`: where probes submit messages. One variant per `kind`.
+#[derive(Debug, Clone)]
+pub enum GatewayConfig {
+    /// The bundled mock carrier, run in-process.
+    Mock(MockGatewayConfig),
+    /// Twilio's REST API (or anything speaking it, such as `sms-canary mock-carrier`).
+    Twilio(TwilioGatewayConfig),
+}
+
+impl GatewayConfig {
+    pub const KINDS: &'static [&'static str] = &["mock", "twilio"];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayConfig::Mock(_) => "mock",
+            GatewayConfig::Twilio(_) => "twilio",
+        }
+    }
+
+    /// The auth token that signs this gateway's Twilio-style callbacks, if any.
+    pub fn twilio_auth_token(&self) -> Option<&Secret> {
+        match self {
+            GatewayConfig::Mock(m) => Some(&m.auth_token),
+            GatewayConfig::Twilio(t) => Some(&t.auth_token),
+        }
+    }
+}
+
+/// `kind = "mock"`: the bundled mock carrier, started in-process on a loopback port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockGatewayConfig {
+    #[serde(default = "mock_account_sid")]
+    pub account_sid: String,
+    #[serde(default = "mock_auth_token")]
+    pub auth_token: Secret,
+    /// Delivery latency: "800ms", or `{ uniform = [..] }`, `{ lognormal = {..} }`.
+    #[serde(default = "mock_latency")]
+    pub latency: LatencyModel,
+    /// Seed of the latency model, so a run's latencies are reproducible.
+    #[serde(default)]
+    pub seed: u64,
+    /// Per-number behaviour: latency, `drop`, `fail` (receipt error code).
+    #[serde(default)]
+    pub numbers: BTreeMap<E164, NumberConfig>,
+}
+
+fn mock_account_sid() -> String {
+    crate::mock_carrier::MockConfig::default().account_sid
+}
+fn mock_auth_token() -> Secret {
+    crate::mock_carrier::MockConfig::default().auth_token
+}
+fn mock_latency() -> LatencyModel {
+    crate::mock_carrier::MockConfig::default().latency
+}
+
+/// `kind = "twilio"`: Twilio's Programmable Messaging REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioGatewayConfig {
+    #[serde(deserialize_with = "values::twilio_account_sid")]
+    pub account_sid: String,
+    pub auth_token: Secret,
+    #[serde(default = "twilio_base_url")]
+    pub base_url: Url,
+    /// Per-request timeout; a timeout is a transient error and is retried.
+    #[serde(
+        default = "request_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    pub request_timeout: Duration,
+}
+
+fn twilio_base_url() -> Url {
+    Url::parse(TWILIO_BASE_URL).expect("constant URL parses")
+}
+fn request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[receivers.NAME]`: where probes see their messages arrive.
+#[derive(Debug, Clone)]
+pub enum ReceiverConfig {
+    /// Provider webhooks posted to `{public_url}/hooks/...`.
+    Webhook(WebhookReceiverConfig),
+}
+
+impl ReceiverConfig {
+    pub const KINDS: &'static [&'static str] = &["webhook"];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReceiverConfig::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// `kind = "webhook"`: inbound messages posted to us by the provider.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookReceiverConfig {
+    /// The gateway whose account owns the receiving number; its auth token checks
+    /// inbound signatures. Unset: any Twilio-style gateway's token is accepted.
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
+    /// Refuse unsigned or badly signed webhooks (403). On by default.
+    #[serde(default = "yes")]
+    pub verify_signatures: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One probe, from its own file, with `[defaults]` applied.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub name: String,
+    /// The file it was loaded from.
+    pub file: PathBuf,
+    pub gateway: String,
+    pub receiver: String,
+    pub from: E164,
+    pub to: E164,
+    pub enabled: bool,
+    pub schedule: String,
+    pub timeout: Duration,
+    pub threshold: Duration,
+    pub retry: RetryPolicy,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub reminder: Duration,
+    pub body: String,
+}
+
+/// A probe file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    name: Spanned<String>,
+    gateway: Spanned<String>,
+    receiver: Spanned<String>,
+    from: E164,
+    to: E164,
+    #[serde(default)]
+    enabled: Option<FlexBool>,
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    timeout: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    threshold: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    retry: Option<RetryPolicy>,
+    #[serde(default)]
+    failure_threshold: Option<u32>,
+    #[serde(default)]
+    success_threshold: Option<u32>,
+    #[serde(default)]
+    reminder: Option<HumanDuration>,
+    #[serde(default, deserialize_with = "values::duration::option::body")]
+    body: Option<String>,
+}
+
+/// The main file, less `[gateways]` and `[receivers]` (dispatched on `kind` by hand
+/// so that errors inside them keep their positions).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMain {
+    #[serde(default)]
+    canary: Canary,
+    #[serde(default)]
+    defaults: Option<Spanned<Defaults>>,
+}
+
+/// One problem in the configuration, with where it is.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", file.display())]
+    At {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {message}", file.display())]
+    File { file: PathBuf, message: String },
+}
+
+/// Everything wrong with a configuration, one error a line.
+#[derive(Debug, Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects errors for one file, turning byte spans into line and column.
+struct Sink<'a> {
+    file: &'a Path,
+    text: &'a str,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Sink<'_> {
+    fn at(&mut self, span: Option<std::ops::Range<usize>>, message: impl Into<String>) {
+        let message = message.into();
+        match span {
+            Some(span) => {
+                let (line, column) = line_col(self.text, span.start);
+                self.errors.push(ConfigError::At {
+                    file: self.file.to_path_buf(),
+                    line,
+                    column,
+                    message,
+                });
+            }
+            None => self.errors.push(ConfigError::File {
+                file: self.file.to_path_buf(),
+                message,
+            }),
+        }
+    }
+
+    fn toml(&mut self, e: toml::de::Error) {
+        self.at(e.span(), e.message().trim_end().to_string());
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Loads the config at `path`, expanding `${VAR}` from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// Loads with an explicit environment, so tests need not touch the process's.
+    pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ConfigErrors(vec![ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }])
+        })?;
+        let main = parse_main(path, &text, env, &mut errors);
+        let Some((raw, gateways, receivers, declared)) = main else {
+            return Err(ConfigErrors(errors));
+        };
+        let (defaults, defaults_span) = match raw.defaults {
+            Some(d) => (d.get_ref().clone(), Some(d.span())),
+            None => (Defaults::default(), None),
+        };
+        let mut config = Config {
+            path: path.to_path_buf(),
+            canary: raw.canary,
+            defaults,
+            gateways,
+            receivers,
+            probes: Vec::new(),
+        };
+        let base = path.parent().unwrap_or(Path::new(""));
+        config.canary.state_dir = base.join(&config.canary.state_dir);
+        {
+            let mut sink = Sink {
+                file: path,
+                text: &text,
+                errors: &mut errors,
+            };
+            check_defaults(&config.defaults, defaults_span, &mut sink);
+            check_receivers(&config, &declared, &mut sink);
+        }
+        config.probes = load_probes(&config, &declared, base, env, &mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    pub fn probe(&self, name: &str) -> Option<&Probe> {
+        self.probes.iter().find(|p| p.name == name)
+    }
+}
+
+type MainParts = (
+    RawMain,
+    BTreeMap<String, GatewayConfig>,
+    BTreeMap<String, ReceiverConfig>,
+    Declared,
+);
+
+/// Every gateway and receiver name written in the file, including those that
+/// failed to parse, so that one broken table does not also make every
+/// reference to it an error.
+#[derive(Debug, Default)]
+struct Declared {
+    gateways: BTreeSet<String>,
+    receivers: BTreeSet<String>,
+}
+
+fn parse_main(
+    path: &Path,
+    text: &str,
+    env: Env<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<MainParts> {
+    let mut sink = Sink {
+        file: path,
+        text,
+        errors,
+    };
+    let mut root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            sink.toml(e);
+            return None;
+        }
+    };
+    let before = sink.errors.len();
+    expand_table(root.get_mut(), env, &mut sink);
+    if sink.errors.len() > before {
+        return None;
+    }
+    let gateways_value = root.get_mut().remove("gateways");
+    let receivers_value = root.get_mut().remove("receivers");
+    let raw = match RawMain::deserialize(toml::Deserializer::from(root)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            sink.toml(e);
+            RawMain::default()
+        }
+    };
+    let mut declared = Declared::default();
+    let gateways = parse_kinds(
+        gateways_value,
+        "gateways",
+        GatewayConfig::KINDS,
+        &mut sink,
+        &mut declared.gateways,
+        |kind, value| {
+            let de = ValueDeserializer::from(value);
+            Ok(match kind {
+                "mock" => GatewayConfig::Mock(MockGatewayConfig::deserialize(de)?),
+                _ => GatewayConfig::Twilio(TwilioGatewayConfig::deserialize(de)?),
+            })
+        },
+    );
+    let receivers = parse_kinds(
+        receivers_value,
+        "receivers",
+        ReceiverConfig::KINDS,
+        &mut sink,
+        &mut declared.receivers,
+        |_, value| {
+            Ok(ReceiverConfig::Webhook(WebhookReceiverConfig::deserialize(
+                ValueDeserializer::from(value),
+            )?))
+        },
+    );
+    Some((raw, gateways, receivers, declared))
+}
+
+/// Parses `[SECTION.NAME]` tables whose `kind` picks the type to deserialize.
+fn parse_kinds<T>(
+    value: Option<Spanned<DeValue<'_>>>,
+    section: &str,
+    kinds: &[&str],
+    sink: &mut Sink<'_>,
+    declared: &mut BTreeSet<String>,
+    build: impl Fn(&str, Spanned<DeValue<'_>>) -> Result<T, toml::de::Error>,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    let Some(value) = value else { return out };
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        sink.at(
+            Some(span),
+            format!("`{section}` must be a table of named tables, e.g. [{section}.NAME]"),
+        );
+        return out;
+    };
+    for (name, entry) in table {
+        let entry_span = entry.span();
+        let name = name.into_inner().into_owned();
+        declared.insert(name.clone());
+        let DeValue::Table(mut fields) = entry.into_inner() else {
+            sink.at(
+                Some(entry_span),
+                format!("`{section}.{name}` must be a table"),
+            );
+            continue;
+        };
+        let kind = match fields.remove("kind") {
+            Some(kind) => match kind.get_ref().as_str() {
+                Some(k) if kinds.contains(&k) => k.to_string(),
+                _ => {
+                    sink.at(
+                        Some(kind.span()),
+                        format!(
+                            "`{section}.{name}`: unknown kind, expected one of: {}",
+                            kinds.join(", ")
+                        ),
+                    );
+                    continue;
+                }
+            },
+            None => {
+                sink.at(
+                    Some(entry_span),
+                    format!(
+                        "`{section}.{name}`: missing `kind` (one of: {})",
+                        kinds.join(", ")
+                    ),
+                );
+                continue;
+            }
+        };
+        match build(&kind, Spanned::new(entry_span, DeValue::Table(fields))) {
+            Ok(parsed) => {
+                out.insert(name, parsed);
+            }
+            Err(e) => {
+                let message = format!("`{section}.{name}`: {}", e.message().trim_end());
+                sink.at(e.span(), message);
+            }
+        }
+    }
+    out
+}
+
+/// Expands `${VAR}` in every string of a parsed table, in place.
+fn expand_table(table: &mut DeTable<'_>, env: Env<'_>, sink: &mut Sink<'_>) {
+    for (_, value) in table.iter_mut() {
+        expand_value(value, env, sink);
+    }
+}
+
+fn expand_value(value: &mut Spanned<DeValue<'_>>, env: Env<'_>, sink: &mut Sink<'_>) {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::String(s) => match expand(s, env) {
+            Ok(expanded) => *s = std::borrow::Cow::Owned(expanded),
+            Err(e) => sink.at(Some(span), e.to_string()),
+        },
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                expand_value(item, env, sink);
+            }
+        }
+        DeValue::Table(t) => expand_table(t, env, sink),
+        _ => {}
+    }
+}
+
+fn check_defaults(d: &Defaults, span: Option<std::ops::Range<usize>>, sink: &mut Sink<'_>) {
+    if d.timeout.is_zero() {
+        sink.at(span.clone(), "[defaults] timeout must be greater than 0");
+    }
+    if d.threshold > d.timeout {
+        sink.at(
+            span,
+            threshold_message("[defaults] ", d.threshold, d.timeout),
+        );
+    }
+}
+
+fn threshold_message(prefix: &str, threshold: Duration, timeout: Duration) -> String {
+    format!(
+        "{prefix}threshold ({}) exceeds timeout ({}): a message slower than the threshold would already count as lost",
+        humantime::format_duration(threshold),
+        humantime::format_duration(timeout)
+    )
+}
+
+fn check_receivers(config: &Config, declared: &Declared, sink: &mut Sink<'_>) {
+    for (name, receiver) in &config.receivers {
+        let ReceiverConfig::Webhook(w) = receiver;
+        if let Some(gateway) = &w.gateway {
+            match config.gateways.get(gateway.get_ref()) {
+                Some(g) if g.twilio_auth_token().is_some() => {}
+                Some(g) => sink.at(
+                    Some(gateway.span()),
+                    format!(
+                        "receiver `{name}`: gateway `{}` is of kind {}, which signs no webhooks",
+                        gateway.get_ref(),
+                        g.kind()
+                    ),
+                ),
+                None if declared.gateways.contains(gateway.get_ref()) => {}
+                None => sink.at(
+                    Some(gateway.span()),
+                    format!(
+                        "receiver `{name}`: no gateway named `{}` (known: {})",
+                        gateway.get_ref(),
+                        known(config.gateways.keys())
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = names.map(String::as_str).collect();
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn load_probes(
+    config: &Config,
+    declared: &Declared,
+    base: &Path,
+    env: Env<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Probe> {
+    let mut files = BTreeSet::new();
+    for pattern in &config.canary.probes {
+        let full = base.join(pattern);
+        let full = full.to_string_lossy();
+        match glob::glob(&full) {
+            Ok(paths) => {
+                for p in paths {
+                    match p {
+                        Ok(p) => {
+                            files.insert(p);
+                        }
+                        Err(e) => errors.push(ConfigError::File {
+                            file: e.path().to_path_buf(),
+                            message: format!("cannot read: {}", e.error()),
+                        }),
+                    }
+                }
+            }
+            Err(e) => errors.push(ConfigError::File {
+                file: config.path.clone(),
+                message: format!("[canary] probes: bad glob \"{pattern}\": {e}"),
+            }),
+        }
+    }
+    let mut probes: Vec<Probe> = Vec::new();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in files {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(source) => {
+                errors.push(ConfigError::Read { path: file, source });
+                continue;
+            }
+        };
+        let mut sink = Sink {
+            file: &file,
+            text: &text,
+            errors,
+        };
+        if let Some(probe) = parse_probe(&file, &text, config, declared, env, &mut sink, &seen) {
+            seen.insert(probe.name.clone(), file.clone());
+            probes.push(probe);
+        }
+    }
+    probes.sort_by(|a, b| a.name.cmp(&b.name));
+    probes
+}
+
+fn parse_probe(
+    file: &Path,
+    text: &str,
+    config: &Config,
+    declared: &Declared,
+    env: Env<'_>,
+    sink: &mut Sink<'_>,
+    seen: &BTreeMap<String, PathBuf>,
+) -> Option<Probe> {
+    let mut root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            sink.toml(e);
+            return None;
+        }
+    };
+    let before = sink.errors.len();
+    expand_table(root.get_mut(), env, sink);
+    if sink.errors.len() > before {
+        return None;
+    }
+    let raw = match RawProbe::deserialize(toml::Deserializer::from(root)) {
+        Ok(raw) => raw,
+        Err(e) => {
+            sink.toml(e);
+            return None;
+        }
+    };
+    let before = sink.errors.len();
+    let name = raw.name.get_ref().clone();
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid_name {
+        sink.at(
+            Some(raw.name.span()),
+            format!(
+                "probe name \"{name}\": use 1 to 64 of a-z, 0-9, `-` and `_` (it appears in URLs and metric labels)"
+            ),
+        );
+    } else if let Some(other) = seen.get(&name) {
+        sink.at(
+            Some(raw.name.span()),
+            format!("probe `{name}` is already defined in {}", other.display()),
+        );
+    }
+    if !declared.gateways.contains(raw.gateway.get_ref()) {
+        sink.at(
+            Some(raw.gateway.span()),
+            format!(
+                "no gateway named `{}` (known: {})",
+                raw.gateway.get_ref(),
+                known(declared.gateways.iter())
+            ),
+        );
+    }
+    if !declared.receivers.contains(raw.receiver.get_ref()) {
+        sink.at(
+            Some(raw.receiver.span()),
+            format!(
+                "no receiver named `{}` (known: {})",
+                raw.receiver.get_ref(),
+                known(declared.receivers.iter())
+            ),
+        );
+    }
+    let d = &config.defaults;
+    let timeout = raw.timeout.as_ref().map_or(d.timeout, |t| t.get_ref().0);
+    let threshold = raw
+        .threshold
+        .as_ref()
+        .map_or(d.threshold, |t| t.get_ref().0);
+    if timeout.is_zero() {
+        sink.at(
+            raw.timeout.as_ref().map(|t| t.span()),
+            "timeout must be greater than 0",
+        );
+    }
+    if threshold > timeout {
+        // Point at whichever of the two this file sets; both may come from [defaults].
+        let span = raw
+            .threshold
+            .as_ref()
+            .or(raw.timeout.as_ref())
+            .map_or(raw.name.span(), |s| s.span());
+        sink.at(Some(span), threshold_message("", threshold, timeout));
+    }
+    if raw.from == raw.to {
+        sink.at(
+            Some(raw.name.span()),
+            "`from` and `to` are the same number: the probe would text itself",
+        );
+    }
+    let probe = Probe {
+        name,
+        file: file.to_path_buf(),
+        gateway: raw.gateway.into_inner(),
+        receiver: raw.receiver.into_inner(),
+        from: raw.from,
+        to: raw.to,
+        enabled: raw.enabled.is_none_or(|b| b.0),
+        schedule: raw.schedule.unwrap_or_else(|| d.schedule.clone()),
+        timeout,
+        threshold,
+        retry: raw.retry.unwrap_or(d.retry),
+        failure_threshold: raw.failure_threshold.unwrap_or(d.failure_threshold),
+        success_threshold: raw.success_threshold.unwrap_or(d.success_threshold),
+        reminder: raw.reminder.map_or(d.reminder, |r| r.0),
+        body: raw.body.unwrap_or_else(|| d.body.clone()),
+    };
+    (sink.errors.len() == before).then_some(probe)
+}

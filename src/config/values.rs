@@ -1,0 +1,190 @@
+//! Value types that validate themselves while being deserialized.
+//!
+//! Validating inside `Deserialize` means the TOML deserializer attaches the
+//! value's position to the error, so "invalid duration" comes with file:line:col
+//! for free.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// A phone number in E.164 form: `+` then 7 to 15 digits, no leading zero.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct E164(String);
+
+impl E164 {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let digits = s.strip_prefix('+').ok_or_else(|| {
+            format!("invalid phone number \"{s}\": must be E.164, starting with `+` (e.g. \"+15005550006\")")
+        })?;
+        let ok = (7..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if ok {
+            Ok(E164(s.to_string()))
+        } else {
+            Err(format!(
+                "invalid phone number \"{s}\": must be E.164, `+` and 7 to 15 digits without spaces (e.g. \"+15005550006\")"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number with all but its last three digits hidden, for logs and output.
+    pub fn masked(&self) -> String {
+        crate::redact::mask_number(&self.0)
+    }
+}
+
+/// Debug masks the number so a stray `{:?}` cannot leak it.
+impl fmt::Debug for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "E164({})", self.masked())
+    }
+}
+
+impl<'de> Deserialize<'de> for E164 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        E164::parse(&s).map_err(de::Error::custom)
+    }
+}
+
+/// Parses a humantime duration ("90s", "2m", "1h 30m") with an error that says how.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        format!("invalid duration \"{s}\": {e} (write e.g. \"500ms\", \"90s\", \"2m\")")
+    })
+}
+
+/// A humantime duration as a value type, so it can sit inside `Spanned`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        duration::deserialize(d).map(HumanDuration)
+    }
+}
+
+/// Serde adapter for humantime durations in config files.
+pub mod duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(de::Error::custom)
+    }
+
+    /// A body template: must carry `{token}`, or arrivals could not be matched.
+    pub fn body<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        check_body(&s).map_err(de::Error::custom)?;
+        Ok(s)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn body<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+            super::body(d).map(Some)
+        }
+    }
+}
+
+/// A Twilio account SID: "AC" and 32 hex digits.
+pub fn twilio_account_sid<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    let ok = s.len() == 34 && s.starts_with("AC") && s[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(s)
+    } else {
+        Err(de::Error::custom(format!(
+            "invalid account_sid \"{s}\": a Twilio account SID is \"AC\" and 32 hex digits"
+        )))
+    }
+}
+
+/// Checks a body template.
+pub fn check_body(body: &str) -> Result<(), String> {
+    if body.contains("{token}") {
+        Ok(())
+    } else {
+        Err(format!(
+            "body template \"{body}\" lacks {{token}}: the token is how the receiver recognises the message"
+        ))
+    }
+}
+
+/// A boolean that may also be written as a string, so that feature flags such as
+/// `enabled = "${PROBE_ENABLED:-true}"` work after variable expansion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlexBool(pub bool);
+
+impl<'de> Deserialize<'de> for FlexBool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FlexBool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "true or false (or a string such as \"${VAR:-true}\" that expands to one)",
+                )
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<FlexBool, E> {
+                Ok(FlexBool(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FlexBool, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "yes" | "on" | "1" => Ok(FlexBool(true)),
+                    "false" | "no" | "off" | "0" | "" => Ok(FlexBool(false)),
+                    _ => Err(E::custom(format!(
+                        "invalid boolean \"{v}\": expected true/false, yes/no, on/off or 1/0"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_accepts_international_numbers_only() {
+        assert!(E164::parse("+15005550006").is_ok());
+        assert!(E164::parse("+447700900123").is_ok());
+        for bad in [
+            "15005550006",
+            "+1 500 555 0006",
+            "+0123456789",
+            "+12",
+            "+1234567890123456",
+            "+1500abc0006",
+            "",
+        ] {
+            assert!(E164::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn e164_debug_is_masked() {
+        let n = E164::parse("+15005550006").unwrap();
+        assert_eq!(format!("{n:?}"), "E164(+********006)");
+    }
+
+    #[test]
+    fn durations_explain_the_format() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        let err = parse_duration("2 minutes-ish").unwrap_err();
+        assert!(err.contains("\"90s\""), "{err}");
+    }
+}

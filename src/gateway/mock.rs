@@ -1,0 +1,60 @@
+//! `kind = "mock"`: the bundled mock carrier, started in-process.
+//!
+//! The mock listens on a loopback port and is driven through the Twilio
+//! gateway, so a sandbox probe exercises exactly the code path a real Twilio
+//! probe does: HTTP submit, signed status callbacks, signed inbound webhooks.
+
+use tokio::net::TcpListener;
+
+use super::twilio::TwilioGateway;
+use crate::config::MockGatewayConfig;
+use crate::mock_carrier::{MockCarrier, MockConfig, MockHandle, NumberConfig};
+
+/// A running in-process mock and the gateway that talks to it.
+pub struct MockGateway {
+    pub carrier: MockHandle,
+    pub gateway: TwilioGateway,
+}
+
+/// Starts the mock for gateway `name`. `inbound` lists the numbers it owns and
+/// the webhook each one's inbound messages are posted to.
+pub async fn start(
+    name: &str,
+    config: &MockGatewayConfig,
+    inbound: impl IntoIterator<Item = (String, String)>,
+) -> Result<MockGateway, String> {
+    let mut numbers: std::collections::BTreeMap<String, NumberConfig> = config
+        .numbers
+        .iter()
+        .map(|(n, b)| (n.as_str().to_string(), b.clone()))
+        .collect();
+    for (number, url) in inbound {
+        let entry = numbers.entry(number).or_default();
+        entry.owned = true;
+        entry.inbound_url.get_or_insert(url);
+    }
+    let mock_config = MockConfig {
+        account_sid: config.account_sid.clone(),
+        auth_token: config.auth_token.clone(),
+        latency: config.latency.clone(),
+        seed: config.seed,
+        numbers,
+    };
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .map_err(|e| format!("gateway `{name}`: cannot start the mock carrier: {e}"))?;
+    let carrier = MockCarrier::start(mock_config, listener)
+        .await
+        .map_err(|e| format!("gateway `{name}`: cannot start the mock carrier: {e}"))?;
+    let base =
+        url::Url::parse(&carrier.base_url()).map_err(|e| format!("mock carrier URL: {e}"))?;
+    let gateway = TwilioGateway::new(
+        name,
+        &base,
+        &config.account_sid,
+        config.auth_token.clone(),
+        std::time::Duration::from_secs(10),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(MockGateway { carrier, gateway })
+}

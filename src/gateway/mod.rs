@@ -1,0 +1,133 @@
+//! Gateways: where a probe submits its message.
+//!
+//! Every provider implements [`Gateway`]: submit one message and classify the
+//! answer as accepted, transient (retry) or permanent (fail the run at once,
+//! with the provider's code and a reason a person can act on). A provider is
+//! one file here plus one variant of [`crate::config::GatewayConfig`].
+
+pub mod mock;
+pub mod twilio;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::config::E164;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One message to submit.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest<'a> {
+    pub from: &'a E164,
+    pub to: &'a E164,
+    pub body: &'a str,
+    /// Sent as `X-Correlation-ID` so the gateway's own logs can be joined with ours.
+    pub correlation_id: &'a str,
+    /// Where the provider should post delivery receipts for this message.
+    pub status_callback: Option<String>,
+}
+
+/// The gateway took the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The provider's message id (Twilio's `SM…` sid).
+    pub message_id: String,
+}
+
+/// Whether an error is worth retrying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorClass {
+    /// 5xx, 429, timeouts, connection errors: retried with backoff.
+    Transient,
+    /// Auth, credit, invalid or blocked numbers: retrying cannot help.
+    Permanent,
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorClass::Transient => "transient",
+            ErrorClass::Permanent => "permanent",
+        })
+    }
+}
+
+/// A submit that did not get the message accepted.
+#[derive(Debug, Clone, Error, PartialEq)]
+#[error("{reason}{}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct SubmitError {
+    pub class: ErrorClass,
+    /// The provider's error code, e.g. "21610".
+    pub code: Option<String>,
+    /// Plain words, e.g. "recipient unsubscribed (replied STOP)".
+    pub reason: String,
+    /// The provider asked us to wait this long (HTTP Retry-After).
+    pub retry_after: Option<Duration>,
+}
+
+impl SubmitError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        SubmitError {
+            class: ErrorClass::Transient,
+            code: None,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        SubmitError {
+            class: ErrorClass::Permanent,
+            code: None,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A way to send an SMS.
+pub trait Gateway: Send + Sync {
+    /// The gateway's name in the config.
+    fn name(&self) -> &str;
+
+    /// Submits one message. Must not retry by itself: the run engine owns retries
+    /// so that they respect the run's deadline and get logged with its id.
+    fn submit<'a>(
+        &'a self,
+        request: SubmitRequest<'a>,
+    ) -> BoxFuture<'a, Result<Accepted, SubmitError>>;
+
+    /// The path under the public URL where this gateway's receipts are received,
+    /// if it sends receipts by webhook.
+    fn status_callback_path(&self) -> Option<String>;
+}
+
+/// Turns a transport failure into a transient error a person can read.
+pub(crate) fn transport_error(e: &reqwest::Error) -> SubmitError {
+    let what = if e.is_timeout() {
+        "gateway did not answer in time"
+    } else if e.is_connect() {
+        "gateway unreachable (connection failed)"
+    } else if e.is_body() || e.is_decode() {
+        "gateway response cut off"
+    } else {
+        "request to the gateway failed"
+    };
+    // The URL may carry credentials in other providers' APIs; never include it.
+    let detail = std::error::Error::source(e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    SubmitError::transient(format!("{what}{detail}"))
+}
+
+/// Parses an HTTP Retry-After given in seconds (the form SMS APIs use).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}

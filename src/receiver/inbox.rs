@@ -1,0 +1,227 @@
+//! Where arrivals and delivery receipts meet the runs waiting for them.
+//!
+//! A run registers its token; receivers hand every inbound message body and
+//! every receipt to the inbox, which looks tokens up in a hash index (never by
+//! arrival order, and never by scanning the waiting runs). Messages that match
+//! no waiting run are counted as strangers and otherwise ignored.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::probe::TOKEN_LEN;
+
+/// What a receiver observed for a run.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The message arrived at the receiving number.
+    Arrival(Arrival),
+    /// The gateway reported a delivery status change.
+    Receipt(Receipt),
+}
+
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub at: Instant,
+    /// Which receiver saw it.
+    pub receiver: String,
+    /// The provider's id of the inbound message, if it has one.
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub at: Instant,
+    pub status: DeliveryStatus,
+    /// The provider's error code on failure receipts (e.g. Twilio's 30003).
+    pub error_code: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// Delivery status as reported by the gateway, in the providers' common vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+    /// Statuses that carry no phase (accepted, sending, …).
+    Other(String),
+}
+
+impl DeliveryStatus {
+    pub fn parse(s: &str) -> DeliveryStatus {
+        match s.to_ascii_lowercase().as_str() {
+            "queued" | "accepted" => DeliveryStatus::Queued,
+            "sent" => DeliveryStatus::Sent,
+            "delivered" => DeliveryStatus::Delivered,
+            "undelivered" => DeliveryStatus::Undelivered,
+            "failed" => DeliveryStatus::Failed,
+            other => DeliveryStatus::Other(other.to_string()),
+        }
+    }
+
+    /// A terminal failure: the run can end now instead of waiting for its timeout.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, DeliveryStatus::Undelivered | DeliveryStatus::Failed)
+    }
+}
+
+/// The token index shared by all receivers and runs of one process.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    waiting: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
+    strangers: AtomicU64,
+}
+
+impl Inbox {
+    pub fn new() -> Arc<Inbox> {
+        Arc::new(Inbox::default())
+    }
+
+    /// Starts waiting for messages carrying `token`; stops when the `Waiter` drops.
+    pub fn register(self: &Arc<Self>, token: &str) -> Waiter {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let token = token.to_ascii_lowercase();
+        self.lock().insert(token.clone(), tx);
+        Waiter {
+            inbox: Arc::clone(self),
+            token,
+            rx,
+        }
+    }
+
+    /// Hands an inbound message to the runs whose tokens its body carries.
+    /// Returns how many runs it matched; zero means a stranger (counted).
+    pub fn arrival(&self, body: &str, arrival: Arrival) -> usize {
+        let matched = {
+            let waiting = self.lock();
+            candidate_tokens(body)
+                .filter_map(|t| waiting.get(&t).cloned())
+                .filter(|tx| tx.send(Event::Arrival(arrival.clone())).is_ok())
+                .count()
+        };
+        if matched == 0 {
+            self.strangers.fetch_add(1, Ordering::Relaxed);
+        }
+        matched
+    }
+
+    /// Hands a delivery receipt to the run with `token`. False if none waits for it.
+    pub fn receipt(&self, token: &str, receipt: Receipt) -> bool {
+        let tx = self.lock().get(&token.to_ascii_lowercase()).cloned();
+        tx.is_some_and(|tx| tx.send(Event::Receipt(receipt)).is_ok())
+    }
+
+    /// Inbound messages that matched no waiting run, since start.
+    pub fn strangers(&self) -> u64 {
+        self.strangers.load(Ordering::Relaxed)
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Event>>> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // (every operation is a single insert/remove/get), so poisoning is ignored.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Words of a message body that could be tokens: carriers and templates may put
+/// punctuation around the token, and some handsets change case.
+fn candidate_tokens(body: &str) -> impl Iterator<Item = String> + '_ {
+    body.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() == TOKEN_LEN)
+        .map(|w| w.to_ascii_lowercase())
+}
+
+/// A run's registration in the inbox.
+#[derive(Debug)]
+pub struct Waiter {
+    inbox: Arc<Inbox>,
+    token: String,
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Waiter {
+    /// The next event; `None` never happens while the waiter lives (the inbox
+    /// holds the sender), so callers can treat it as "nothing more will come".
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// An event already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.inbox.lock().remove(&self.token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival() -> Arrival {
+        Arrival {
+            at: Instant::now(),
+            receiver: "inbox".into(),
+            message_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn matches_by_token_regardless_of_order_and_punctuation() {
+        let inbox = Inbox::new();
+        let mut a = inbox.register("abcdefghjk");
+        let mut b = inbox.register("mnpqrstvwx");
+        assert_eq!(
+            inbox.arrival("sms-canary probe-b MNPQRSTVWX.", arrival()),
+            1
+        );
+        assert_eq!(inbox.arrival("code:abcdefghjk!", arrival()), 1);
+        assert!(matches!(a.try_recv(), Some(Event::Arrival(_))));
+        assert!(matches!(b.try_recv(), Some(Event::Arrival(_))));
+        assert!(a.try_recv().is_none());
+    }
+
+    #[tokio::test]
+    async fn strangers_are_counted_and_dropped_waiters_unregister() {
+        let inbox = Inbox::new();
+        let waiter = inbox.register("abcdefghjk");
+        assert_eq!(inbox.arrival("hello from a stranger", arrival()), 0);
+        assert_eq!(inbox.arrival("almost abcdefghj", arrival()), 0);
+        assert_eq!(inbox.strangers(), 2);
+        drop(waiter);
+        assert_eq!(inbox.waiting(), 0);
+        assert_eq!(inbox.arrival("sms-canary x abcdefghjk", arrival()), 0);
+        assert_eq!(inbox.strangers(), 3);
+    }
+
+    #[tokio::test]
+    async fn receipts_go_to_the_named_run_only() {
+        let inbox = Inbox::new();
+        let mut w = inbox.register("abcdefghjk");
+        let receipt = Receipt {
+            at: Instant::now(),
+            status: DeliveryStatus::parse("delivered"),
+            error_code: None,
+            message_id: None,
+        };
+        assert!(inbox.receipt("ABCDEFGHJK", receipt.clone()));
+        assert!(!inbox.receipt("zzzzzzzzzz", receipt));
+        assert!(
+            matches!(w.try_recv(), Some(Event::Receipt(r)) if r.status == DeliveryStatus::Delivered)
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The human format: a line per probe, then a summary line.
+//!
+//! ```text
+//! OK        sandbox-roundtrip  ok     812ms / 5s   submit 3.1ms · sent 4.0ms · delivered 811ms · received 812ms  01JDX…
+//! CRITICAL  sandbox-lost       lost   - / 5s       submit 2.9ms · sent 3.5ms  01JDY…
+//!           ↳ sent by the carrier, but nothing arrived within 2s
+//! ```
+
+use std::fmt::Write as _;
+
+use super::short_duration;
+use crate::check::CheckReport;
+use crate::probe::{Finding, RunResult, Status};
+
+/// Renders the report; `color` adds ANSI colours to the status column.
+pub fn render(report: &CheckReport, color: bool) -> String {
+    let name_w = report.runs.iter().map(|r| r.probe.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for run in &report.runs {
+        line(&mut out, run, name_w, color);
+    }
+    summary(&mut out, report, color);
+    out
+}
+
+fn paint(text: &str, status: Status, color: bool) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match status {
+        Status::Ok => "32",
+        Status::Warning => "33",
+        Status::Critical => "31",
+        Status::Unknown => "35",
+    };
+    format!("\x1b[1;{code}m{text}\x1b[0m")
+}
+
+fn line(out: &mut String, run: &RunResult, name_w: usize, color: bool) {
+    let status = run.status();
+    let latency = run.latency.map_or_else(|| "-".to_string(), short_duration);
+    let vs = format!("{latency} / {}", short_duration(run.threshold));
+    let status_col = paint(&format!("{:<8}", status.as_str()), status, color);
+    let _ = write!(
+        out,
+        "{status_col}  {:<name_w$}  {:<11}  {:<17}  {}",
+        run.probe,
+        run.outcome.as_str(),
+        vs,
+        phases(run),
+    );
+    let _ = writeln!(out, "  id {}", run.correlation_id);
+    if let Some(reason) = &run.reason {
+        let _ = writeln!(out, "{:8}  ↳ {reason}", "");
+    }
+    for finding in &run.findings {
+        let note = match finding {
+            Finding::FakeDlr => {
+                "finding: the delivery receipt said delivered, the message never came (fake DLR)"
+                    .to_string()
+            }
+            Finding::Duplicates { count } => {
+                format!("finding: {count} duplicate arrival(s) ignored")
+            }
+            Finding::Retried { errors } => {
+                format!(
+                    "retried {} transient error(s): {}",
+                    errors.len(),
+                    errors.join("; ")
+                )
+            }
+        };
+        let _ = writeln!(out, "{:8}  ↳ {note}", "");
+    }
+}
+
+fn phases(run: &RunResult) -> String {
+    let p = &run.phases;
+    let parts: Vec<String> = [
+        ("submit", p.submit),
+        ("sent", p.sent),
+        ("delivered", p.delivered),
+        ("received", p.received),
+    ]
+    .into_iter()
+    .filter_map(|(name, d)| d.map(|d| format!("{name} {}", short_duration(d))))
+    .collect();
+    if parts.is_empty() {
+        "no phase reached".to_string()
+    } else {
+        parts.join(" · ")
+    }
+}
+
+fn summary(out: &mut String, report: &CheckReport, color: bool) {
+    let status = report.status();
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for run in &report.runs {
+        match counts.iter_mut().find(|(o, _)| *o == run.outcome.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((run.outcome.as_str(), 1)),
+        }
+    }
+    let counts: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    let n = report.runs.len();
+    let _ = write!(
+        out,
+        "{} {n} probe{}: {}",
+        paint(status.as_str(), status, color),
+        if n == 1 { "" } else { "s" },
+        counts.join(", ")
+    );
+    if report.strangers > 0 {
+        let _ = write!(
+            out,
+            " ({} unrelated inbound message(s) ignored)",
+            report.strangers
+        );
+    }
+    let _ = writeln!(out);
+}

@@ -1,0 +1,57 @@
+//! Output of a check: one formatter per file.
+//!
+//! `human` is for terminals and cron mail, `json` is the stable machine format
+//! (with a `schema_version`), `progress` is the spinner shown while waiting.
+
+pub mod human;
+pub mod json;
+pub mod plan;
+pub mod progress;
+
+use std::time::Duration;
+
+/// How `check` prints its results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Human,
+    Json,
+}
+
+/// A duration the way a person reads it: "812ms", "4.2s", "2m 5s".
+pub fn short_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 10.0 {
+        format!("{ms:.1}ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else if ms < 60_000.0 {
+        let s = ms / 1e3;
+        if d.subsec_nanos() == 0 {
+            return format!("{}s", d.as_secs());
+        }
+        if s < 10.0 {
+            format!("{s:.2}s")
+        } else {
+            format!("{s:.1}s")
+        }
+    } else {
+        let secs = d.as_secs();
+        format!("{}m {}s", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(short_duration(Duration::from_micros(2500)), "2.5ms");
+        assert_eq!(short_duration(Duration::from_millis(812)), "812ms");
+        assert_eq!(short_duration(Duration::from_millis(4210)), "4.21s");
+        assert_eq!(short_duration(Duration::from_millis(30_000)), "30s");
+        assert_eq!(short_duration(Duration::from_millis(30_100)), "30.1s");
+        assert_eq!(short_duration(Duration::from_secs(125)), "2m 5s");
+    }
+}

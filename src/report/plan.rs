@@ -1,0 +1,66 @@
+//! What `validate` prints: the loaded configuration as a plan a person can check.
+
+use std::fmt::Write as _;
+
+use super::short_duration;
+use crate::config::{Config, ReceiverConfig};
+use crate::receiver::webhook::join_public;
+
+/// Lists gateways, receivers (with the webhook URLs to configure at the provider)
+/// and probes. Numbers are masked; secrets never appear.
+pub fn render(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", config.path.display());
+    let _ = writeln!(
+        out,
+        "instance {}, webhooks on {}",
+        config.canary.instance, config.canary.listen
+    );
+    let public = config
+        .canary
+        .public_url
+        .clone()
+        .or_else(|| url::Url::parse(&format!("http://{}", config.canary.listen)).ok());
+    let _ = writeln!(out, "gateways:");
+    for (name, g) in &config.gateways {
+        let _ = writeln!(out, "  {name} ({})", g.kind());
+    }
+    let _ = writeln!(out, "receivers:");
+    for (name, r) in &config.receivers {
+        let ReceiverConfig::Webhook(w) = r;
+        let url = public
+            .as_ref()
+            .map(|p| join_public(p, &format!("/hooks/twilio/inbound/{name}")))
+            .unwrap_or_default();
+        let checks = if w.verify_signatures {
+            ""
+        } else {
+            ", signature checks OFF"
+        };
+        let _ = writeln!(out, "  {name} (webhook{checks}): Twilio inbound URL {url}");
+    }
+    let enabled = config.probes.iter().filter(|p| p.enabled).count();
+    let _ = writeln!(out, "probes: {} ({enabled} enabled)", config.probes.len());
+    let w = config
+        .probes
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
+    for p in &config.probes {
+        let _ = writeln!(
+            out,
+            "  {:<w$}  {} → {} via {} → {}  threshold {}, timeout {}, {}{}",
+            p.name,
+            p.from.masked(),
+            p.to.masked(),
+            p.gateway,
+            p.receiver,
+            short_duration(p.threshold),
+            short_duration(p.timeout),
+            p.schedule,
+            if p.enabled { "" } else { "  (disabled)" },
+        );
+    }
+    out
+}

@@ -1,0 +1,320 @@
+//! The binary as users run it: `check` against the in-process mock carrier for
+//! each outcome and its exit code, `validate`, and bad input giving UNKNOWN (3).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sms-canary");
+
+/// A config whose mock carrier has one number per outcome.
+const MAIN: &str = r#"[canary]
+listen = "127.0.0.1:0"
+instance = "ci"
+
+[defaults]
+timeout = "1s"
+threshold = "400ms"
+
+[gateways.sandbox]
+kind = "mock"
+latency = "50ms"
+seed = 7
+
+[gateways.sandbox.numbers."+15005550190"]
+latency = "600ms"
+[gateways.sandbox.numbers."+15005550191"]
+drop = true
+[gateways.sandbox.numbers."+15005550192"]
+fail = 30003
+
+[receivers.inbox]
+kind = "webhook"
+gateway = "sandbox"
+"#;
+
+fn probe(name: &str, to: &str) -> String {
+    format!(
+        "name = \"{name}\"\ngateway = \"sandbox\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"{to}\"\n"
+    )
+}
+
+fn setup(probes: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), MAIN).unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    for (name, to) in probes {
+        std::fs::write(
+            dir.path().join(format!("probes/{name}.toml")),
+            probe(name, to),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SMS_CANARY_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_shipped_example_round_trips_ok() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run(
+        repo,
+        &["check", "--listen", "127.0.0.1:0", "--format", "json"],
+    );
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let doc = json(&out);
+    let run = &doc["runs"][0];
+    assert_eq!(run["probe"], "sandbox-roundtrip");
+    assert_eq!(run["outcome"], "ok");
+    // The example's mock latency is 800ms: measured end to end, never below it.
+    let latency = run["latency_ms"].as_f64().unwrap();
+    assert!((800.0..1500.0).contains(&latency), "latency {latency}ms");
+}
+
+#[test]
+fn ok_run_prints_outcome_latency_phases_and_correlation_id() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    let out = run(dir.path(), &["check"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().next().unwrap();
+    assert!(line.starts_with("OK "), "{text}");
+    assert!(line.contains("fast") && line.contains(" ok "), "{text}");
+    assert!(
+        line.contains("/ 400ms"),
+        "latency against threshold: {text}"
+    );
+    for phase in ["submit ", "sent ", "delivered ", "received "] {
+        assert!(line.contains(phase), "phase {phase} missing: {text}");
+    }
+    let id = line.rsplit("id ").next().unwrap().trim();
+    assert_eq!(id.len(), 26, "a ULID correlation id: {text}");
+    assert!(text.contains("OK 1 probe: 1 ok"), "{text}");
+    assert!(!text.contains('\x1b'), "no colour when piped");
+    assert!(
+        !stderr(&out).contains('⠋'),
+        "no spinner when not on a terminal"
+    );
+}
+
+#[test]
+fn slower_than_threshold_is_slow_and_exits_1() {
+    let dir = setup(&[("slowpoke", "+15005550190")]);
+    let out = run(dir.path(), &["check", "--format", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let doc = json(&out);
+    assert_eq!(doc["status"], "WARNING");
+    assert_eq!(doc["runs"][0]["outcome"], "slow");
+    assert!(doc["runs"][0]["latency_ms"].as_f64().unwrap() >= 600.0);
+}
+
+#[test]
+fn a_dropped_message_is_lost_after_the_timeout_and_exits_2() {
+    let dir = setup(&[("void", "+15005550191")]);
+    let out = run(dir.path(), &["check"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("CRITICAL") && text.contains(" lost "),
+        "{text}"
+    );
+    assert!(text.contains("nothing arrived within 1s"), "{text}");
+}
+
+#[test]
+fn a_failure_receipt_is_undelivered_with_the_code_explained() {
+    let dir = setup(&[("unreachable", "+15005550192")]);
+    let out = run(dir.path(), &["check", "--format", "json"]);
+    assert_eq!(code(&out), 2);
+    let run = &json(&out)["runs"][0];
+    assert_eq!(run["outcome"], "undelivered");
+    assert_eq!(run["code"], "30003");
+    assert!(
+        run["reason"].as_str().unwrap().contains("unreachable"),
+        "{run}"
+    );
+}
+
+#[test]
+fn a_permanent_gateway_error_is_rejected_with_a_plain_reason() {
+    let dir = setup(&[("stopped", "+15005550004")]);
+    let out = run(dir.path(), &["check", "--format", "json"]);
+    assert_eq!(code(&out), 2);
+    let run = &json(&out)["runs"][0];
+    assert_eq!(run["outcome"], "rejected");
+    assert_eq!(run["code"], "21610");
+    assert_eq!(run["attempts"], 1);
+    assert!(
+        run["reason"].as_str().unwrap().contains("unsubscribed"),
+        "{run}"
+    );
+}
+
+#[test]
+fn with_several_probes_the_worst_status_wins() {
+    let dir = setup(&[("a-fast", "+15005550100"), ("b-slow", "+15005550190")]);
+    let out = run(dir.path(), &["check", "--format", "json"]);
+    assert_eq!(code(&out), 1);
+    let doc = json(&out);
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["exit_code"], 1);
+    let outcomes: Vec<&str> = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["ok", "slow"]);
+    // Probes named on the command line run alone.
+    let out = run(dir.path(), &["check", "a-fast"]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+}
+
+#[test]
+fn json_runs_carry_the_documented_fields() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    let doc = json(&run(dir.path(), &["check", "--format", "json"]));
+    assert_eq!(doc["instance"], "ci");
+    let run = &doc["runs"][0];
+    for field in [
+        "probe",
+        "gateway",
+        "receiver",
+        "correlation_id",
+        "started_at",
+        "outcome",
+        "latency_ms",
+        "threshold_ms",
+        "timeout_ms",
+        "phases_ms",
+        "message_id",
+        "attempts",
+        "findings",
+    ] {
+        assert!(run.get(field).is_some(), "missing {field}: {run}");
+    }
+    assert!(run["message_id"].as_str().unwrap().starts_with("SM"));
+    assert_eq!(run["threshold_ms"], 400.0);
+}
+
+#[test]
+fn an_unknown_key_exits_3_naming_file_and_line() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    std::fs::write(
+        dir.path().join("probes/fast.toml"),
+        probe("fast", "+15005550100") + "treshold = \"1s\"\n",
+    )
+    .unwrap();
+    for cmd in ["check", "validate"] {
+        let out = run(dir.path(), &[cmd]);
+        assert_eq!(code(&out), 3, "{cmd}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("probes/fast.toml:6:1: unknown field `treshold`"),
+            "{cmd}: {err}"
+        );
+        assert!(stdout(&out).is_empty());
+    }
+}
+
+#[test]
+fn a_missing_variable_exits_3_naming_it_and_the_line() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    let main = MAIN.replace(
+        "instance = \"ci\"",
+        "instance = \"${CANARY_INSTANCE_NAME}\"",
+    );
+    std::fs::write(dir.path().join("config.toml"), main).unwrap();
+    let out = run(dir.path(), &["check"]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out)
+            .contains("config.toml:3:12: environment variable `CANARY_INSTANCE_NAME` is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unknown_probes_and_bad_arguments_exit_3() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    let out = run(dir.path(), &["check", "nope"]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("no probe named `nope` (known: fast)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(code(&run(dir.path(), &["check", "--bogus"])), 3);
+    assert_eq!(code(&run(dir.path(), &["check", "--format", "yaml"])), 3);
+    assert_eq!(code(&run(dir.path(), &["--help"])), 0);
+}
+
+#[test]
+fn validate_prints_the_plan_without_secrets_or_full_numbers() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    let out = run(dir.path(), &["validate"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("fast") && text.contains("sandbox (mock)"),
+        "{text}"
+    );
+    assert!(text.contains("/hooks/twilio/inbound/inbox"), "{text}");
+    assert!(
+        !text.contains("+15005550100") && text.contains("100"),
+        "{text}"
+    );
+    assert!(!text.contains("mock-auth-token"), "{text}");
+}
+
+#[test]
+fn config_path_comes_from_flag_or_environment() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let out = run(
+        elsewhere.path(),
+        &["validate", "--config", path.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = Command::new(BIN)
+        .arg("validate")
+        .current_dir(elsewhere.path())
+        .env("SMS_CANARY_CONFIG", &path)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
