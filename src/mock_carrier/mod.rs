@@ -1,1 +1,479 @@
-//! placeholder: the mock carrier
+//! A Twilio-compatible mock SMS carrier, in-process or standalone.
+//!
+//! It exists so the whole probe loop (submit, delivery receipt, arrival) can
+//! run offline: in tests, in a user's CI, and on a first `check` before any
+//! real credentials exist. It speaks Twilio's REST wire format closely enough
+//! for Twilio's own SDK, delivers after a configurable (seeded) latency with
+//! sub-millisecond accuracy, signs its callbacks the way Twilio does, and can
+//! "own" numbers so that messages sent to them come back as inbound messages.
+//!
+//! Layout: [`latency`] (latency models and the seeded PRNG), `timer` (the
+//! precise sleep deliveries wait on), `twilio_api` (the HTTP routes),
+//! `delivery` (status callbacks and inbound webhooks), [`standalone`] (the
+//! `mock-carrier` command). This file holds the public API and the state the
+//! others share.
+
+pub mod latency;
+pub mod standalone;
+
+mod delivery;
+mod timer;
+mod twilio_api;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::redact::Secret;
+
+pub use latency::LatencyModel;
+pub use standalone::{StandaloneArgs, run_standalone};
+
+use latency::Rng;
+
+/// Twilio's API version, in paths and resources.
+pub(crate) const API_VERSION: &str = "2010-04-01";
+
+/// How long a graceful shutdown may wait for open requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the listener has no local address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error("cannot set up the HTTP client for callbacks: {0}")]
+    HttpClient(#[source] reqwest::Error),
+    #[error("invalid {flag}: {message}")]
+    InvalidArgument { flag: &'static str, message: String },
+    #[error("invalid mock carrier configuration: {0}")]
+    InvalidConfig(String),
+    #[error("the mock carrier's server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("cannot wait for a shutdown signal: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub account_sid: String,
+    pub auth_token: Secret,
+    /// Latency for messages to numbers without their own model.
+    pub latency: LatencyModel,
+    pub seed: u64,
+    /// Behaviour by E.164 number, for messages sent *to* that number.
+    pub numbers: BTreeMap<String, NumberConfig>,
+}
+
+impl Default for MockConfig {
+    fn default() -> Self {
+        MockConfig {
+            account_sid: DEFAULT_ACCOUNT_SID.to_string(),
+            auth_token: Secret::new(DEFAULT_AUTH_TOKEN),
+            latency: LatencyModel::default(),
+            seed: 0,
+            numbers: BTreeMap::new(),
+        }
+    }
+}
+
+pub(crate) const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
+pub(crate) const DEFAULT_AUTH_TOKEN: &str = "mock-auth-token";
+
+/// Per-number behaviour, as embedded in the main config under
+/// `[gateways.NAME.numbers."+15005550199"]`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberConfig {
+    /// Overrides the global latency for messages to this number.
+    pub latency: Option<LatencyModel>,
+    /// Accepted, queued and sent, then silence: no receipt, no arrival.
+    #[serde(default)]
+    pub drop: bool,
+    /// After the latency the message becomes `undelivered` with this error
+    /// code (e.g. 30003), and never arrives.
+    pub fail: Option<u32>,
+    /// Messages to this number also arrive as inbound messages (listable).
+    #[serde(default)]
+    pub owned: bool,
+    /// Where to POST the signed inbound-message webhook; implies `owned`.
+    pub inbound_url: Option<String>,
+}
+
+impl NumberConfig {
+    pub(crate) fn is_owned(&self) -> bool {
+        self.owned || self.inbound_url.is_some()
+    }
+
+    fn validate(&self, number: &str) -> Result<(), String> {
+        if !is_phone_number(number) {
+            return Err(format!("`{number}` is not an E.164 phone number"));
+        }
+        if let Some(latency) = &self.latency {
+            latency.validate().map_err(|e| format!("{number}: {e}"))?;
+        }
+        if let Some(url) = &self.inbound_url {
+            check_http_url(url).map_err(|e| format!("{number}: inbound_url {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// E.164 give or take the `+`: what the mock accepts as a To or From.
+pub(crate) fn is_phone_number(s: &str) -> bool {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+}
+
+pub(crate) fn check_http_url(s: &str) -> Result<(), String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        Ok(_) => Err(format!("`{s}` is not an http(s) URL")),
+        Err(e) => Err(format!("`{s}` is not a URL: {e}")),
+    }
+}
+
+/// The mock's entry point; see [`MockCarrier::start`].
+pub struct MockCarrier;
+
+impl MockCarrier {
+    /// Serves the mock on an already-bound listener (tests bind 127.0.0.1:0).
+    pub async fn start(
+        config: MockConfig,
+        listener: tokio::net::TcpListener,
+    ) -> Result<MockHandle, MockError> {
+        validate(&config)?;
+        let addr = listener.local_addr().map_err(MockError::LocalAddr)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .user_agent("TwilioProxy/1.1")
+            // Callbacks mostly go to loopback or a local network; a proxy
+            // from the environment would only get in the way.
+            .no_proxy()
+            .build()
+            .map_err(MockError::HttpClient)?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            account_sid: config.account_sid,
+            auth_token: config.auth_token,
+            latency: config.latency,
+            numbers: RwLock::new(config.numbers),
+            rng: Mutex::new(Rng::new(config.seed)),
+            store: Mutex::new(Store::default()),
+            http,
+            stopped: stop_rx.clone(),
+        });
+        let app = twilio_api::router(shared.clone());
+        let mut stop = stop_rx;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    // An error means the handle is gone: stop as well.
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+        tracing::debug!(%addr, "mock carrier started");
+        Ok(MockHandle {
+            addr,
+            shared,
+            stop: stop_tx,
+            server: Some(server),
+        })
+    }
+}
+
+fn validate(config: &MockConfig) -> Result<(), MockError> {
+    let sid = &config.account_sid;
+    // Real sids are "AC" + 32 hex digits; anything that fits in a path segment will do.
+    if sid.is_empty() || !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(MockError::InvalidConfig(format!(
+            "account sid `{sid}` must be letters and digits only (like AC + 32 hex digits)"
+        )));
+    }
+    if config.auth_token.is_empty() {
+        return Err(MockError::InvalidConfig("the auth token is empty".into()));
+    }
+    config
+        .latency
+        .validate()
+        .map_err(MockError::InvalidConfig)?;
+    for (number, behaviour) in &config.numbers {
+        behaviour
+            .validate(number)
+            .map_err(MockError::InvalidConfig)?;
+    }
+    Ok(())
+}
+
+/// A running mock. Dropping it stops the server and every pending delivery.
+pub struct MockHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl MockHandle {
+    /// `http://IP:PORT`, to use as the Twilio API base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Registers or replaces a number's behaviour; messages created from now
+    /// on see it (messages already accepted keep the behaviour they had).
+    pub fn set_number(&self, number: &str, behaviour: NumberConfig) {
+        if let Err(e) = behaviour.validate(number) {
+            tracing::warn!("mock carrier: ignoring number registration: {e}");
+            return;
+        }
+        write(&self.shared.numbers).insert(number.to_string(), behaviour);
+    }
+
+    /// Stops accepting requests, lets open ones finish (for a few seconds at
+    /// most) and cancels pending deliveries.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(mut server) = self.server.take() {
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!("mock carrier server stopped with an error: {e}"),
+                Ok(Err(e)) => tracing::warn!("mock carrier server task failed: {e}"),
+                Err(_) => server.abort(),
+            }
+        }
+    }
+}
+
+impl Drop for MockHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// What the routes and the delivery tasks share.
+pub(crate) struct Shared {
+    pub(crate) account_sid: String,
+    pub(crate) auth_token: Secret,
+    latency: LatencyModel,
+    numbers: RwLock<BTreeMap<String, NumberConfig>>,
+    rng: Mutex<Rng>,
+    pub(crate) store: Mutex<Store>,
+    /// One client for every callback, so connections are pooled.
+    pub(crate) http: reqwest::Client,
+    /// Becomes true when the handle stops the mock.
+    pub(crate) stopped: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub(crate) fn number(&self, number: &str) -> NumberConfig {
+        read(&self.numbers).get(number).cloned().unwrap_or_default()
+    }
+
+    /// Draws in message order from one generator, so a seed replays.
+    pub(crate) fn sample_latency(&self, behaviour: &NumberConfig) -> Duration {
+        let model = behaviour.latency.as_ref().unwrap_or(&self.latency);
+        model.sample(&mut lock(&self.rng))
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+}
+
+// A panic elsewhere while holding a lock must not take the mock down with it:
+// the data under these locks stays consistent between statements.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    OutboundApi,
+    Inbound,
+}
+
+impl Direction {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Direction::OutboundApi => "outbound-api",
+            Direction::Inbound => "inbound",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Queued,
+    Sent,
+    Delivered,
+    Undelivered,
+    Received,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sent => "sent",
+            Status::Delivered => "delivered",
+            Status::Undelivered => "undelivered",
+            Status::Received => "received",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    /// Position in the store; creation order, which is also list order.
+    pub(crate) seq: usize,
+    pub(crate) sid: String,
+    pub(crate) direction: Direction,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) body: String,
+    pub(crate) status: Status,
+    pub(crate) error_code: Option<u32>,
+    pub(crate) date_created: DateTime<Utc>,
+    pub(crate) date_updated: DateTime<Utc>,
+    pub(crate) date_sent: Option<DateTime<Utc>>,
+    pub(crate) status_callback: Option<String>,
+    pub(crate) correlation_id: Option<String>,
+}
+
+/// Every message the mock has seen, outbound and inbound, in creation order.
+#[derive(Default)]
+pub(crate) struct Store {
+    messages: Vec<Message>,
+    by_sid: HashMap<String, usize>,
+}
+
+impl Store {
+    /// Stores `message` with its `seq` set, and returns that copy.
+    pub(crate) fn insert(&mut self, mut message: Message) -> Message {
+        message.seq = self.messages.len();
+        self.by_sid.insert(message.sid.clone(), message.seq);
+        self.messages.push(message.clone());
+        message
+    }
+
+    pub(crate) fn get(&self, sid: &str) -> Option<&Message> {
+        self.by_sid.get(sid).and_then(|&i| self.messages.get(i))
+    }
+
+    /// Applies `change` and returns the updated copy.
+    pub(crate) fn update(
+        &mut self,
+        sid: &str,
+        change: impl FnOnce(&mut Message),
+    ) -> Option<Message> {
+        let i = *self.by_sid.get(sid)?;
+        let message = self.messages.get_mut(i)?;
+        change(message);
+        Some(message.clone())
+    }
+
+    /// Newest first.
+    pub(crate) fn newest_first(&self) -> impl Iterator<Item = &Message> {
+        self.messages.iter().rev()
+    }
+}
+
+/// A new message sid: "SM" and 32 lowercase hex digits.
+pub(crate) fn new_message_sid() -> String {
+    format!("SM{:032x}", ulid::Ulid::generate().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_config_from_toml() {
+        let n: NumberConfig = toml::from_str(
+            r#"
+            latency = { uniform = ["10ms", "20ms"] }
+            fail = 30003
+            inbound_url = "http://127.0.0.1:9187/hooks/twilio"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(n.fail, Some(30003));
+        assert!(!n.drop && !n.owned && n.is_owned());
+        assert_eq!(
+            n.latency,
+            Some(LatencyModel::Uniform {
+                min: Duration::from_millis(10),
+                max: Duration::from_millis(20)
+            })
+        );
+        let e = toml::from_str::<NumberConfig>("dropped = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `dropped`"), "{e}");
+        assert_eq!(
+            toml::from_str::<NumberConfig>("").unwrap(),
+            NumberConfig::default()
+        );
+    }
+
+    #[test]
+    fn phone_numbers() {
+        assert!(is_phone_number("+15005550006"));
+        assert!(is_phone_number("15005550006"));
+        assert!(!is_phone_number("+0123"));
+        assert!(!is_phone_number("+1"));
+        assert!(!is_phone_number("+1500555000612345"));
+        assert!(!is_phone_number("+1 500 555"));
+        assert!(!is_phone_number("hello"));
+    }
+
+    #[test]
+    fn sids_are_unique_and_well_formed() {
+        let a = new_message_sid();
+        let b = new_message_sid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 34);
+        assert!(
+            a[2..]
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = MockConfig::default();
+        assert_eq!(c.account_sid, format!("AC{}", "0".repeat(32)));
+        assert_eq!(c.auth_token.expose(), "mock-auth-token");
+        assert!(validate(&c).is_ok());
+        let mut bad = c.clone();
+        bad.numbers.insert("nope".into(), NumberConfig::default());
+        assert!(validate(&bad).is_err());
+    }
+}
