@@ -629,12 +629,23 @@ async fn get_owned(url: String) -> (StatusCode, Value) {
 /// knows each message's deadline and can print how late arrivals were.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_meet_their_seeded_deadlines_under_load() {
-    let model = LatencyModel::Uniform { min: ms(20), max: ms(60) };
+    let model = LatencyModel::Uniform {
+        min: ms(20),
+        max: ms(60),
+    };
     let capture = Capture::start().await;
-    let mock = start(MockConfig { latency: model.clone(), seed: 7, ..MockConfig::default() }).await;
+    let mock = start(MockConfig {
+        latency: model.clone(),
+        seed: 7,
+        ..MockConfig::default()
+    })
+    .await;
     mock.set_number(
         "+15005550100",
-        NumberConfig { inbound_url: Some(capture.url("/in")), ..Default::default() },
+        NumberConfig {
+            inbound_url: Some(capture.url("/in")),
+            ..Default::default()
+        },
     );
     let mut rng = Rng::new(7);
     const N: usize = 200;
@@ -658,7 +669,11 @@ async fn deliveries_meet_their_seeded_deadlines_under_load() {
         .iter()
         .map(|arrival| {
             let deadline = deadlines[arrival.param("Body").unwrap()];
-            assert!(arrival.at >= deadline, "arrived {:?} early", deadline - arrival.at);
+            assert!(
+                arrival.at >= deadline,
+                "arrived {:?} early",
+                deadline - arrival.at
+            );
             arrival.at - deadline
         })
         .collect();
