@@ -20,7 +20,6 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::twilio_api::error_message;
 use super::{
     API_VERSION, Direction, Message, NumberConfig, Shared, Status, new_message_sid, timer,
 };
@@ -148,7 +147,6 @@ async fn post_status(shared: &Shared, m: &Message) {
     ];
     if let Some(code) = m.error_code {
         params.push(("ErrorCode", code.to_string()));
-        params.push(("ErrorMessage", error_message(code)));
     }
     if let Some(request) = signed_request(shared, url, params, m) {
         send(shared, request, m, "status callback").await;

@@ -29,8 +29,7 @@ pub struct StandaloneArgs {
         value_name = "TOKEN",
         env = "SMS_CANARY_MOCK_AUTH_TOKEN",
         default_value = DEFAULT_AUTH_TOKEN,
-        hide_env_values = true,
-        hide_default_value = true
+        hide_env_values = true
     )]
     pub auth_token: String,
 
