@@ -218,14 +218,19 @@ async fn create_fetch_and_list_with_filters_and_paging() {
         5
     );
 
-    // Fetch, after the delivery latency has passed.
-    tokio::time::sleep(ms(60)).await;
-    let (status, m) = get(&format!(
-        "{}{}",
-        mock.base_url(),
-        format_args!("/2010-04-01/Accounts/{SID}/Messages/{}.json", sids[0])
-    ))
-    .await;
+    // Fetch, once the last message's latency has passed (polling, so a slow
+    // machine only makes the test slower).
+    let fetch_url = |sid: &str| {
+        format!(
+            "{}/2010-04-01/Accounts/{SID}/Messages/{sid}.json",
+            mock.base_url()
+        )
+    };
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while get(&fetch_url(&sids[4])).await.1["status"] != "delivered" && Instant::now() < give_up {
+        tokio::time::sleep(ms(10)).await;
+    }
+    let (status, m) = get(&fetch_url(&sids[0])).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(m["sid"], sids[0].as_str());
     assert_eq!(m["status"], "delivered");

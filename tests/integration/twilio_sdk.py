@@ -42,8 +42,12 @@ def main():
     client.messages.create(to=OTHER, from_=FROM, body="elsewhere")
     first = created[0]
 
-    time.sleep(0.2)  # past the latency: sent, delivered, and arrived (TO is owned)
+    # Past the latency every message is delivered and has arrived (TO is owned).
+    deadline = time.monotonic() + 10
+    while len(client.messages.list(to=TO)) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
     fetched = client.messages(first.sid).fetch()
+    del list_requests[:]
 
     listed = client.messages.list(to=TO, date_sent_after=since, page_size=2)
     pages_for_all = len(list_requests)
