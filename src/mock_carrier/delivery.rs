@@ -20,7 +20,6 @@ use std::time::Instant;
 use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::twilio_api::error_message;
 use super::{
     API_VERSION, Direction, Message, NumberConfig, Shared, Status, new_message_sid, timer,
 };
@@ -63,6 +62,15 @@ async fn run(shared: Arc<Shared>, queued: Message, behaviour: NumberConfig, dead
     };
 
     let late = async {
+        let delivers = !behaviour.drop && behaviour.fail.is_none();
+        // Everything about the arrival that does not depend on the clock is
+        // prepared (and signed) ahead, so the deadline only has to send it.
+        let arrival = (delivers && behaviour.is_owned()).then(|| inbound_message(&sent));
+        let webhook = match (&arrival, &behaviour.inbound_url) {
+            (Some(inbound), Some(url)) => inbound_request(&shared, inbound, url),
+            _ => None,
+        };
+
         timer::sleep_until(deadline).await;
         if behaviour.drop {
             tracing::debug!(%sid, to = %mask_number(&sent.to), "mock carrier dropped a message");
@@ -80,26 +88,15 @@ async fn run(shared: Arc<Shared>, queued: Message, behaviour: NumberConfig, dead
         }) else {
             return;
         };
-        let inbound = (status == Status::Delivered && behaviour.is_owned()).then(|| {
-            shared.store().insert(Message {
-                seq: 0,
-                sid: new_message_sid(),
-                direction: Direction::Inbound,
-                from: done.from.clone(),
-                to: done.to.clone(),
-                body: done.body.clone(),
-                status: Status::Received,
-                error_code: None,
-                date_created: now,
-                date_updated: now,
-                date_sent: Some(now),
-                status_callback: None,
-                correlation_id: done.correlation_id.clone(),
-            })
+        let arrival = arrival.map(|mut inbound| {
+            inbound.date_created = now;
+            inbound.date_updated = now;
+            inbound.date_sent = Some(now);
+            shared.store().insert(inbound)
         });
         let webhook = async {
-            if let (Some(inbound), Some(url)) = (&inbound, &behaviour.inbound_url) {
-                post_inbound(&shared, inbound, url).await;
+            if let (Some(inbound), Some(request)) = (&arrival, webhook) {
+                send(&shared, request, inbound, "inbound webhook").await;
             }
         };
         let receipt = async {
@@ -111,6 +108,25 @@ async fn run(shared: Arc<Shared>, queued: Message, behaviour: NumberConfig, dead
     };
 
     tokio::join!(early, late);
+}
+
+/// The inbound copy of a delivered message, as the owned number receives it.
+fn inbound_message(outbound: &Message) -> Message {
+    Message {
+        seq: 0,
+        sid: new_message_sid(),
+        direction: Direction::Inbound,
+        from: outbound.from.clone(),
+        to: outbound.to.clone(),
+        body: outbound.body.clone(),
+        status: Status::Received,
+        error_code: None,
+        date_created: outbound.date_created,
+        date_updated: outbound.date_updated,
+        date_sent: None,
+        status_callback: None,
+        correlation_id: outbound.correlation_id.clone(),
+    }
 }
 
 /// The status callback Twilio sends for a message in its current state.
@@ -131,13 +147,14 @@ async fn post_status(shared: &Shared, m: &Message) {
     ];
     if let Some(code) = m.error_code {
         params.push(("ErrorCode", code.to_string()));
-        params.push(("ErrorMessage", error_message(code)));
     }
-    post_signed(shared, url, params, m, "status callback").await;
+    if let Some(request) = signed_request(shared, url, params, m) {
+        send(shared, request, m, "status callback").await;
+    }
 }
 
 /// The incoming-message webhook for an owned number.
-async fn post_inbound(shared: &Shared, m: &Message, url: &str) {
+fn inbound_request(shared: &Shared, m: &Message, url: &str) -> Option<reqwest::Request> {
     let params = vec![
         ("AccountSid", shared.account_sid.clone()),
         ("ApiVersion", API_VERSION.to_string()),
@@ -151,17 +168,16 @@ async fn post_inbound(shared: &Shared, m: &Message, url: &str) {
         ("SmsStatus", Status::Received.as_str().to_string()),
         ("To", m.to.clone()),
     ];
-    post_signed(shared, url, params, m, "inbound webhook").await;
+    signed_request(shared, url, params, m)
 }
 
-/// POSTs a form signed over the exact URL as configured, query included.
-async fn post_signed(
+/// A form POST signed over the exact URL as configured, query included.
+fn signed_request(
     shared: &Shared,
     url: &str,
     params: Vec<(&str, String)>,
     m: &Message,
-    what: &str,
-) {
+) -> Option<reqwest::Request> {
     let params: Vec<(String, String)> = params
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -175,8 +191,19 @@ async fn post_signed(
     if let Some(id) = &m.correlation_id {
         request = request.header("X-Correlation-ID", id);
     }
+    match request.build() {
+        Ok(request) => Some(request),
+        Err(e) => {
+            tracing::warn!(sid = %m.sid, error = %e.without_url(), "mock carrier cannot build a callback");
+            None
+        }
+    }
+}
+
+/// Sends a callback; the outcome is only logged, as a carrier would.
+async fn send(shared: &Shared, request: reqwest::Request, m: &Message, what: &str) {
     // URLs may carry credentials, so logs name the message, not the URL.
-    match request.send().await {
+    match shared.http.execute(request).await {
         Ok(response) if response.status().is_success() => {
             tracing::trace!(sid = %m.sid, "mock carrier {what} accepted");
         }

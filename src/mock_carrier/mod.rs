@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -177,6 +178,11 @@ impl MockCarrier {
         });
         let app = twilio_api::router(shared.clone());
         let mut stop = stop_rx;
+        // Small responses must leave at once, not wait on Nagle's algorithm:
+        // submit latency is one of the phases a probe measures.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

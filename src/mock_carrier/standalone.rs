@@ -9,7 +9,7 @@ use std::io::Write as _;
 
 use super::{
     DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, LatencyModel, MockCarrier, MockConfig, MockError,
-    NumberConfig, check_http_url, is_phone_number,
+    MockHandle, NumberConfig, check_http_url, is_phone_number,
 };
 use crate::redact::Secret;
 
@@ -29,8 +29,7 @@ pub struct StandaloneArgs {
         value_name = "TOKEN",
         env = "SMS_CANARY_MOCK_AUTH_TOKEN",
         default_value = DEFAULT_AUTH_TOKEN,
-        hide_env_values = true,
-        hide_default_value = true
+        hide_env_values = true
     )]
     pub auth_token: String,
 
@@ -134,6 +133,26 @@ fn check_number(flag: &'static str, number: &str) -> Result<(), MockError> {
 
 /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
 pub async fn run_standalone(args: StandaloneArgs) -> Result<(), MockError> {
+    serve(&args, announce, shutdown_signal()).await
+}
+
+fn announce(handle: &MockHandle, account_sid: &str) {
+    let shown: String = account_sid.chars().take(5).collect();
+    let mut out = std::io::stdout().lock();
+    // Someone may be waiting for this line (a script, a test): flush it now.
+    let _ = writeln!(
+        out,
+        "mock carrier listening on {} (account {shown}…)",
+        handle.base_url()
+    );
+    let _ = out.flush();
+}
+
+async fn serve(
+    args: &StandaloneArgs,
+    ready: impl FnOnce(&MockHandle, &str),
+    stop: impl Future<Output = Result<(), MockError>>,
+) -> Result<(), MockError> {
     let config = args.to_config()?;
     let account = config.account_sid.clone();
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -143,20 +162,11 @@ pub async fn run_standalone(args: StandaloneArgs) -> Result<(), MockError> {
             source,
         })?;
     let handle = MockCarrier::start(config, listener).await?;
-    let shown: String = account.chars().take(5).collect();
-    let mut out = std::io::stdout().lock();
-    // Someone may be waiting for this line (a script, a test): flush it now.
-    let _ = writeln!(
-        out,
-        "mock carrier listening on {} (account {shown}…)",
-        handle.base_url()
-    );
-    let _ = out.flush();
-    drop(out);
-    let signal = shutdown_signal().await;
+    ready(&handle, &account);
+    let stopped = stop.await;
     tracing::info!("mock carrier shutting down");
     handle.shutdown().await;
-    signal
+    stopped
 }
 
 async fn shutdown_signal() -> Result<(), MockError> {
@@ -228,6 +238,46 @@ mod tests {
         assert!(c.numbers["+15005550102"].drop);
         assert_eq!(c.numbers["+15005550103"].fail, Some(30003));
         assert_eq!(c.seed, 9);
+    }
+
+    #[tokio::test]
+    async fn serves_until_stopped() {
+        let cli = Cli::try_parse_from(["mock-carrier", "--listen", "127.0.0.1:0"]).unwrap();
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let ready = |h: &MockHandle, _: &str| {
+                let _ = url_tx.send(h.base_url());
+            };
+            serve(&cli.args, ready, async {
+                let _ = stop_rx.await;
+                Ok(())
+            })
+            .await
+        });
+        let base = url_rx.await.unwrap();
+        let url = format!("{base}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Messages.json");
+        let response = reqwest::Client::new()
+            .get(&url)
+            .basic_auth(DEFAULT_ACCOUNT_SID, Some(DEFAULT_AUTH_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        stop_tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        assert!(reqwest::Client::new().get(&url).send().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_names_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let cli = Cli::try_parse_from(["mock-carrier", "--listen", &addr]).unwrap();
+        let e = serve(&cli.args, |_, _| {}, async { Ok(()) })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(&addr), "{e}");
     }
 
     #[test]

@@ -187,7 +187,7 @@ pub(crate) fn resource(m: &Message, account_sid: &str) -> Value {
 }
 
 /// Descriptions of the delivery error codes a `fail` number is likely to use.
-pub(crate) fn error_message(code: u32) -> String {
+fn error_message(code: u32) -> String {
     match code {
         30001 => "Queue overflow",
         30002 => "Account suspended",
