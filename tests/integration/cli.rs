@@ -318,3 +318,89 @@ fn config_path_comes_from_flag_or_environment() {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+/// Kills the child process when the test ends, pass or fail.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_twilio_gateway_round_trips_through_the_standalone_mock_carrier() {
+    use std::io::{BufRead, BufReader};
+    // The check's webhook port must be known before the mock starts, to tell
+    // the mock where the owned number's inbound webhook goes.
+    let hooks_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let inbound = format!("+15005550100=http://127.0.0.1:{hooks_port}/hooks/twilio/inbound/inbox");
+    let mut child = Command::new(BIN)
+        .args([
+            "mock-carrier",
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "30ms",
+            "--owned",
+            &inbound,
+        ])
+        .args(["--auth-token", "standalone-secret-token"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _mock = Reap(child);
+    assert!(!line.contains("standalone-secret-token"), "{line}");
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the mock prints its URL");
+
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!(
+        "[canary]\nlisten = \"127.0.0.1:{hooks_port}\"\n\n[gateways.twilio]\nkind = \"twilio\"\n\
+         account_sid = \"AC{zeros}\"\nauth_token = \"${{TWILIO_AUTH_TOKEN}}\"\nbase_url = \"{base}\"\n\n\
+         [receivers.inbox]\nkind = \"webhook\"\ngateway = \"twilio\"\n",
+        zeros = "0".repeat(32)
+    );
+    std::fs::write(dir.path().join("config.toml"), main).unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    let probe = probe("via-twilio", "+15005550100").replace("\"sandbox\"", "\"twilio\"");
+    std::fs::write(dir.path().join("probes/p.toml"), probe).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--format", "json", "-vv"])
+        .current_dir(dir.path())
+        .env("TWILIO_AUTH_TOKEN", "standalone-secret-token")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let run = &json(&out)["runs"][0];
+    assert_eq!(run["outcome"], "ok");
+    assert!(
+        run["phases_ms"]["delivered"].as_f64().is_some(),
+        "signed status callbacks reached us: {run}"
+    );
+    // Debug logs of a whole run: neither the token nor a full number may leak.
+    let logs = stderr(&out);
+    assert!(
+        logs.contains(run["correlation_id"].as_str().unwrap()),
+        "logs carry the correlation id"
+    );
+    assert!(
+        !logs.contains("standalone-secret-token"),
+        "secret leaked into logs"
+    );
+    assert!(
+        !logs.contains("+15005550100") && !logs.contains("+15005550006"),
+        "full number in logs:\n{logs}"
+    );
+}
