@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tracing::debug;
 use url::Url;
 
-use crate::config::{Config, GatewayConfig, Probe, ReceiverConfig};
+use crate::config::{Config, GatewayConfig, Probe};
 use crate::gateway::{Gateway, mock, twilio::TwilioGateway};
 use crate::mock_carrier::MockHandle;
 use crate::probe::{self, RunResult, Status};
@@ -171,7 +171,10 @@ async fn start_gateways(
         let gateway: Box<dyn Gateway> = match &config.gateways[name] {
             GatewayConfig::Mock(m) => {
                 let inbound = probes.iter().filter(|p| p.gateway == name).filter_map(|p| {
-                    let ReceiverConfig::Webhook(_) = config.receivers.get(&p.receiver)?;
+                    config
+                        .receivers
+                        .get(&p.receiver)
+                        .filter(|r| r.is_webhook())?;
                     Some((
                         p.to.as_str().to_string(),
                         hooks.url_for(&format!("/hooks/twilio/inbound/{}", p.receiver)),
@@ -182,6 +185,15 @@ async fn start_gateways(
                     .map_err(CheckError::Gateway)?;
                 mocks.push(started.carrier);
                 Box::new(started.gateway)
+            }
+            GatewayConfig::Http(h) => Box::new(
+                crate::gateway::http::HttpGateway::new(name, h)
+                    .map_err(|e| CheckError::Gateway(format!("gateway `{name}`: {e}")))?,
+            ),
+            GatewayConfig::Vonage(_) => {
+                return Err(CheckError::Gateway(format!(
+                    "gateway `{name}`: vonage is not wired yet"
+                )));
             }
             GatewayConfig::Twilio(t) => Box::new(
                 TwilioGateway::new(

@@ -21,15 +21,18 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use url::Url;
 
 pub use expand::{ExpandError, expand};
-pub use values::{E164, FlexBool, HumanDuration, parse_duration};
+pub use values::{E164, FlexBool, HumanDuration, JsonPathExpr, parse_duration};
 
 use crate::mock_carrier::{LatencyModel, NumberConfig};
 use crate::redact::Secret;
+use crate::signing::VonageMethod;
 
 /// The body sent when a probe sets none: the token is what the receiver matches.
 pub const DEFAULT_BODY: &str = "sms-canary {probe} {token}";
 /// Twilio's production API; `base_url` overrides it (e.g. to point at a mock).
 pub const TWILIO_BASE_URL: &str = "https://api.twilio.com";
+/// Vonage's SMS API.
+pub const VONAGE_BASE_URL: &str = "https://rest.nexmo.com";
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -208,15 +211,21 @@ pub enum GatewayConfig {
     Mock(MockGatewayConfig),
     /// Twilio's REST API (or anything speaking it, such as `sms-canary mock-carrier`).
     Twilio(TwilioGatewayConfig),
+    /// Vonage's SMS API (`POST /sms/json`).
+    Vonage(VonageGatewayConfig),
+    /// Your own HTTP SMS API, described by templates and rules.
+    Http(HttpGatewayConfig),
 }
 
 impl GatewayConfig {
-    pub const KINDS: &'static [&'static str] = &["mock", "twilio"];
+    pub const KINDS: &'static [&'static str] = &["mock", "twilio", "vonage", "http"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             GatewayConfig::Mock(_) => "mock",
             GatewayConfig::Twilio(_) => "twilio",
+            GatewayConfig::Vonage(_) => "vonage",
+            GatewayConfig::Http(_) => "http",
         }
     }
 
@@ -225,6 +234,17 @@ impl GatewayConfig {
         match self {
             GatewayConfig::Mock(m) => Some(&m.auth_token),
             GatewayConfig::Twilio(t) => Some(&t.auth_token),
+            _ => None,
+        }
+    }
+
+    /// The secret and method that sign this gateway's Vonage-style callbacks, if set.
+    pub fn vonage_signature(&self) -> Option<(&Secret, VonageMethod)> {
+        match self {
+            GatewayConfig::Vonage(v) => {
+                v.signature_secret.as_ref().map(|s| (s, v.signature_method))
+            }
+            _ => None,
         }
     }
 }
@@ -275,6 +295,121 @@ pub struct TwilioGatewayConfig {
     pub request_timeout: Duration,
 }
 
+/// `kind = "vonage"`: Vonage's SMS API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VonageGatewayConfig {
+    pub api_key: String,
+    pub api_secret: Secret,
+    #[serde(default = "vonage_base_url")]
+    pub base_url: Url,
+    /// The account's signature secret: when set, receipts and inbound messages
+    /// must carry a valid `sig`.
+    #[serde(default)]
+    pub signature_secret: Option<Secret>,
+    #[serde(default)]
+    pub signature_method: VonageMethod,
+    #[serde(
+        default = "request_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    pub request_timeout: Duration,
+}
+
+fn vonage_base_url() -> Url {
+    Url::parse(VONAGE_BASE_URL).expect("constant URL parses")
+}
+
+/// `kind = "http"`: your own SMS API.
+///
+/// Templates take `{{to}}`, `{{from}}`, `{{body}}` and `{{correlation_id}}`,
+/// escaped for where they appear (URL, JSON string, form field).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGatewayConfig {
+    /// The submit URL (a template).
+    pub url: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Request headers; values may be templates and are treated as secrets.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// A JSON body template (sent as `application/json` unless a header says otherwise).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Form fields (templates), sent as `application/x-www-form-urlencoded`.
+    #[serde(default)]
+    pub form: Option<BTreeMap<String, String>>,
+    /// Where the message id is in a successful response, e.g. "$.id".
+    #[serde(default)]
+    pub message_id: Option<JsonPathExpr>,
+    /// Responses that mean "do not retry" (checked first).
+    #[serde(default)]
+    pub permanent: Vec<ResponseRule>,
+    /// Responses that mean "retry".
+    #[serde(default)]
+    pub transient: Vec<ResponseRule>,
+    /// A read-only URL `doctor` calls to check reachability and credentials.
+    #[serde(default)]
+    pub health_url: Option<Url>,
+    #[serde(
+        default = "request_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    #[default]
+    Post,
+    Put,
+}
+
+/// Classifies a response: it matches when every condition it sets holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawRule")]
+pub struct ResponseRule {
+    /// HTTP status code.
+    pub status: Option<u16>,
+    /// A JSONPath into the response body…
+    pub json: Option<JsonPathExpr>,
+    /// …and the value it must equal (if unset: the path must exist and not be null).
+    pub equals: Option<serde_json::Value>,
+    /// The plain-words reason reported when this rule matches.
+    pub reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    status: Option<u16>,
+    json: Option<JsonPathExpr>,
+    equals: Option<serde_json::Value>,
+    reason: Option<String>,
+}
+
+impl TryFrom<RawRule> for ResponseRule {
+    type Error = String;
+
+    fn try_from(r: RawRule) -> Result<Self, String> {
+        if r.status.is_none() && r.json.is_none() {
+            return Err("a rule needs `status`, `json` (with optional `equals`), or both".into());
+        }
+        if r.equals.is_some() && r.json.is_none() {
+            return Err("`equals` needs `json`: the path whose value it compares".into());
+        }
+        Ok(ResponseRule {
+            status: r.status,
+            json: r.json,
+            equals: r.equals,
+            reason: r.reason,
+        })
+    }
+}
+
 fn twilio_base_url() -> Url {
     Url::parse(TWILIO_BASE_URL).expect("constant URL parses")
 }
@@ -287,29 +422,105 @@ fn request_timeout() -> Duration {
 pub enum ReceiverConfig {
     /// Provider webhooks posted to `{public_url}/hooks/...`.
     Webhook(WebhookReceiverConfig),
+    /// Polls Twilio's message list: for cron and CI, where nothing reaches us.
+    TwilioPoll(TwilioPollConfig),
+    /// Polls your own API for inbound messages.
+    HttpPoll(HttpPollConfig),
 }
 
 impl ReceiverConfig {
-    pub const KINDS: &'static [&'static str] = &["webhook"];
+    pub const KINDS: &'static [&'static str] = &["webhook", "twilio-poll", "http-poll"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             ReceiverConfig::Webhook(_) => "webhook",
+            ReceiverConfig::TwilioPoll(_) => "twilio-poll",
+            ReceiverConfig::HttpPoll(_) => "http-poll",
         }
     }
+
+    /// True for receivers that need our webhook listener.
+    pub fn is_webhook(&self) -> bool {
+        matches!(self, ReceiverConfig::Webhook(_))
+    }
+}
+
+/// `kind = "twilio-poll"`: lists messages to the probe's `to` number.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioPollConfig {
+    /// A `twilio` or `mock` gateway: the account that owns the receiving number.
+    pub gateway: Spanned<String>,
+    /// Time between polls; also the resolution of the measured latency.
+    #[serde(
+        default = "poll_interval",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    pub interval: Duration,
+}
+
+/// `kind = "http-poll"`: GETs your own API and finds messages by JSONPath.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPollConfig {
+    /// URL template: `{{to}}`, `{{since}}` (RFC 3339), `{{since_unix}}`, `{{correlation_id}}`.
+    pub url: String,
+    /// Request headers (values are treated as secrets).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// Selects the messages in the response, e.g. "$.messages[*]".
+    pub messages: JsonPathExpr,
+    /// The text of one message, relative to it, e.g. "$.text". Unset: the
+    /// selected values are the texts themselves.
+    #[serde(default)]
+    pub body: Option<JsonPathExpr>,
+    /// A message's id, relative to it, so it is looked at once.
+    #[serde(default)]
+    pub id: Option<JsonPathExpr>,
+    #[serde(
+        default = "poll_interval",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    pub interval: Duration,
+    #[serde(
+        default = "request_timeout",
+        deserialize_with = "values::duration::deserialize"
+    )]
+    pub request_timeout: Duration,
+}
+
+fn poll_interval() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// `kind = "webhook"`: inbound messages posted to us by the provider.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookReceiverConfig {
-    /// The gateway whose account owns the receiving number; its auth token checks
-    /// inbound signatures. Unset: any Twilio-style gateway's token is accepted.
+    /// The gateway whose account owns the receiving number; its credentials check
+    /// inbound signatures. Unset: any configured gateway's credentials are accepted.
     #[serde(default)]
     pub gateway: Option<Spanned<String>>,
     /// Refuse unsigned or badly signed webhooks (403). On by default.
     #[serde(default = "yes")]
     pub verify_signatures: bool,
+    /// Key of the generic JSON route's HMAC-SHA256 signature.
+    #[serde(default)]
+    pub json_secret: Option<Secret>,
+    /// Header carrying the JSON route's signature (`sha256=<hex>`).
+    #[serde(default = "json_signature_header")]
+    pub json_signature_header: String,
+    /// Where the message text is in a JSON webhook body.
+    #[serde(default = "json_body_path")]
+    pub json_body: JsonPathExpr,
+}
+
+fn json_signature_header() -> String {
+    "X-Signature-256".to_string()
+}
+
+fn json_body_path() -> JsonPathExpr {
+    JsonPathExpr::parse("$.body").expect("constant path parses")
 }
 
 fn yes() -> bool {
@@ -579,10 +790,13 @@ fn parse_main(
         ReceiverConfig::KINDS,
         &mut sink,
         &mut declared.receivers,
-        |_, value| {
-            Ok(ReceiverConfig::Webhook(WebhookReceiverConfig::deserialize(
-                ValueDeserializer::from(value),
-            )?))
+        |kind, value| {
+            let de = ValueDeserializer::from(value);
+            Ok(match kind {
+                "webhook" => ReceiverConfig::Webhook(WebhookReceiverConfig::deserialize(de)?),
+                "twilio-poll" => ReceiverConfig::TwilioPoll(TwilioPollConfig::deserialize(de)?),
+                _ => ReceiverConfig::HttpPoll(HttpPollConfig::deserialize(de)?),
+            })
         },
     );
     Some((raw, gateways, receivers, declared))
@@ -702,28 +916,36 @@ fn threshold_message(prefix: &str, threshold: Duration, timeout: Duration) -> St
 
 fn check_receivers(config: &Config, declared: &Declared, sink: &mut Sink<'_>) {
     for (name, receiver) in &config.receivers {
-        let ReceiverConfig::Webhook(w) = receiver;
-        if let Some(gateway) = &w.gateway {
-            match config.gateways.get(gateway.get_ref()) {
-                Some(g) if g.twilio_auth_token().is_some() => {}
-                Some(g) => sink.at(
-                    Some(gateway.span()),
-                    format!(
-                        "receiver `{name}`: gateway `{}` is of kind {}, which signs no webhooks",
-                        gateway.get_ref(),
-                        g.kind()
-                    ),
+        let (gateway, wanted): (&Spanned<String>, fn(&GatewayConfig) -> bool) = match receiver {
+            ReceiverConfig::Webhook(w) => match &w.gateway {
+                Some(g) => (g, |g| {
+                    g.twilio_auth_token().is_some() || matches!(g, GatewayConfig::Vonage(_))
+                }),
+                None => continue,
+            },
+            ReceiverConfig::TwilioPoll(p) => (&p.gateway, |g| g.twilio_auth_token().is_some()),
+            ReceiverConfig::HttpPoll(_) => continue,
+        };
+        match config.gateways.get(gateway.get_ref()) {
+            Some(g) if wanted(g) => {}
+            Some(g) => sink.at(
+                Some(gateway.span()),
+                format!(
+                    "receiver `{name}` ({}): gateway `{}` is of kind {}, which does not fit",
+                    receiver.kind(),
+                    gateway.get_ref(),
+                    g.kind()
                 ),
-                None if declared.gateways.contains(gateway.get_ref()) => {}
-                None => sink.at(
-                    Some(gateway.span()),
-                    format!(
-                        "receiver `{name}`: no gateway named `{}` (known: {})",
-                        gateway.get_ref(),
-                        known(config.gateways.keys())
-                    ),
+            ),
+            None if declared.gateways.contains(gateway.get_ref()) => {}
+            None => sink.at(
+                Some(gateway.span()),
+                format!(
+                    "receiver `{name}`: no gateway named `{}` (known: {})",
+                    gateway.get_ref(),
+                    known(config.gateways.keys())
                 ),
-            }
+            ),
         }
     }
 }

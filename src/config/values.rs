@@ -62,6 +62,51 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// A JSONPath expression (RFC 9535), checked when the config loads.
+#[derive(Clone)]
+pub struct JsonPathExpr {
+    pub source: String,
+    pub path: serde_json_path::JsonPath,
+}
+
+impl JsonPathExpr {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        serde_json_path::JsonPath::parse(s)
+            .map(|path| JsonPathExpr {
+                source: s.to_string(),
+                path,
+            })
+            .map_err(|e| {
+                format!(
+                    "invalid JSONPath \"{s}\": {e} (write e.g. \"$.id\" or \"$.messages[*].text\")"
+                )
+            })
+    }
+
+    /// The first value the path selects, if any.
+    pub fn first<'a>(&self, value: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        self.path.query(value).all().into_iter().next()
+    }
+
+    /// Every value the path selects.
+    pub fn all<'a>(&self, value: &'a serde_json::Value) -> Vec<&'a serde_json::Value> {
+        self.path.query(value).all()
+    }
+}
+
+impl fmt::Debug for JsonPathExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JsonPath({})", self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonPathExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        JsonPathExpr::parse(&s).map_err(de::Error::custom)
+    }
+}
+
 /// A humantime duration as a value type, so it can sit inside `Spanned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);

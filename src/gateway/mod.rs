@@ -5,8 +5,10 @@
 //! with the provider's code and a reason a person can act on). A provider is
 //! one file here plus one variant of [`crate::config::GatewayConfig`].
 
+pub mod http;
 pub mod mock;
 pub mod twilio;
+pub mod vonage;
 
 use std::fmt;
 use std::future::Future;

@@ -69,8 +69,11 @@ impl Hooks {
         let receivers = config
             .receivers
             .iter()
-            .map(|(name, r)| {
-                let ReceiverConfig::Webhook(w) = r;
+            .filter_map(|(name, r)| match r {
+                ReceiverConfig::Webhook(w) => Some((name, w)),
+                _ => None,
+            })
+            .map(|(name, w)| {
                 let tokens = match &w.gateway {
                     Some(g) => gateways.get(g.get_ref()).cloned().into_iter().collect(),
                     None => gateways.values().cloned().collect(),

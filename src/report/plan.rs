@@ -27,17 +27,23 @@ pub fn render(config: &Config) -> String {
     }
     let _ = writeln!(out, "receivers:");
     for (name, r) in &config.receivers {
-        let ReceiverConfig::Webhook(w) = r;
-        let url = public
-            .as_ref()
-            .map(|p| join_public(p, &format!("/hooks/twilio/inbound/{name}")))
-            .unwrap_or_default();
-        let checks = if w.verify_signatures {
-            ""
-        } else {
-            ", signature checks OFF"
-        };
-        let _ = writeln!(out, "  {name} (webhook{checks}): Twilio inbound URL {url}");
+        match r {
+            ReceiverConfig::Webhook(w) => {
+                let url = public
+                    .as_ref()
+                    .map(|p| join_public(p, &format!("/hooks/twilio/inbound/{name}")))
+                    .unwrap_or_default();
+                let checks = if w.verify_signatures {
+                    ""
+                } else {
+                    ", signature checks OFF"
+                };
+                let _ = writeln!(out, "  {name} (webhook{checks}): Twilio inbound URL {url}");
+            }
+            other => {
+                let _ = writeln!(out, "  {name} ({})", other.kind());
+            }
+        }
     }
     let enabled = config.probes.iter().filter(|p| p.enabled).count();
     let _ = writeln!(out, "probes: {} ({enabled} enabled)", config.probes.len());

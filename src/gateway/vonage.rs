@@ -1,0 +1,1 @@
+//! TEMPORARY placeholder: `kind = "vonage"` (being written).

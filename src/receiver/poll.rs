@@ -1,0 +1,104 @@
+//! Polling receivers: for cron and CI, where no provider can reach a webhook.
+//!
+//! A [`Poller`] lists recent inbound messages to the probe's number; [`watch`]
+//! calls it every `interval` while a run waits and hands each message it has
+//! not seen before to the inbox, where tokens are matched as for webhooks.
+//! The arrival time is when a poll saw the message, so a poll receiver's
+//! latency resolution is its interval.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::time::{Instant, sleep};
+use tracing::{debug, warn};
+
+use super::inbox::{Arrival, Inbox};
+use crate::config::E164;
+use crate::gateway::{BoxFuture, ErrorClass};
+
+/// What a run asks a poller to look for.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The receiving number (the probe's `to`).
+    pub to: E164,
+    /// Wall-clock start of the run: older messages need not be listed.
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub correlation_id: String,
+}
+
+/// One inbound message found by a poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    /// The provider's id, so a message is handed on once.
+    pub id: String,
+    pub body: String,
+}
+
+/// A poll that failed.
+#[derive(Debug, Clone, Error, PartialEq)]
+#[error("{reason}")]
+pub struct PollError {
+    pub class: ErrorClass,
+    pub reason: String,
+}
+
+impl PollError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        PollError {
+            class: ErrorClass::Transient,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        PollError {
+            class: ErrorClass::Permanent,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A way to list inbound messages.
+pub trait Poller: Send + Sync {
+    /// Time between polls.
+    fn interval(&self) -> Duration;
+
+    /// Lists inbound messages to `watch.to`, at least those since `watch.since`
+    /// (older ones are fine: they are deduplicated and match no token).
+    fn poll<'a>(&'a self, watch: &'a Watch) -> BoxFuture<'a, Result<Vec<Polled>, PollError>>;
+}
+
+impl fmt::Debug for dyn Poller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Poller(every {:?})", self.interval())
+    }
+}
+
+/// Polls until a permanent error (returned) or until the caller drops the future.
+/// Transient errors are logged and retried at the next interval.
+pub async fn watch(poller: &dyn Poller, watch: &Watch, inbox: &Inbox, receiver: &str) -> PollError {
+    let mut seen: HashSet<String> = HashSet::new();
+    loop {
+        match poller.poll(watch).await {
+            Ok(messages) => {
+                let at = Instant::now();
+                for m in messages {
+                    if seen.insert(m.id.clone()) {
+                        let arrival = Arrival {
+                            at,
+                            receiver: receiver.to_string(),
+                            message_id: Some(m.id),
+                        };
+                        let matched = inbox.arrival(&m.body, arrival);
+                        debug!(%receiver, matched, "polled message");
+                    }
+                }
+            }
+            Err(e) if e.class == ErrorClass::Permanent => return e,
+            Err(e) => warn!(%receiver, error = %e, "poll failed, retrying at the next interval"),
+        }
+        sleep(poller.interval()).await;
+    }
+}

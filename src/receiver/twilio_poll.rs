@@ -1,0 +1,1 @@
+//! TEMPORARY placeholder: `kind = "twilio-poll"` (being written).
