@@ -10,12 +10,17 @@ use tokio::net::TcpListener;
 use tracing::debug;
 use url::Url;
 
-use crate::config::{Config, GatewayConfig, Probe};
+use crate::config::{Config, GatewayConfig, Probe, ReceiverConfig};
+use crate::gateway::http::HttpGateway;
+use crate::gateway::vonage::VonageGateway;
 use crate::gateway::{Gateway, mock, twilio::TwilioGateway};
 use crate::mock_carrier::MockHandle;
-use crate::probe::{self, RunResult, Status};
+use crate::probe::{self, RunResult, Status, Wiring};
 use crate::receiver::Inbox;
-use crate::receiver::webhook::{self, Hooks};
+use crate::receiver::http_poll::HttpPoller;
+use crate::receiver::poll::Poller;
+use crate::receiver::twilio_poll::TwilioPoller;
+use crate::receiver::webhook::{self, Hooks, join_public};
 
 /// What to check and how.
 #[derive(Debug, Clone, Default)]
@@ -94,57 +99,35 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Probe>
 pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport, CheckError> {
     let probes = select(config, &options.probes)?;
     let inbox = Inbox::new();
-
-    let addr = options.listen.unwrap_or(config.canary.listen);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| CheckError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| CheckError::Listen { addr, source })?;
-    let public_url = match &config.canary.public_url {
-        Some(url) => url.clone(),
-        None => Url::parse(&format!("http://{bound}"))
-            .map_err(|e| CheckError::Gateway(e.to_string()))?,
+    let listener = if needs_listener(config, &probes) {
+        Some(Listener::start(config, options, &inbox).await?)
+    } else {
+        None
     };
-    let hooks = Hooks::new(config, Arc::clone(&inbox), public_url.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, webhook::router(Arc::clone(&hooks)))
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
-    debug!(%bound, %public_url, "webhook listener up");
-
-    let (gateways, mocks) = match start_gateways(config, &probes, &hooks).await {
-        Ok(started) => started,
+    let public_url = listener.as_ref().map(|l| l.public_url.clone());
+    let setup = match Setup::start(config, &probes, public_url.as_ref()).await {
+        Ok(setup) => setup,
         Err(e) => {
-            let _ = stop.send(());
+            if let Some(l) = listener {
+                l.stop().await;
+            }
             return Err(e);
         }
     };
     let runs = futures_util::future::join_all(probes.iter().map(|probe| {
-        let gateway = gateways
-            .iter()
-            .find(|(name, _)| name == &probe.gateway)
-            .map(|(_, g)| g.as_ref());
-        let inbox = &inbox;
-        let public_url = &public_url;
-        async move {
-            // Every selected probe's gateway was started above.
-            let gateway = gateway.expect("gateway started for each selected probe");
-            probe::run(probe, gateway, inbox, Some(public_url)).await
-        }
+        let wiring = Wiring {
+            gateway: setup.gateway(&probe.gateway),
+            inbox: &inbox,
+            callback_base: public_url.as_ref(),
+            poller: setup.poller(&probe.receiver),
+        };
+        probe::run(probe, wiring)
     }))
     .await;
-
-    for m in mocks {
-        m.shutdown().await;
+    setup.shutdown().await;
+    if let Some(l) = listener {
+        l.stop().await;
     }
-    let _ = stop.send(());
-    let _ = server.await;
     Ok(CheckReport {
         instance: config.canary.instance.clone(),
         runs,
@@ -152,61 +135,230 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
     })
 }
 
-type Started = (Vec<(String, Box<dyn Gateway>)>, Vec<MockHandle>);
+/// Webhook receivers need our listener, and so do in-process mocks (their
+/// receipts are local). Real gateways' receipts are only asked for when
+/// `public_url` says how the provider can reach us.
+fn needs_listener(config: &Config, probes: &[&Probe]) -> bool {
+    probes.iter().any(|p| {
+        config.receivers[&p.receiver].is_webhook()
+            || matches!(config.gateways[&p.gateway], GatewayConfig::Mock(_))
+            || (config.canary.public_url.is_some()
+                && !matches!(config.gateways[&p.gateway], GatewayConfig::Http(_)))
+    })
+}
 
-/// Builds each gateway the probes use; in-process mocks are started and told
-/// which numbers they own and where those numbers' inbound webhooks go.
-async fn start_gateways(
+/// The webhook listener of one check.
+struct Listener {
+    public_url: Url,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Listener {
+    async fn start(
+        config: &Config,
+        options: &CheckOptions,
+        inbox: &Arc<Inbox>,
+    ) -> Result<Listener, CheckError> {
+        let addr = options.listen.unwrap_or(config.canary.listen);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| CheckError::Listen { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| CheckError::Listen { addr, source })?;
+        let public_url = match &config.canary.public_url {
+            Some(url) => url.clone(),
+            None => Url::parse(&format!("http://{bound}"))
+                .map_err(|e| CheckError::Gateway(e.to_string()))?,
+        };
+        let hooks = Hooks::new(config, Arc::clone(inbox), public_url.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(listener, webhook::router(Arc::clone(&hooks)))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        debug!(%bound, %public_url, "webhook listener up");
+        Ok(Listener {
+            public_url,
+            stop,
+            server,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+/// The gateways, pollers and in-process mock carriers a check's probes use.
+struct Setup {
+    gateways: Vec<(String, Box<dyn Gateway>)>,
+    pollers: Vec<(String, Box<dyn Poller>)>,
+    mocks: Vec<MockHandle>,
+}
+
+impl Setup {
+    async fn start(
+        config: &Config,
+        probes: &[&Probe],
+        public_url: Option<&Url>,
+    ) -> Result<Setup, CheckError> {
+        let mut setup = Setup {
+            gateways: Vec::new(),
+            pollers: Vec::new(),
+            mocks: Vec::new(),
+        };
+        let mut mock_urls: Vec<(String, Url)> = Vec::new();
+        // Mocks first: twilio-poll receivers on a mock need its URL.
+        for (name, gateway) in &config.gateways {
+            let GatewayConfig::Mock(m) = gateway else {
+                continue;
+            };
+            let owned = owned_numbers(config, probes, name, public_url);
+            let used = probes.iter().any(|p| &p.gateway == name) || !owned.is_empty();
+            if !used {
+                continue;
+            }
+            let started = mock::start(name, m, owned)
+                .await
+                .map_err(CheckError::Gateway)?;
+            let base = Url::parse(&started.carrier.base_url())
+                .map_err(|e| CheckError::Gateway(e.to_string()))?;
+            mock_urls.push((name.clone(), base));
+            setup.mocks.push(started.carrier);
+            setup
+                .gateways
+                .push((name.clone(), Box::new(started.gateway)));
+        }
+        for probe in probes {
+            if !setup.gateways.iter().any(|(n, _)| n == &probe.gateway) {
+                let gateway = build_gateway(&probe.gateway, &config.gateways[&probe.gateway])?;
+                setup.gateways.push((probe.gateway.clone(), gateway));
+            }
+            if !setup.pollers.iter().any(|(n, _)| n == &probe.receiver)
+                && let Some(poller) = build_poller(config, &probe.receiver, &mock_urls)?
+            {
+                setup.pollers.push((probe.receiver.clone(), poller));
+            }
+        }
+        Ok(setup)
+    }
+
+    fn gateway(&self, name: &str) -> &dyn Gateway {
+        // Setup::start builds one for every selected probe's gateway.
+        let found = self.gateways.iter().find(|(n, _)| n == name);
+        found
+            .map(|(_, g)| g.as_ref())
+            .expect("gateway built for each selected probe")
+    }
+
+    fn poller<'a>(&'a self, receiver: &'a str) -> Option<(&'a str, &'a dyn Poller)> {
+        self.pollers
+            .iter()
+            .find(|(n, _)| n == receiver)
+            .map(|(n, p)| (n.as_str(), p.as_ref()))
+    }
+
+    async fn shutdown(self) {
+        for m in self.mocks {
+            m.shutdown().await;
+        }
+    }
+}
+
+/// The numbers mock `gateway` must own: the `to` of probes whose arrivals it
+/// delivers, with the inbound webhook URL when the receiver is a webhook.
+fn owned_numbers(
     config: &Config,
     probes: &[&Probe],
-    hooks: &Hooks,
-) -> Result<Started, CheckError> {
-    let mut gateways: Vec<(String, Box<dyn Gateway>)> = Vec::new();
-    let mut mocks = Vec::new();
-    for probe in probes {
-        if gateways.iter().any(|(name, _)| name == &probe.gateway) {
-            continue;
+    gateway: &str,
+    public_url: Option<&Url>,
+) -> Vec<(String, Option<String>)> {
+    probes
+        .iter()
+        .filter_map(|p| match &config.receivers[&p.receiver] {
+            ReceiverConfig::Webhook(_) if p.gateway == gateway => {
+                let url = public_url
+                    .map(|u| join_public(u, &format!("/hooks/twilio/inbound/{}", p.receiver)));
+                Some((p.to.as_str().to_string(), url))
+            }
+            ReceiverConfig::TwilioPoll(t) if t.gateway.get_ref() == gateway => {
+                Some((p.to.as_str().to_string(), None))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn build_gateway(name: &str, config: &GatewayConfig) -> Result<Box<dyn Gateway>, CheckError> {
+    let failed =
+        |e: crate::gateway::SubmitError| CheckError::Gateway(format!("gateway `{name}`: {e}"));
+    Ok(match config {
+        GatewayConfig::Twilio(t) => Box::new(
+            TwilioGateway::new(
+                name,
+                &t.base_url,
+                &t.account_sid,
+                t.auth_token.clone(),
+                t.request_timeout,
+            )
+            .map_err(failed)?,
+        ),
+        GatewayConfig::Vonage(v) => Box::new(
+            VonageGateway::new(
+                name,
+                &v.base_url,
+                &v.api_key,
+                v.api_secret.clone(),
+                v.request_timeout,
+            )
+            .map_err(failed)?,
+        ),
+        GatewayConfig::Http(h) => Box::new(HttpGateway::new(name, h).map_err(failed)?),
+        GatewayConfig::Mock(_) => unreachable!("mock gateways are started before the others"),
+    })
+}
+
+fn build_poller(
+    config: &Config,
+    receiver: &str,
+    mock_urls: &[(String, Url)],
+) -> Result<Option<Box<dyn Poller>>, CheckError> {
+    let failed = |e: crate::receiver::poll::PollError| {
+        CheckError::Gateway(format!("receiver `{receiver}`: {e}"))
+    };
+    Ok(match &config.receivers[receiver] {
+        ReceiverConfig::Webhook(_) => None,
+        ReceiverConfig::HttpPoll(h) => Some(Box::new(HttpPoller::new(h).map_err(failed)?)),
+        ReceiverConfig::TwilioPoll(t) => {
+            let account = t.gateway.get_ref();
+            let (base, sid, token) = match &config.gateways[account] {
+                GatewayConfig::Twilio(g) => (g.base_url.clone(), &g.account_sid, &g.auth_token),
+                GatewayConfig::Mock(m) => {
+                    let url = mock_urls
+                        .iter()
+                        .find(|(n, _)| n == account)
+                        .map(|(_, u)| u.clone());
+                    let url = url.ok_or_else(|| {
+                        CheckError::Gateway(format!("mock `{account}` was not started"))
+                    })?;
+                    (url, &m.account_sid, &m.auth_token)
+                }
+                other => {
+                    return Err(CheckError::Gateway(format!(
+                        "receiver `{receiver}`: gateway `{account}` is of kind {}",
+                        other.kind()
+                    )));
+                }
+            };
+            Some(Box::new(
+                TwilioPoller::new(&base, sid, token.clone(), t.interval).map_err(failed)?,
+            ))
         }
-        let name = probe.gateway.as_str();
-        let gateway: Box<dyn Gateway> = match &config.gateways[name] {
-            GatewayConfig::Mock(m) => {
-                let inbound = probes.iter().filter(|p| p.gateway == name).filter_map(|p| {
-                    config
-                        .receivers
-                        .get(&p.receiver)
-                        .filter(|r| r.is_webhook())?;
-                    Some((
-                        p.to.as_str().to_string(),
-                        hooks.url_for(&format!("/hooks/twilio/inbound/{}", p.receiver)),
-                    ))
-                });
-                let started = mock::start(name, m, inbound)
-                    .await
-                    .map_err(CheckError::Gateway)?;
-                mocks.push(started.carrier);
-                Box::new(started.gateway)
-            }
-            GatewayConfig::Http(h) => Box::new(
-                crate::gateway::http::HttpGateway::new(name, h)
-                    .map_err(|e| CheckError::Gateway(format!("gateway `{name}`: {e}")))?,
-            ),
-            GatewayConfig::Vonage(_) => {
-                return Err(CheckError::Gateway(format!(
-                    "gateway `{name}`: vonage is not wired yet"
-                )));
-            }
-            GatewayConfig::Twilio(t) => Box::new(
-                TwilioGateway::new(
-                    name,
-                    &t.base_url,
-                    &t.account_sid,
-                    t.auth_token.clone(),
-                    t.request_timeout,
-                )
-                .map_err(|e| CheckError::Gateway(format!("gateway `{name}`: {e}")))?,
-            ),
-        };
-        gateways.push((name.to_string(), gateway));
-    }
-    Ok((gateways, mocks))
+    })
 }

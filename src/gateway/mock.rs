@@ -17,11 +17,12 @@ pub struct MockGateway {
 }
 
 /// Starts the mock for gateway `name`. `inbound` lists the numbers it owns and
-/// the webhook each one's inbound messages are posted to.
+/// the webhook, if any, each one's inbound messages are posted to (without one
+/// they can still be listed, for polling receivers).
 pub async fn start(
     name: &str,
     config: &MockGatewayConfig,
-    inbound: impl IntoIterator<Item = (String, String)>,
+    inbound: impl IntoIterator<Item = (String, Option<String>)>,
 ) -> Result<MockGateway, String> {
     let mut numbers: std::collections::BTreeMap<String, NumberConfig> = config
         .numbers
@@ -31,7 +32,9 @@ pub async fn start(
     for (number, url) in inbound {
         let entry = numbers.entry(number).or_default();
         entry.owned = true;
-        entry.inbound_url.get_or_insert(url);
+        if entry.inbound_url.is_none() {
+            entry.inbound_url = url;
+        }
     }
     let mock_config = MockConfig {
         account_sid: config.account_sid.clone(),

@@ -110,7 +110,7 @@ pub trait Gateway: Send + Sync {
 }
 
 /// Turns a transport failure into a transient error a person can read.
-pub(crate) fn transport_error(e: &reqwest::Error) -> SubmitError {
+pub fn transport_error(e: &reqwest::Error) -> SubmitError {
     let what = if e.is_timeout() {
         "gateway did not answer in time"
     } else if e.is_connect() {
@@ -132,4 +132,35 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     let secs: f64 = value.trim().parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// `base` + `path`, keeping any path prefix of `base` (a mock mounted under one).
+pub fn join_base(base: &url::Url, path: &str) -> Result<url::Url, SubmitError> {
+    let mut base = base.clone();
+    if !base.path().ends_with('/') {
+        let with_slash = format!("{}/", base.path());
+        base.set_path(&with_slash);
+    }
+    base.join(path)
+        .map_err(|e| SubmitError::permanent(format!("bad gateway base URL: {e}")))
+}
+
+/// The HTTP client gateways share the settings of.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SubmitError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SubmitError::permanent(format!("cannot build HTTP client: {e}")))
+}
+
+/// The start of a response body, for error messages: enough to recognise, never huge.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if text.is_empty() {
+        "(empty body)".to_string()
+    } else {
+        text
+    }
 }

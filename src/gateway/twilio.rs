@@ -11,7 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, retry_after,
+    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, retry_after, snippet,
     transport_error,
 };
 use crate::redact::Secret;
@@ -34,19 +34,11 @@ impl TwilioGateway {
         auth_token: Secret,
         request_timeout: Duration,
     ) -> Result<Self, SubmitError> {
-        let mut base_url = base_url.clone();
-        if !base_url.path().ends_with('/') {
-            let path = format!("{}/", base_url.path());
-            base_url.set_path(&path);
-        }
-        let messages_url = base_url
-            .join(&format!("2010-04-01/Accounts/{account_sid}/Messages.json"))
-            .map_err(|e| SubmitError::permanent(format!("bad Twilio base URL: {e}")))?;
-        let client = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| SubmitError::permanent(format!("cannot build HTTP client: {e}")))?;
+        let messages_url = super::join_base(
+            base_url,
+            &format!("2010-04-01/Accounts/{account_sid}/Messages.json"),
+        )?;
+        let client = super::http_client(request_timeout)?;
         Ok(TwilioGateway {
             name: name.to_string(),
             client,
@@ -213,17 +205,6 @@ pub fn explain(code: u32) -> Option<(ErrorClass, &'static str)> {
         30008 => (Permanent, "unknown error at the carrier"),
         _ => return None,
     })
-}
-
-/// The start of a response body, for error messages: enough to recognise, never huge.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.is_empty() {
-        "(empty body)".to_string()
-    } else {
-        text
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::TOKEN_LEN;
 use super::outcome::{Finding, Outcome, Phases, RunResult};
 use crate::config::Probe;
 use crate::gateway::{ErrorClass, Gateway, SubmitError, SubmitRequest};
+use crate::receiver::poll::{self, Poller, Watch};
 use crate::receiver::{DeliveryStatus, Event, Inbox, Waiter};
 
 /// How long to wait, after the arrival, for a receipt that is on its way.
@@ -47,15 +48,20 @@ impl Default for Correlation {
     }
 }
 
-/// Runs `probe` once through `gateway`, waiting on `inbox` for what comes back.
-///
-/// `callback_base` is our public URL, for the gateway's status callbacks.
-pub async fn run(
-    probe: &Probe,
-    gateway: &dyn Gateway,
-    inbox: &Arc<Inbox>,
-    callback_base: Option<&url::Url>,
-) -> RunResult {
+/// What a run is wired to: where it submits, and where it looks for arrivals.
+#[derive(Clone, Copy)]
+pub struct Wiring<'a> {
+    pub gateway: &'a dyn Gateway,
+    /// The token index webhooks and pollers feed.
+    pub inbox: &'a Arc<Inbox>,
+    /// Our public URL, for the gateway's status callbacks (None: no callbacks).
+    pub callback_base: Option<&'a url::Url>,
+    /// For polling receivers: the receiver's name and its poller.
+    pub poller: Option<(&'a str, &'a dyn Poller)>,
+}
+
+/// Runs `probe` once as wired, waiting for what comes back.
+pub async fn run(probe: &Probe, wiring: Wiring<'_>) -> RunResult {
     let correlation = Correlation::new();
     let span = info_span!(
         "run",
@@ -63,18 +69,16 @@ pub async fn run(
         gateway = %probe.gateway,
         correlation_id = %correlation.id
     );
-    run_with(probe, gateway, inbox, callback_base, correlation)
-        .instrument(span)
-        .await
+    run_with(probe, wiring, correlation).instrument(span).await
 }
 
-async fn run_with(
-    probe: &Probe,
-    gateway: &dyn Gateway,
-    inbox: &Arc<Inbox>,
-    callback_base: Option<&url::Url>,
-    correlation: Correlation,
-) -> RunResult {
+async fn run_with(probe: &Probe, wiring: Wiring<'_>, correlation: Correlation) -> RunResult {
+    let Wiring {
+        gateway,
+        inbox,
+        callback_base,
+        poller,
+    } = wiring;
     let started_at = chrono::Utc::now();
     let body = correlation.render(&probe.body, &probe.name);
     // Register before submitting: a fast carrier may deliver before submit returns.
@@ -142,7 +146,20 @@ async fn run_with(
             return result;
         }
     };
-    wait_for_arrival(&mut waiter, t0, deadline, probe, &mut result).await;
+    let watch = Watch {
+        to: probe.to.clone(),
+        since: started_at,
+        correlation_id: correlation.id.clone(),
+    };
+    let polling = async {
+        match poller {
+            Some((receiver, poller)) => {
+                (receiver, poll::watch(poller, &watch, inbox, receiver).await)
+            }
+            None => std::future::pending().await,
+        }
+    };
+    wait_for_arrival(&mut waiter, polling, t0, deadline, probe, &mut result).await;
     match result.outcome {
         Outcome::Ok => info!(latency_ms = millis(result.latency), "arrived"),
         _ => {
@@ -198,9 +215,11 @@ async fn submit_with_retries(
     }
 }
 
-/// Waits for receipts and the arrival until the deadline.
+/// Waits for receipts and the arrival until the deadline, while `polling`
+/// (a poll receiver's loop, or nothing) runs; it only ends on a receiver failure.
 async fn wait_for_arrival(
     waiter: &mut Waiter,
+    polling: impl std::future::Future<Output = (&str, poll::PollError)>,
     t0: Instant,
     deadline: Instant,
     probe: &Probe,
@@ -208,10 +227,16 @@ async fn wait_for_arrival(
 ) {
     let mut duplicates = 0u32;
     let mut arrived = false;
+    tokio::pin!(polling);
     loop {
         let event = tokio::select! {
             event = waiter.recv() => event,
-            _ = sleep_until(deadline), if !arrived => None,
+            _ = sleep_until(deadline) => None,
+            (receiver, error) = &mut polling => {
+                result.outcome = Outcome::Error;
+                result.reason = Some(format!("receiver `{receiver}` failed: {error}"));
+                return;
+            }
         };
         let Some(event) = event else { break };
         if apply(event, t0, result, &mut arrived, &mut duplicates) {
@@ -291,12 +316,7 @@ fn apply(
                 status if status.is_failure() && !*arrived => {
                     result.outcome = Outcome::Undelivered;
                     let code = r.error_code.filter(|c| !c.is_empty() && c != "0");
-                    let explained = code
-                        .as_deref()
-                        .and_then(|c| c.parse().ok())
-                        .and_then(crate::gateway::twilio::explain)
-                        .map(|(_, reason)| reason);
-                    result.reason = Some(match (explained, &code) {
+                    result.reason = Some(match (r.explanation, &code) {
                         (Some(reason), _) => format!("carrier could not deliver: {reason}"),
                         (None, Some(c)) => format!("carrier could not deliver (error {c})"),
                         (None, None) => {
@@ -416,6 +436,10 @@ mod engine_tests {
                                 at: Instant::now(),
                                 status,
                                 error_code: code.map(String::from),
+                                explanation: code
+                                    .and_then(|c| c.parse().ok())
+                                    .and_then(crate::gateway::twilio::explain)
+                                    .map(|(_, reason)| reason),
                                 message_id: None,
                             };
                             inbox.receipt(token.rsplit('=').next().unwrap_or(""), r);
@@ -484,7 +508,13 @@ mod engine_tests {
             inbox: Arc::clone(&inbox),
         };
         let base = url::Url::parse("http://127.0.0.1:9/").unwrap();
-        run(probe, &gw, &inbox, Some(&base)).await
+        let wiring = Wiring {
+            gateway: &gw,
+            inbox: &inbox,
+            callback_base: Some(&base),
+            poller: None,
+        };
+        run(probe, wiring).await
     }
 
     fn arrives(after_ms: u64) -> Delivery {

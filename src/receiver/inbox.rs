@@ -38,6 +38,8 @@ pub struct Receipt {
     pub status: DeliveryStatus,
     /// The provider's error code on failure receipts (e.g. Twilio's 30003).
     pub error_code: Option<String>,
+    /// The code in plain words, from the provider's table, when known.
+    pub explanation: Option<&'static str>,
     pub message_id: Option<String>,
 }
 
@@ -216,6 +218,7 @@ mod tests {
             at: Instant::now(),
             status: DeliveryStatus::parse("delivered"),
             error_code: None,
+            explanation: None,
             message_id: None,
         };
         assert!(inbox.receipt("ABCDEFGHJK", receipt.clone()));

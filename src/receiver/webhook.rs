@@ -2,11 +2,17 @@
 //!
 //! Routes:
 //! - `POST /hooks/twilio/inbound/{receiver}`: a Twilio inbound message;
-//! - `POST /hooks/twilio/status/{gateway}?run={token}`: a Twilio status callback.
+//! - `POST /hooks/twilio/status/{gateway}?run={token}`: a Twilio status callback;
+//! - `GET|POST /hooks/vonage/inbound/{receiver}`: a Vonage inbound message;
+//! - `GET|POST /hooks/vonage/receipt/{gateway}?run={token}`: a Vonage delivery receipt;
+//! - `POST /hooks/json/{receiver}`: your own system's JSON, HMAC-SHA256 signed.
 //!
-//! Every request must carry a valid `X-Twilio-Signature` over our *public* URL
-//! (the one the provider called) unless the receiver turned checks off:
-//! unsigned or badly signed → 403, body over the limit → 413, malformed → 400.
+//! Twilio requests must carry a valid `X-Twilio-Signature` over our *public*
+//! URL (the one the provider called) unless the receiver turned checks off;
+//! Vonage requests must carry a valid, fresh `sig` when the account has a
+//! signature secret configured (Vonage signs only on request); JSON requests
+//! must be signed with the receiver's `json_secret`. Unsigned or badly signed
+//! → 403, body over the limit → 413, malformed → 400.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,17 +21,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use url::Url;
 
 use super::inbox::{Arrival, DeliveryStatus, Inbox, Receipt};
 use crate::config::{Config, ReceiverConfig};
+use crate::config::{GatewayConfig, JsonPathExpr};
 use crate::redact::{Secret, mask_number};
-use crate::signing::verify_twilio_signature;
+use crate::signing::{
+    VonageMethod, verify_body_signature, verify_twilio_signature, verify_vonage_signature,
+};
 
 /// Largest webhook body accepted: Twilio's are well under 4 KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -36,17 +46,34 @@ pub struct Hooks {
     inbox: Arc<Inbox>,
     public_url: Url,
     receivers: HashMap<String, ReceiverKeys>,
-    /// Twilio-style gateways' auth tokens, by gateway name.
-    gateways: HashMap<String, Secret>,
+    /// Each gateway's callback keys, by gateway name.
+    gateways: HashMap<String, GatewayKeys>,
     counters: Counters,
+}
+
+/// What signs a gateway's callbacks.
+#[derive(Debug, Clone, Default)]
+struct GatewayKeys {
+    twilio: Option<Secret>,
+    vonage: Option<(Secret, VonageMethod)>,
+    /// A Vonage gateway, signed or not: its receipts are routed here.
+    is_vonage: bool,
 }
 
 #[derive(Debug)]
 struct ReceiverKeys {
     verify: bool,
-    /// Tokens an inbound signature may be made with.
-    tokens: Vec<Secret>,
+    /// Tokens a Twilio inbound signature may be made with.
+    twilio: Vec<Secret>,
+    /// Vonage signature secrets; empty means the account does not sign.
+    vonage: Vec<(Secret, VonageMethod)>,
+    json_secret: Option<Secret>,
+    json_header: String,
+    json_body: JsonPathExpr,
 }
+
+/// How old a Vonage signed request may be before it counts as a replay.
+const VONAGE_MAX_AGE_SECS: i64 = 300;
 
 /// Requests by result, for logs now and metrics later.
 #[derive(Debug, Default)]
@@ -61,10 +88,17 @@ impl Hooks {
     /// Builds the routes' state from the config. `public_url` is the URL the
     /// providers call, which is what their signatures cover.
     pub fn new(config: &Config, inbox: Arc<Inbox>, public_url: Url) -> Arc<Hooks> {
-        let gateways: HashMap<String, Secret> = config
+        let gateways: HashMap<String, GatewayKeys> = config
             .gateways
             .iter()
-            .filter_map(|(name, g)| g.twilio_auth_token().map(|t| (name.clone(), t.clone())))
+            .map(|(name, g)| {
+                let keys = GatewayKeys {
+                    twilio: g.twilio_auth_token().cloned(),
+                    vonage: g.vonage_signature().map(|(s, m)| (s.clone(), m)),
+                    is_vonage: matches!(g, GatewayConfig::Vonage(_)),
+                };
+                (name.clone(), keys)
+            })
             .collect();
         let receivers = config
             .receivers
@@ -74,17 +108,21 @@ impl Hooks {
                 _ => None,
             })
             .map(|(name, w)| {
-                let tokens = match &w.gateway {
-                    Some(g) => gateways.get(g.get_ref()).cloned().into_iter().collect(),
-                    None => gateways.values().cloned().collect(),
+                // The receiving number's account signs inbound messages; when the
+                // receiver does not say which account that is, any of ours will do.
+                let accounts: Vec<&GatewayKeys> = match &w.gateway {
+                    Some(g) => gateways.get(g.get_ref()).into_iter().collect(),
+                    None => gateways.values().collect(),
                 };
-                (
-                    name.clone(),
-                    ReceiverKeys {
-                        verify: w.verify_signatures,
-                        tokens,
-                    },
-                )
+                let keys = ReceiverKeys {
+                    verify: w.verify_signatures,
+                    twilio: accounts.iter().filter_map(|k| k.twilio.clone()).collect(),
+                    vonage: accounts.iter().filter_map(|k| k.vonage.clone()).collect(),
+                    json_secret: w.json_secret.clone(),
+                    json_header: w.json_signature_header.clone(),
+                    json_body: w.json_body.clone(),
+                };
+                (name.clone(), keys)
             })
             .collect();
         Arc::new(Hooks {
@@ -120,6 +158,15 @@ pub fn router(hooks: Arc<Hooks>) -> Router {
     Router::new()
         .route("/hooks/twilio/inbound/{receiver}", post(twilio_inbound))
         .route("/hooks/twilio/status/{gateway}", post(twilio_status))
+        .route(
+            "/hooks/vonage/inbound/{receiver}",
+            get(vonage_inbound).post(vonage_inbound),
+        )
+        .route(
+            "/hooks/vonage/receipt/{gateway}",
+            get(vonage_receipt).post(vonage_receipt),
+        )
+        .route("/hooks/json/{receiver}", post(json_inbound))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(hooks)
 }
@@ -192,7 +239,7 @@ async fn twilio_inbound(
     let Some(params) = parse_form(&body) else {
         return refuse(&hooks, StatusCode::BAD_REQUEST, "body is not a UTF-8 form");
     };
-    if keys.verify && !signed(&hooks, &uri, &headers, &params, &keys.tokens) {
+    if keys.verify && !signed(&hooks, &uri, &headers, &params, &keys.twilio) {
         return refuse(
             &hooks,
             StatusCode::FORBIDDEN,
@@ -225,8 +272,8 @@ async fn twilio_status(
     body: Bytes,
 ) -> Response {
     let at = Instant::now();
-    let Some(token) = hooks.gateways.get(&gateway) else {
-        return refuse(&hooks, StatusCode::NOT_FOUND, "no such gateway");
+    let Some(token) = hooks.gateways.get(&gateway).and_then(|k| k.twilio.as_ref()) else {
+        return refuse(&hooks, StatusCode::NOT_FOUND, "no such Twilio gateway");
     };
     let Some(params) = parse_form(&body) else {
         return refuse(&hooks, StatusCode::BAD_REQUEST, "body is not a UTF-8 form");
@@ -239,11 +286,7 @@ async fn twilio_status(
         );
     }
     let status = field(&params, "MessageStatus").or_else(|| field(&params, "SmsStatus"));
-    let run = uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "run")
-            .map(|(_, v)| v.into_owned())
-    });
+    let run = run_token(&uri);
     let (Some(status), Some(run)) = (status, run) else {
         return refuse(
             &hooks,
@@ -256,9 +299,226 @@ async fn twilio_status(
         at,
         status: DeliveryStatus::parse(status),
         error_code: field(&params, "ErrorCode").map(str::to_string),
+        explanation: field(&params, "ErrorCode")
+            .and_then(|c| c.parse().ok())
+            .and_then(crate::gateway::twilio::explain)
+            .map(|(_, reason)| reason),
         message_id: field(&params, "MessageSid").map(str::to_string),
     };
     let matched = hooks.inbox.receipt(&run, receipt);
     debug!(%gateway, status, matched, "status callback");
     twiml_ok()
+}
+
+/// The `run` query parameter our callback URLs carry: the run's token.
+fn run_token(uri: &Uri) -> Option<String> {
+    let query = uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "run")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Vonage sends parameters in the query (GET), as a form, or as JSON (POST).
+fn vonage_params(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Vec<(String, String)>> {
+    if *method == Method::GET {
+        let query = uri.query().unwrap_or("");
+        // The query also holds our own `run`, which Vonage did not sign.
+        return Some(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .filter(|(k, _)| k != "run")
+                .collect(),
+        );
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return parse_form(body);
+    }
+    let serde_json::Value::Object(map) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    Some(
+        map.into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                serde_json::Value::Bool(b) => Some((k, b.to_string())),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// A Vonage signature is valid under one of `keys` and recent (not a replay).
+fn vonage_signed(params: &[(String, String)], keys: &[(Secret, VonageMethod)]) -> bool {
+    let fresh = field(params, "timestamp")
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .is_some_and(|t| (chrono::Utc::now().timestamp() - t).abs() <= VONAGE_MAX_AGE_SECS);
+    fresh
+        && keys
+            .iter()
+            .any(|(secret, method)| verify_vonage_signature(params, secret.expose(), *method))
+}
+
+async fn vonage_inbound(
+    State(hooks): State<Arc<Hooks>>,
+    Path(receiver): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = Instant::now();
+    let Some(keys) = hooks.receivers.get(&receiver) else {
+        return refuse(&hooks, StatusCode::NOT_FOUND, "no such receiver");
+    };
+    let Some(params) = vonage_params(&method, &uri, &headers, &body) else {
+        return refuse(
+            &hooks,
+            StatusCode::BAD_REQUEST,
+            "body is neither a UTF-8 form nor a JSON object",
+        );
+    };
+    if keys.verify && !keys.vonage.is_empty() && !vonage_signed(&params, &keys.vonage) {
+        return refuse(
+            &hooks,
+            StatusCode::FORBIDDEN,
+            "missing, invalid or stale Vonage sig",
+        );
+    }
+    let (Some(text), Some(from)) = (field(&params, "text"), field(&params, "msisdn")) else {
+        return refuse(
+            &hooks,
+            StatusCode::BAD_REQUEST,
+            "inbound message lacks text or msisdn",
+        );
+    };
+    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    let arrival = Arrival {
+        at,
+        receiver: receiver.clone(),
+        message_id: field(&params, "messageId").map(str::to_string),
+    };
+    let matched = hooks.inbox.arrival(text, arrival);
+    debug!(%receiver, from = %mask_number(from), matched, "Vonage inbound message");
+    StatusCode::OK.into_response()
+}
+
+async fn vonage_receipt(
+    State(hooks): State<Arc<Hooks>>,
+    Path(gateway): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = Instant::now();
+    let Some(keys) = hooks.gateways.get(&gateway).filter(|k| k.is_vonage) else {
+        return refuse(&hooks, StatusCode::NOT_FOUND, "no such Vonage gateway");
+    };
+    let Some(params) = vonage_params(&method, &uri, &headers, &body) else {
+        return refuse(
+            &hooks,
+            StatusCode::BAD_REQUEST,
+            "body is neither a UTF-8 form nor a JSON object",
+        );
+    };
+    if let Some(key) = &keys.vonage
+        && !vonage_signed(&params, std::slice::from_ref(key))
+    {
+        return refuse(
+            &hooks,
+            StatusCode::FORBIDDEN,
+            "missing, invalid or stale Vonage sig",
+        );
+    }
+    let (Some(status), Some(run)) = (field(&params, "status"), run_token(&uri)) else {
+        return refuse(
+            &hooks,
+            StatusCode::BAD_REQUEST,
+            "delivery receipt lacks status or the run parameter",
+        );
+    };
+    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    let status = match status.to_ascii_lowercase().as_str() {
+        "accepted" | "buffered" => DeliveryStatus::Sent,
+        "delivered" => DeliveryStatus::Delivered,
+        "failed" | "rejected" | "expired" => DeliveryStatus::Failed,
+        other => DeliveryStatus::Other(other.to_string()),
+    };
+    let code = field(&params, "err-code").map(str::to_string);
+    let receipt = Receipt {
+        at,
+        status,
+        explanation: code
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .and_then(crate::gateway::vonage::explain_receipt),
+        error_code: code,
+        message_id: field(&params, "messageId").map(str::to_string),
+    };
+    let matched = hooks.inbox.receipt(&run, receipt);
+    debug!(%gateway, matched, "Vonage delivery receipt");
+    StatusCode::OK.into_response()
+}
+
+async fn json_inbound(
+    State(hooks): State<Arc<Hooks>>,
+    Path(receiver): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let at = Instant::now();
+    let Some(keys) = hooks.receivers.get(&receiver) else {
+        return refuse(&hooks, StatusCode::NOT_FOUND, "no such receiver");
+    };
+    if keys.verify {
+        let Some(secret) = &keys.json_secret else {
+            return refuse(
+                &hooks,
+                StatusCode::FORBIDDEN,
+                "this receiver has no json_secret to check signatures with",
+            );
+        };
+        let signature = headers
+            .get(keys.json_header.as_str())
+            .and_then(|v| v.to_str().ok());
+        if !signature.is_some_and(|sig| verify_body_signature(&body, secret.expose(), sig)) {
+            return refuse(
+                &hooks,
+                StatusCode::FORBIDDEN,
+                "missing or invalid body signature",
+            );
+        }
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return refuse(&hooks, StatusCode::BAD_REQUEST, "body is not JSON");
+    };
+    let Some(text) = keys.json_body.first(&value).and_then(|v| v.as_str()) else {
+        return refuse(
+            &hooks,
+            StatusCode::BAD_REQUEST,
+            "no message text at the receiver's json_body path",
+        );
+    };
+    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    let message_id = value.get("id").and_then(|v| v.as_str()).map(str::to_string);
+    let matched = hooks.inbox.arrival(
+        text,
+        Arrival {
+            at,
+            receiver: receiver.clone(),
+            message_id,
+        },
+    );
+    debug!(%receiver, matched, "JSON inbound message");
+    StatusCode::OK.into_response()
 }

@@ -63,7 +63,7 @@ async fn bench(runs: usize, latency_ms: u64, concurrency: usize) {
     };
     let inbound = [(
         probe.to.as_str().to_string(),
-        hooks.url_for("/hooks/twilio/inbound/inbox"),
+        Some(hooks.url_for("/hooks/twilio/inbound/inbox")),
     )];
     let started = mock::start("sandbox", mock_config, inbound)
         .await
@@ -83,7 +83,13 @@ async fn bench(runs: usize, latency_ms: u64, concurrency: usize) {
             public.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let result = probe::run(&probe, gateway.as_ref(), &inbox, Some(&public)).await;
+            let wiring = probe::Wiring {
+                gateway: gateway.as_ref(),
+                inbox: &inbox,
+                callback_base: Some(&public),
+                poller: None,
+            };
+            let result = probe::run(&probe, wiring).await;
             drop(permit);
             result
         }));
