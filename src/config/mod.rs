@@ -780,7 +780,9 @@ fn parse_main(
             let de = ValueDeserializer::from(value);
             Ok(match kind {
                 "mock" => GatewayConfig::Mock(MockGatewayConfig::deserialize(de)?),
-                _ => GatewayConfig::Twilio(TwilioGatewayConfig::deserialize(de)?),
+                "twilio" => GatewayConfig::Twilio(TwilioGatewayConfig::deserialize(de)?),
+                "vonage" => GatewayConfig::Vonage(VonageGatewayConfig::deserialize(de)?),
+                _ => GatewayConfig::Http(HttpGatewayConfig::deserialize(de)?),
             })
         },
     );

@@ -404,3 +404,24 @@ fn a_twilio_gateway_round_trips_through_the_standalone_mock_carrier() {
         "full number in logs:\n{logs}"
     );
 }
+
+#[test]
+fn a_twilio_poll_receiver_finds_the_message_by_listing() {
+    let dir = setup(&[]);
+    let main = MAIN.to_string()
+        + "\n[receivers.poll]\nkind = \"twilio-poll\"\ngateway = \"sandbox\"\ninterval = \"50ms\"\n";
+    std::fs::write(dir.path().join("config.toml"), main).unwrap();
+    for (name, to) in [("polled", "+15005550100"), ("polled-void", "+15005550191")] {
+        let text = probe(name, to).replace("receiver = \"inbox\"", "receiver = \"poll\"");
+        std::fs::write(dir.path().join(format!("probes/{name}.toml")), text).unwrap();
+    }
+    let out = run(dir.path(), &["check", "--format", "json"]);
+    let doc = json(&out);
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["outcome"], "ok", "{doc}");
+    // Seen by a poll at most one interval after it arrived.
+    let latency = runs[0]["latency_ms"].as_f64().unwrap();
+    assert!((50.0..400.0).contains(&latency), "latency {latency}");
+    assert_eq!(runs[1]["outcome"], "lost", "{doc}");
+    assert_eq!(code(&out), 2);
+}

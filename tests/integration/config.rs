@@ -348,3 +348,57 @@ fn secrets_do_not_appear_in_debug_output() {
         "numbers are masked in Debug"
     );
 }
+
+#[test]
+fn every_gateway_and_receiver_kind_loads() {
+    let main = format!(
+        "{MAIN}\n[gateways.tw]\nkind = \"twilio\"\naccount_sid = \"AC{z}\"\nauth_token = \"t\"\n\
+         [gateways.vg]\nkind = \"vonage\"\napi_key = \"k\"\napi_secret = \"s\"\nsignature_method = \"sha256\"\n\
+         [gateways.api]\nkind = \"http\"\nurl = \"https://sms.example.com/v1/messages\"\n\
+         body = '{{\"to\":\"{{{{to}}}}\"}}'\nmessage_id = \"$.id\"\n\
+         permanent = [{{ status = 402 }}, {{ json = \"$.error.code\", equals = \"NO_CREDIT\", reason = \"no credit\" }}]\n\
+         [receivers.poll]\nkind = \"twilio-poll\"\ngateway = \"tw\"\ninterval = \"3s\"\n\
+         [receivers.own]\nkind = \"http-poll\"\nurl = \"https://sms.example.com/inbound?to={{{{to}}}}\"\nmessages = \"$.messages[*]\"\nbody = \"$.text\"\n",
+        z = "0".repeat(32)
+    );
+    let (_dir, path) = write(&main, &[("p.toml", PROBE)]);
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<&str> = config.gateways.values().map(|g| g.kind()).collect();
+    assert_eq!(kinds, ["http", "mock", "twilio", "vonage"]);
+    let kinds: Vec<&str> = config.receivers.values().map(|r| r.kind()).collect();
+    assert_eq!(kinds, ["webhook", "http-poll", "twilio-poll"]);
+}
+
+#[test]
+fn a_twilio_poll_receiver_needs_a_twilio_account() {
+    let main = format!(
+        "{MAIN}\n[gateways.vg]\nkind = \"vonage\"\napi_key = \"k\"\napi_secret = \"s\"\n\
+         [receivers.poll]\nkind = \"twilio-poll\"\ngateway = \"vg\"\n"
+    );
+    expect_error(
+        &main,
+        PROBE,
+        "config.toml",
+        "19:11",
+        "gateway `vg` is of kind vonage, which does not fit",
+    );
+}
+
+#[test]
+fn bad_jsonpath_and_empty_rules_are_refused() {
+    let http = "\n[gateways.api]\nkind = \"http\"\nurl = \"https://x.example.com\"\n";
+    expect_error(
+        &format!("{MAIN}{http}message_id = \"$..[\"\n"),
+        PROBE,
+        "config.toml",
+        "16:14",
+        "invalid JSONPath",
+    );
+    expect_error(
+        &format!("{MAIN}{http}permanent = [{{ reason = \"x\" }}]\n"),
+        PROBE,
+        "config.toml",
+        "16:13",
+        "a rule needs",
+    );
+}
