@@ -295,7 +295,10 @@ fn owned_numbers(
         .collect()
 }
 
-fn build_gateway(name: &str, config: &GatewayConfig) -> Result<Box<dyn Gateway>, CheckError> {
+pub(crate) fn build_gateway(
+    name: &str,
+    config: &GatewayConfig,
+) -> Result<Box<dyn Gateway>, CheckError> {
     let failed =
         |e: crate::gateway::SubmitError| CheckError::Gateway(format!("gateway `{name}`: {e}"));
     Ok(match config {
@@ -324,7 +327,7 @@ fn build_gateway(name: &str, config: &GatewayConfig) -> Result<Box<dyn Gateway>,
     })
 }
 
-fn build_poller(
+pub(crate) fn build_poller(
     config: &Config,
     receiver: &str,
     mock_urls: &[(String, Url)],

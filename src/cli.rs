@@ -47,6 +47,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Check the config and print the plan; exit 0 if valid, 3 if not.
     Validate,
+    /// Preflight without sending an SMS: credentials, listener, poll endpoints.
+    /// Exit 0 if all pass, 2 if one fails, 3 for bad config.
+    Doctor(DoctorArgs),
     /// Run the standalone Twilio-compatible mock carrier.
     MockCarrier(StandaloneArgs),
 }
@@ -66,6 +69,13 @@ pub struct CheckArgs {
     pub format: Format,
 
     /// Listen here for webhooks instead of `[canary] listen` (`127.0.0.1:0`: any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Check this listen address instead of `[canary] listen`.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 }

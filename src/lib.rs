@@ -10,6 +10,7 @@
 //! - [`receiver`]: where arrivals and receipts come in: the token index and webhooks.
 //! - [`mock_carrier`]: a Twilio-compatible carrier for tests, CI and first runs.
 //! - [`check`]: the one-shot `check`, wiring the above together.
+//! - [`doctor`]: preflight checks that send no SMS.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
 //! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
 //! - [`cli`]: the command-line definitions.
@@ -20,6 +21,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod gateway;
 pub mod mock_carrier;
 pub mod probe;

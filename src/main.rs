@@ -75,6 +75,14 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             print!("{}", report::plan::render(&config));
             Ok(0)
         }
+        Command::Doctor(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            let items = runtime.block_on(sms_canary::doctor::doctor(&config, args.listen));
+            print!("{}", sms_canary::doctor::render(&items));
+            Ok(sms_canary::doctor::exit_code(&items))
+        }
         Command::Check(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);

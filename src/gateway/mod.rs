@@ -107,6 +107,12 @@ pub trait Gateway: Send + Sync {
     /// The path under the public URL where this gateway's receipts are received,
     /// if it sends receipts by webhook.
     fn status_callback_path(&self) -> Option<String>;
+
+    /// A read-only call that proves the credentials work, for `doctor`; sends
+    /// no SMS. `Ok(None)` when the gateway has no such call.
+    fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Turns a transport failure into a transient error a person can read.

@@ -22,6 +22,7 @@ pub struct TwilioGateway {
     name: String,
     client: reqwest::Client,
     messages_url: Url,
+    account_url: Url,
     account_sid: String,
     auth_token: Secret,
 }
@@ -38,8 +39,11 @@ impl TwilioGateway {
             base_url,
             &format!("2010-04-01/Accounts/{account_sid}/Messages.json"),
         )?;
+        let account_url =
+            super::join_base(base_url, &format!("2010-04-01/Accounts/{account_sid}.json"))?;
         let client = super::http_client(request_timeout)?;
         Ok(TwilioGateway {
+            account_url,
             name: name.to_string(),
             client,
             messages_url,
@@ -92,6 +96,38 @@ impl Gateway for TwilioGateway {
 
     fn status_callback_path(&self) -> Option<String> {
         Some(format!("/hooks/twilio/status/{}", self.name))
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
+        Box::pin(async {
+            let url = self.account_url.clone();
+            let response = self
+                .client
+                .get(url)
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+                .send()
+                .await
+                .map_err(|e| transport_error(&e))?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+            if !status.is_success() {
+                return Err(classify_error(status.as_u16(), &body));
+            }
+            let account: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let state = account
+                .get("status")
+                .and_then(|v| v.as_str())
+                .unwrap_or("unknown");
+            if state != "active" {
+                return Err(SubmitError::permanent(format!(
+                    "account status is `{state}`, not active"
+                )));
+            }
+            Ok(Some(format!(
+                "account {}… is active",
+                &self.account_sid[..self.account_sid.len().min(6)]
+            )))
+        })
     }
 }
 

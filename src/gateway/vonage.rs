@@ -22,6 +22,7 @@ pub struct VonageGateway {
     name: String,
     client: reqwest::Client,
     sms_url: Url,
+    balance_url: Url,
     api_key: String,
     api_secret: Secret,
 }
@@ -35,8 +36,10 @@ impl VonageGateway {
         request_timeout: Duration,
     ) -> Result<Self, SubmitError> {
         let sms_url = super::join_base(base_url, "sms/json")?;
+        let balance_url = super::join_base(base_url, "account/get-balance")?;
         let client = super::http_client(request_timeout)?;
         Ok(VonageGateway {
+            balance_url,
             name: name.to_string(),
             client,
             sms_url,
@@ -98,6 +101,37 @@ impl Gateway for VonageGateway {
 
     fn status_callback_path(&self) -> Option<String> {
         Some(format!("/hooks/vonage/receipt/{}", self.name))
+    }
+
+    fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
+        Box::pin(async {
+            let response = self
+                .client
+                .get(self.balance_url.clone())
+                .query(&[
+                    ("api_key", self.api_key.as_str()),
+                    ("api_secret", self.api_secret.expose()),
+                ])
+                .send()
+                .await
+                .map_err(|e| transport_error(&e))?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+            if !status.is_success() {
+                return Err(classify_http(status.as_u16(), &body));
+            }
+            let balance: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            match balance.get("value").and_then(|v| v.as_f64()) {
+                Some(v) if v <= 0.0 => Err(SubmitError::permanent(format!(
+                    "account has no credit (balance {v})"
+                ))),
+                Some(v) => Ok(Some(format!("balance {v:.2}"))),
+                None => Err(SubmitError::transient(format!(
+                    "balance answer unreadable: {}",
+                    super::snippet(&body)
+                ))),
+            }
+        })
     }
 }
 

@@ -1,0 +1,226 @@
+//! `doctor`: preflight checks that send no SMS.
+//!
+//! The config loads; each gateway accepts its credentials through a read-only
+//! call (Twilio's account fetch, Vonage's balance, your API's health URL);
+//! the webhook listener can bind; each polling receiver's endpoint answers.
+//! Problems here are what would otherwise surface as a failed probe at 3 am.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::check::{build_gateway, build_poller};
+use crate::config::{Config, GatewayConfig, ReceiverConfig};
+use crate::gateway::{Gateway, mock};
+use crate::receiver::poll::Watch;
+
+/// How long one preflight call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Fail,
+    /// Nothing to check (e.g. an HTTP gateway without `health_url`).
+    Skip,
+}
+
+/// One line of the doctor's table.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub check: &'static str,
+    pub subject: String,
+    pub verdict: Verdict,
+    pub detail: String,
+}
+
+/// Runs every preflight check. `listen` overrides `[canary] listen`.
+pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
+    let mut items = vec![Item {
+        check: "config",
+        subject: config.path.display().to_string(),
+        verdict: Verdict::Ok,
+        detail: format!(
+            "{} probe(s), {} gateway(s), {} receiver(s)",
+            config.probes.len(),
+            config.gateways.len(),
+            config.receivers.len()
+        ),
+    }];
+    let mut mocks = Vec::new();
+    let mut mock_urls = Vec::new();
+    for (name, gateway) in &config.gateways {
+        let subject = format!("{name} ({})", gateway.kind());
+        let built: Result<Box<dyn Gateway>, String> = match gateway {
+            GatewayConfig::Mock(m) => match mock::start(name, m, Vec::new()).await {
+                Ok(started) => {
+                    if let Ok(url) = Url::parse(&started.carrier.base_url()) {
+                        mock_urls.push((name.clone(), url));
+                    }
+                    mocks.push(started.carrier);
+                    Ok(Box::new(started.gateway))
+                }
+                Err(e) => Err(e),
+            },
+            other => build_gateway(name, other).map_err(|e| e.to_string()),
+        };
+        let (verdict, detail) = match built {
+            Err(e) => (Verdict::Fail, e),
+            Ok(g) => match tokio::time::timeout(CALL_TIMEOUT, g.preflight()).await {
+                Err(_) => (Verdict::Fail, "no answer within 15s".to_string()),
+                Ok(Ok(Some(detail))) => (Verdict::Ok, detail),
+                Ok(Ok(None)) => (
+                    Verdict::Skip,
+                    "no read-only call to make (set health_url to check it)".into(),
+                ),
+                Ok(Err(e)) => (Verdict::Fail, e.to_string()),
+            },
+        };
+        items.push(Item {
+            check: "gateway",
+            subject,
+            verdict,
+            detail,
+        });
+    }
+    if config.receivers.values().any(ReceiverConfig::is_webhook) {
+        items.push(listener(config, listen).await);
+    }
+    for (name, receiver) in &config.receivers {
+        if receiver.is_webhook() {
+            continue;
+        }
+        items.push(poll(config, name, receiver, &mock_urls).await);
+    }
+    for m in mocks {
+        m.shutdown().await;
+    }
+    items
+}
+
+async fn listener(config: &Config, listen: Option<SocketAddr>) -> Item {
+    let addr = listen.unwrap_or(config.canary.listen);
+    let (verdict, detail) = match TcpListener::bind(addr).await {
+        Ok(_) => {
+            let public = config
+                .canary
+                .public_url
+                .as_ref()
+                .map_or_else(|| format!("http://{addr}"), |u| u.to_string());
+            (
+                Verdict::Ok,
+                format!("can bind; providers must reach {public}/hooks/…"),
+            )
+        }
+        Err(e) => (
+            Verdict::Fail,
+            format!("cannot bind: {e} (is the daemon running?)"),
+        ),
+    };
+    Item {
+        check: "listener",
+        subject: addr.to_string(),
+        verdict,
+        detail,
+    }
+}
+
+async fn poll(
+    config: &Config,
+    name: &str,
+    receiver: &ReceiverConfig,
+    mock_urls: &[(String, Url)],
+) -> Item {
+    let subject = format!("{name} ({})", receiver.kind());
+    let Some(probe) = config.probes.iter().find(|p| p.receiver == name) else {
+        return Item {
+            check: "receiver",
+            subject,
+            verdict: Verdict::Skip,
+            detail: "no probe uses it".into(),
+        };
+    };
+    let poller = match build_poller(config, name, mock_urls) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return Item {
+                check: "receiver",
+                subject,
+                verdict: Verdict::Skip,
+                detail: String::new(),
+            };
+        }
+        Err(e) => {
+            return Item {
+                check: "receiver",
+                subject,
+                verdict: Verdict::Fail,
+                detail: e.to_string(),
+            };
+        }
+    };
+    let watch = Watch {
+        to: probe.to.clone(),
+        since: chrono::Utc::now(),
+        correlation_id: "doctor".into(),
+    };
+    let (verdict, detail) = match tokio::time::timeout(CALL_TIMEOUT, poller.poll(&watch)).await {
+        Err(_) => (Verdict::Fail, "no answer within 15s".to_string()),
+        Ok(Ok(found)) => (
+            Verdict::Ok,
+            format!(
+                "answers ({} message(s) listed for {})",
+                found.len(),
+                probe.to.masked()
+            ),
+        ),
+        Ok(Err(e)) => (Verdict::Fail, e.to_string()),
+    };
+    Item {
+        check: "receiver",
+        subject,
+        verdict,
+        detail,
+    }
+}
+
+/// The table `doctor` prints.
+pub fn render(items: &[Item]) -> String {
+    let w = items.iter().map(|i| i.subject.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for item in items {
+        let verdict = match item.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Fail => "FAIL",
+            Verdict::Skip => "skip",
+        };
+        let _ = writeln!(
+            out,
+            "{:<8}  {:<w$}  {verdict:<4}  {}",
+            item.check, item.subject, item.detail
+        );
+    }
+    let failed = items.iter().filter(|i| i.verdict == Verdict::Fail).count();
+    let _ = writeln!(
+        out,
+        "{}",
+        if failed == 0 {
+            "all checks passed".to_string()
+        } else {
+            format!("{failed} check(s) failed")
+        }
+    );
+    out
+}
+
+/// 0 when nothing failed, 2 otherwise (a preflight failure is critical).
+pub fn exit_code(items: &[Item]) -> u8 {
+    if items.iter().any(|i| i.verdict == Verdict::Fail) {
+        2
+    } else {
+        0
+    }
+}
