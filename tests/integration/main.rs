@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod http_gateway;
 mod mock_carrier;
 mod twilio_sdk;
 mod webhook;
