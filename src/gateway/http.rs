@@ -6,7 +6,7 @@
 //! `permanent` rules first, then their `transient` rules, then by HTTP status
 //! the way every other gateway is: 2xx accepted, 408/429/5xx retried, other
 //! 4xx refused. Templates are checked when the gateway is built, so a typo in
-//! the config fails `validate` and never a 3 a.m. run.
+//! the config is reported before any message is sent, not halfway through a run.
 
 use std::fmt;
 
@@ -90,7 +90,8 @@ impl HttpGateway {
     /// Builds the gateway, checking every template against the known
     /// placeholders and the URL and JSON body against sample values.
     pub fn new(name: &str, config: &HttpGatewayConfig) -> Result<Self, SubmitError> {
-        let bad = |what: String| SubmitError::permanent(format!("gateway `{name}`: {what}"));
+        // The caller prefixes the gateway's name, as for every other gateway.
+        let bad = |what: String| SubmitError::permanent(what);
 
         let url = Template::parse_allowed(&config.url, PLACEHOLDERS)
             .map_err(|e| bad(format!("url: {e}")))?;

@@ -65,7 +65,8 @@ impl fmt::Debug for HttpPoller {
 impl HttpPoller {
     /// Builds the poller, checking the URL template with sample values.
     pub fn new(config: &HttpPollConfig) -> Result<Self, PollError> {
-        let bad = |what: String| PollError::permanent(format!("http-poll receiver: {what}"));
+        // The caller prefixes the receiver's name.
+        let bad = |what: String| PollError::permanent(what);
         let url = Template::parse_allowed(&config.url, PLACEHOLDERS)
             .map_err(|e| bad(format!("url: {e}")))?;
         let sample = url
