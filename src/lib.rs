@@ -13,6 +13,7 @@
 //! - [`doctor`]: preflight checks that send no SMS.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
 //! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
+//! - [`template`]: `{{name}}` templates, escaped for JSON, URLs or raw use.
 //! - [`cli`]: the command-line definitions.
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up tracing and maps
@@ -29,3 +30,4 @@ pub mod receiver;
 pub mod redact;
 pub mod report;
 pub mod signing;
+pub mod template;

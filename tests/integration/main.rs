@@ -3,6 +3,8 @@
 
 mod cli;
 mod config;
+mod http_gateway;
+mod http_poll;
 mod mock_carrier;
 mod twilio_sdk;
 mod webhook;
