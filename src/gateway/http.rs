@@ -57,6 +57,7 @@ pub struct HttpGateway {
     message_id: Option<JsonPathExpr>,
     permanent: Vec<ResponseRule>,
     transient: Vec<ResponseRule>,
+    health_url: Option<Url>,
 }
 
 enum RequestBody {
@@ -167,6 +168,7 @@ impl HttpGateway {
             message_id: config.message_id.clone(),
             permanent: config.permanent.clone(),
             transient: config.transient.clone(),
+            health_url: config.health_url.clone(),
         })
     }
 
@@ -337,6 +339,46 @@ impl Gateway for HttpGateway {
     fn status_callback_path(&self) -> Option<String> {
         None
     }
+
+    fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
+        Box::pin(async {
+            let Some(url) = &self.health_url else {
+                return Ok(None);
+            };
+            let mut request = self.client.get(url.clone());
+            // The same credentials the submit sends; placeholders get neutral values.
+            let values = [
+                ("to", ""),
+                ("from", ""),
+                ("body", ""),
+                ("correlation_id", "doctor"),
+            ];
+            for (name, template) in &self.headers {
+                if let Ok(value) = template.render(&values, Escape::None) {
+                    request = request.header(name.clone(), value);
+                }
+            }
+            let response = request.send().await.map_err(|e| transport_error(&e))?;
+            let status = response.status();
+            if status.is_success() {
+                Ok(Some(format!(
+                    "health URL answered HTTP {}",
+                    status.as_u16()
+                )))
+            } else {
+                let body = response.bytes().await.unwrap_or_default();
+                Err(self
+                    .classify(status.as_u16(), &body)
+                    .err()
+                    .unwrap_or_else(|| {
+                        SubmitError::permanent(format!(
+                            "health URL answered HTTP {}",
+                            status.as_u16()
+                        ))
+                    }))
+            }
+        })
+    }
 }
 
 /// The URL, filled in with sample values, must be an absolute http(s) URL.
@@ -481,16 +523,7 @@ pub(crate) async fn read_body(
     }
 }
 
-/// The start of a response body, for error messages: enough to recognise, never huge.
-pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.trim().is_empty() {
-        "(empty body)".to_string()
-    } else {
-        text
-    }
-}
+pub(crate) use super::snippet;
 
 #[cfg(test)]
 mod tests {

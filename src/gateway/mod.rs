@@ -164,7 +164,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SubmitError> {
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.is_empty() {
+    if text.trim().is_empty() {
         "(empty body)".to_string()
     } else {
         text
