@@ -6,5 +6,6 @@ mod config;
 mod http_gateway;
 mod http_poll;
 mod mock_carrier;
+mod own_api;
 mod twilio_sdk;
 mod webhook;
