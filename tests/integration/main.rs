@@ -4,5 +4,7 @@
 mod cli;
 mod config;
 mod mock_carrier;
+mod mock_faults;
+mod mock_vonage;
 mod twilio_sdk;
 mod webhook;
