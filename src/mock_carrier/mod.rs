@@ -595,6 +595,18 @@ mod tests {
             toml::from_str::<NumberConfig>("").unwrap(),
             NumberConfig::default()
         );
+        let n: NumberConfig = toml::from_str(
+            r#"
+            fake_dlr = true
+            duplicates = 2
+            inbound_format = "vonage"
+            "#,
+        )
+        .unwrap();
+        assert!(n.fake_dlr);
+        assert_eq!(n.duplicates, 2);
+        assert_eq!(n.inbound_format, Some(InboundFormat::Vonage));
+        assert!(toml::from_str::<NumberConfig>("inbound_format = \"smpp\"").is_err());
     }
 
     #[test]
@@ -630,5 +642,15 @@ mod tests {
         let mut bad = c.clone();
         bad.numbers.insert("nope".into(), NumberConfig::default());
         assert!(validate(&bad).is_err());
+        let mut bad = c.clone();
+        bad.vonage.signature_secret = Some(Secret::new(""));
+        assert!(validate(&bad).is_err());
+        let mut bad = c.clone();
+        bad.faults.fake_dlr_rate = 2.0;
+        let e = validate(&bad).unwrap_err().to_string();
+        assert!(e.contains("fake_dlr_rate"), "{e}");
+        assert_eq!(c.vonage.api_key, "mockkey");
+        assert_eq!(c.vonage.api_secret.expose(), "mock-api-secret");
+        assert_eq!(c.vonage.signature_method, VonageMethod::Md5hash);
     }
 }
