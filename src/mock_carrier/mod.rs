@@ -1,24 +1,30 @@
-//! A Twilio-compatible mock SMS carrier, in-process or standalone.
+//! A Twilio- and Vonage-compatible mock SMS carrier, in-process or standalone.
 //!
 //! It exists so the whole probe loop (submit, delivery receipt, arrival) can
 //! run offline: in tests, in a user's CI, and on a first `check` before any
 //! real credentials exist. It speaks Twilio's REST wire format closely enough
-//! for Twilio's own SDK, delivers after a configurable (seeded) latency with
-//! sub-millisecond accuracy, signs its callbacks the way Twilio does, and can
-//! "own" numbers so that messages sent to them come back as inbound messages.
+//! for Twilio's own SDK and Vonage's SMS API in its own shapes, delivers after
+//! a configurable (seeded) latency with sub-millisecond accuracy, signs its
+//! callbacks the way each provider does, can "own" numbers so that messages
+//! sent to them come back as inbound messages, and fails on demand (seeded
+//! faults, set in config or at run time through an admin API).
 //!
 //! Layout: [`latency`] (latency models and the seeded PRNG), `timer` (the
-//! precise sleep deliveries wait on), `twilio_api` (the HTTP routes),
-//! `delivery` (status callbacks and inbound webhooks), [`standalone`] (the
-//! `mock-carrier` command). This file holds the public API and the state the
-//! others share.
+//! precise sleep deliveries wait on), `twilio_api` and `vonage_api` (the
+//! providers' HTTP routes), `admin` (the `/_mock/` routes), [`faults`]
+//! (injected failures), `delivery` (receipts and inbound webhooks in either
+//! provider's format), [`standalone`] (the `mock-carrier` command). This file
+//! holds the public API and the state the others share.
 
+pub mod faults;
 pub mod latency;
 pub mod standalone;
 
+mod admin;
 mod delivery;
 mod timer;
 mod twilio_api;
+mod vonage_api;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -31,10 +37,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::redact::Secret;
+use crate::signing::VonageMethod;
 
+pub use faults::{CodeFault, ErrorBurst, FaultError, Faults, Outage, RateLimit};
 pub use latency::LatencyModel;
-pub use standalone::{StandaloneArgs, run_standalone};
+pub use standalone::{StandaloneArgs, VonageArgs, run_standalone};
 
+use faults::{FaultState, MessageFaults, SubmitFault};
 use latency::Rng;
 
 /// Twilio's API version, in paths and resources.
@@ -74,6 +83,10 @@ pub struct MockConfig {
     pub seed: u64,
     /// Behaviour by E.164 number, for messages sent *to* that number.
     pub numbers: BTreeMap<String, NumberConfig>,
+    /// The Vonage account the `/sms/json` API authenticates against.
+    pub vonage: VonageAccount,
+    /// Faults in force from the start; the admin API can change them.
+    pub faults: Faults,
 }
 
 impl Default for MockConfig {
@@ -84,12 +97,56 @@ impl Default for MockConfig {
             latency: LatencyModel::default(),
             seed: 0,
             numbers: BTreeMap::new(),
+            vonage: VonageAccount::default(),
+            faults: Faults::default(),
         }
     }
 }
 
 pub(crate) const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
 pub(crate) const DEFAULT_AUTH_TOKEN: &str = "mock-auth-token";
+pub(crate) const DEFAULT_VONAGE_API_KEY: &str = "mockkey";
+pub(crate) const DEFAULT_VONAGE_API_SECRET: &str = "mock-api-secret";
+
+/// Vonage credentials: `api_key`/`api_secret` authenticate submits, and the
+/// optional signature secret signs receipts and inbound webhooks (`sig`).
+#[derive(Debug, Clone)]
+pub struct VonageAccount {
+    pub api_key: String,
+    pub api_secret: Secret,
+    /// Unsigned callbacks when `None`, as on a Vonage account without one.
+    pub signature_secret: Option<Secret>,
+    pub signature_method: VonageMethod,
+}
+
+impl Default for VonageAccount {
+    fn default() -> Self {
+        VonageAccount {
+            api_key: DEFAULT_VONAGE_API_KEY.to_string(),
+            api_secret: Secret::new(DEFAULT_VONAGE_API_SECRET),
+            signature_secret: None,
+            signature_method: VonageMethod::Md5hash,
+        }
+    }
+}
+
+/// A provider wire format: which API a message came in through, and which
+/// shape its inbound webhook takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InboundFormat {
+    Twilio,
+    Vonage,
+}
+
+impl InboundFormat {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            InboundFormat::Twilio => "twilio",
+            InboundFormat::Vonage => "vonage",
+        }
+    }
+}
 
 /// Per-number behaviour, as embedded in the main config under
 /// `[gateways.NAME.numbers."+15005550199"]`.
@@ -109,6 +166,15 @@ pub struct NumberConfig {
     pub owned: bool,
     /// Where to POST the signed inbound-message webhook; implies `owned`.
     pub inbound_url: Option<String>,
+    /// The inbound webhook's format. By default it follows the API the
+    /// message was sent through, as a test of one provider expects.
+    pub inbound_format: Option<InboundFormat>,
+    /// The receipt says delivered, but the message never arrives.
+    #[serde(default)]
+    pub fake_dlr: bool,
+    /// Extra copies of each delivered message the owned number receives.
+    #[serde(default)]
+    pub duplicates: u32,
 }
 
 impl NumberConfig {
@@ -169,14 +235,21 @@ impl MockCarrier {
         let shared = Arc::new(Shared {
             account_sid: config.account_sid,
             auth_token: config.auth_token,
+            vonage: config.vonage,
             latency: config.latency,
             numbers: RwLock::new(config.numbers),
             rng: Mutex::new(Rng::new(config.seed)),
+            faults: Mutex::new(FaultState::new(config.faults, config.seed)),
             store: Mutex::new(Store::default()),
+            balance: Mutex::new(vonage_api::INITIAL_BALANCE),
             http,
             stopped: stop_rx.clone(),
         });
-        let app = twilio_api::router(shared.clone());
+        let app = twilio_api::router(shared.clone())
+            .merge(vonage_api::router(shared.clone()))
+            .merge(admin::router(shared.clone()))
+            .fallback(twilio_api::not_found)
+            .layer(axum::middleware::from_fn(twilio_api::stamp_request));
         let mut stop = stop_rx;
         // Small responses must leave at once, not wait on Nagle's algorithm:
         // submit latency is one of the phases a probe measures.
@@ -216,6 +289,25 @@ fn validate(config: &MockConfig) -> Result<(), MockError> {
         .latency
         .validate()
         .map_err(MockError::InvalidConfig)?;
+    if config.vonage.api_key.is_empty() || config.vonage.api_secret.is_empty() {
+        return Err(MockError::InvalidConfig(
+            "the Vonage api_key and api_secret must not be empty".into(),
+        ));
+    }
+    if config
+        .vonage
+        .signature_secret
+        .as_ref()
+        .is_some_and(Secret::is_empty)
+    {
+        return Err(MockError::InvalidConfig(
+            "the Vonage signature secret is empty (leave it out for unsigned callbacks)".into(),
+        ));
+    }
+    config
+        .faults
+        .validate()
+        .map_err(|e| MockError::InvalidConfig(e.to_string()))?;
     for (number, behaviour) in &config.numbers {
         behaviour
             .validate(number)
@@ -252,6 +344,26 @@ impl MockHandle {
         write(&self.shared.numbers).insert(number.to_string(), behaviour);
     }
 
+    /// Replaces the faults in force, like `POST /_mock/faults`; invalid
+    /// faults are logged and ignored (see [`MockHandle::try_set_faults`]).
+    pub fn set_faults(&self, faults: Faults) {
+        if let Err(e) = self.try_set_faults(faults) {
+            tracing::warn!("mock carrier: ignoring faults: {e}");
+        }
+    }
+
+    /// Replaces the faults in force, or says why they are invalid.
+    pub fn try_set_faults(&self, faults: Faults) -> Result<(), FaultError> {
+        faults.validate()?;
+        lock(&self.shared.faults).set(faults);
+        Ok(())
+    }
+
+    /// The faults in force now, with what is left of their counts.
+    pub fn faults(&self) -> Faults {
+        lock(&self.shared.faults).current()
+    }
+
     /// Stops accepting requests, lets open ones finish (for a few seconds at
     /// most) and cancels pending deliveries.
     pub async fn shutdown(mut self) {
@@ -280,10 +392,14 @@ impl Drop for MockHandle {
 pub(crate) struct Shared {
     pub(crate) account_sid: String,
     pub(crate) auth_token: Secret,
+    pub(crate) vonage: VonageAccount,
     latency: LatencyModel,
     numbers: RwLock<BTreeMap<String, NumberConfig>>,
     rng: Mutex<Rng>,
+    pub(crate) faults: Mutex<FaultState>,
     pub(crate) store: Mutex<Store>,
+    /// The Vonage account's credit, in ten-thousandths of a euro.
+    pub(crate) balance: Mutex<i64>,
     /// One client for every callback, so connections are pooled.
     pub(crate) http: reqwest::Client,
     /// Becomes true when the handle stops the mock.
@@ -303,6 +419,28 @@ impl Shared {
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         lock(&self.store)
+    }
+
+    /// Whether a submit is refused by an outage, burst or rate limit.
+    pub(crate) fn request_fault(&self) -> Option<SubmitFault> {
+        lock(&self.faults).on_request()
+    }
+
+    /// Whether a valid submit is refused with a provider error code.
+    pub(crate) fn code_fault(&self) -> Option<u32> {
+        lock(&self.faults).on_valid_submit()
+    }
+
+    /// The fault decisions for a message just accepted.
+    pub(crate) fn message_faults(&self) -> MessageFaults {
+        lock(&self.faults).on_message()
+    }
+
+    /// Forgets every message and fault, and refills the Vonage credit.
+    pub(crate) fn reset(&self) {
+        self.store().clear();
+        lock(&self.faults).set(Faults::default());
+        *lock(&self.balance) = vonage_api::INITIAL_BALANCE;
     }
 }
 
@@ -359,6 +497,8 @@ pub(crate) struct Message {
     /// Position in the store; creation order, which is also list order.
     pub(crate) seq: usize,
     pub(crate) sid: String,
+    /// The API it was submitted through (for inbound: its outbound's).
+    pub(crate) api: InboundFormat,
     pub(crate) direction: Direction,
     pub(crate) from: String,
     pub(crate) to: String,
@@ -368,8 +508,11 @@ pub(crate) struct Message {
     pub(crate) date_created: DateTime<Utc>,
     pub(crate) date_updated: DateTime<Utc>,
     pub(crate) date_sent: Option<DateTime<Utc>>,
+    /// Twilio's StatusCallback, or Vonage's `callback` (receipt URL).
     pub(crate) status_callback: Option<String>,
     pub(crate) correlation_id: Option<String>,
+    /// Vonage's `client-ref`, echoed in the response and receipts.
+    pub(crate) client_ref: Option<String>,
 }
 
 /// Every message the mock has seen, outbound and inbound, in creation order.
@@ -407,6 +550,12 @@ impl Store {
     /// Newest first.
     pub(crate) fn newest_first(&self) -> impl Iterator<Item = &Message> {
         self.messages.iter().rev()
+    }
+
+    /// Deliveries still pending for a cleared message find it gone and stop.
+    pub(crate) fn clear(&mut self) {
+        self.messages.clear();
+        self.by_sid.clear();
     }
 }
 
@@ -446,6 +595,18 @@ mod tests {
             toml::from_str::<NumberConfig>("").unwrap(),
             NumberConfig::default()
         );
+        let n: NumberConfig = toml::from_str(
+            r#"
+            fake_dlr = true
+            duplicates = 2
+            inbound_format = "vonage"
+            "#,
+        )
+        .unwrap();
+        assert!(n.fake_dlr);
+        assert_eq!(n.duplicates, 2);
+        assert_eq!(n.inbound_format, Some(InboundFormat::Vonage));
+        assert!(toml::from_str::<NumberConfig>("inbound_format = \"smpp\"").is_err());
     }
 
     #[test]
@@ -481,5 +642,15 @@ mod tests {
         let mut bad = c.clone();
         bad.numbers.insert("nope".into(), NumberConfig::default());
         assert!(validate(&bad).is_err());
+        let mut bad = c.clone();
+        bad.vonage.signature_secret = Some(Secret::new(""));
+        assert!(validate(&bad).is_err());
+        let mut bad = c.clone();
+        bad.faults.fake_dlr_rate = 2.0;
+        let e = validate(&bad).unwrap_err().to_string();
+        assert!(e.contains("fake_dlr_rate"), "{e}");
+        assert_eq!(c.vonage.api_key, "mockkey");
+        assert_eq!(c.vonage.api_secret.expose(), "mock-api-secret");
+        assert_eq!(c.vonage.signature_method, VonageMethod::Md5hash);
     }
 }

@@ -1,15 +1,18 @@
 //! `sms-canary mock-carrier`: the mock as a server of its own.
 //!
-//! For pointing a real Twilio gateway config (or Twilio's SDK, or curl) at a
-//! carrier that needs no account: `base_url = "http://127.0.0.1:4010"`. The
-//! flags cover the per-number behaviours of the in-process mock.
+//! For pointing a real Twilio or Vonage gateway config (or Twilio's SDK, or
+//! curl) at a carrier that needs no account: `base_url =
+//! "http://127.0.0.1:4010"`. The flags cover the per-number behaviours of the
+//! in-process mock, the Vonage credentials, and the faults to start with
+//! (which the admin API can change later).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use super::{
-    DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, LatencyModel, MockCarrier, MockConfig, MockError,
-    MockHandle, NumberConfig, check_http_url, is_phone_number,
+    DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_VONAGE_API_KEY, DEFAULT_VONAGE_API_SECRET,
+    Faults, LatencyModel, MockCarrier, MockConfig, MockError, MockHandle, NumberConfig,
+    VonageAccount, check_http_url, is_phone_number,
 };
 use crate::redact::Secret;
 
@@ -53,6 +56,42 @@ pub struct StandaloneArgs {
     /// Messages to NUMBER end `undelivered` with error CODE (e.g. 30003). Repeatable.
     #[arg(long, value_name = "NUMBER=CODE")]
     pub fail: Vec<String>,
+
+    /// Boxed so the command enum holding these args stays small.
+    #[command(flatten)]
+    pub vonage: Box<VonageArgs>,
+
+    /// Faults to start with, as the admin API's JSON, e.g.
+    /// `{"errors":{"status":503,"count":2}}`.
+    #[arg(long, value_name = "JSON")]
+    pub faults: Option<String>,
+}
+
+/// The Vonage account of the standalone mock.
+#[derive(clap::Args, Debug)]
+pub struct VonageArgs {
+    /// Vonage API key clients authenticate with.
+    #[arg(long, value_name = "KEY", default_value = DEFAULT_VONAGE_API_KEY)]
+    pub vonage_api_key: String,
+
+    /// Vonage API secret clients authenticate with.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SMS_CANARY_MOCK_VONAGE_SECRET",
+        default_value = DEFAULT_VONAGE_API_SECRET,
+        hide_env_values = true
+    )]
+    pub vonage_api_secret: String,
+
+    /// Signs Vonage receipts and inbound webhooks (`sig`, md5hash) when given.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SMS_CANARY_MOCK_VONAGE_SIGNATURE_SECRET",
+        hide_env_values = true
+    )]
+    pub vonage_signature_secret: Option<String>,
 }
 
 impl StandaloneArgs {
@@ -106,12 +145,47 @@ impl StandaloneArgs {
         self.latency
             .validate()
             .map_err(|message| invalid("--latency", message))?;
+        if self.vonage.vonage_api_key.is_empty() {
+            return Err(invalid("--vonage-api-key", "must not be empty".into()));
+        }
+        if self.vonage.vonage_api_secret.is_empty() {
+            return Err(invalid("--vonage-api-secret", "must not be empty".into()));
+        }
+        if self
+            .vonage
+            .vonage_signature_secret
+            .as_ref()
+            .is_some_and(String::is_empty)
+        {
+            return Err(invalid(
+                "--vonage-signature-secret",
+                "must not be empty".into(),
+            ));
+        }
+        let faults = match &self.faults {
+            Some(json) => {
+                let faults: Faults =
+                    serde_json::from_str(json).map_err(|e| invalid("--faults", e.to_string()))?;
+                faults
+                    .validate()
+                    .map_err(|e| invalid("--faults", e.to_string()))?;
+                faults
+            }
+            None => Faults::default(),
+        };
         Ok(MockConfig {
             account_sid: self.account_sid.clone(),
             auth_token: Secret::new(self.auth_token.clone()),
             latency: self.latency.clone(),
             seed: self.seed,
             numbers,
+            vonage: VonageAccount {
+                api_key: self.vonage.vonage_api_key.clone(),
+                api_secret: Secret::new(self.vonage.vonage_api_secret.clone()),
+                signature_secret: self.vonage.vonage_signature_secret.clone().map(Secret::new),
+                ..VonageAccount::default()
+            },
+            faults,
         })
     }
 }
@@ -240,6 +314,34 @@ mod tests {
         assert_eq!(c.seed, 9);
     }
 
+    #[test]
+    fn vonage_and_fault_flags() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.vonage.api_key, "mockkey");
+        assert_eq!(c.vonage.api_secret.expose(), "mock-api-secret");
+        assert!(c.vonage.signature_secret.is_none());
+        assert_eq!(c.faults, Faults::default());
+        let c = parse(&[
+            "--vonage-api-key",
+            "k",
+            "--vonage-api-secret",
+            "s",
+            "--vonage-signature-secret",
+            "sig",
+            "--faults",
+            r#"{"drop_rate":0.5,"outage":{"for":"2s"}}"#,
+        ])
+        .unwrap();
+        assert_eq!(c.vonage.api_key, "k");
+        assert_eq!(c.vonage.api_secret.expose(), "s");
+        assert_eq!(
+            c.vonage.signature_secret.as_ref().map(Secret::expose),
+            Some("sig")
+        );
+        assert_eq!(c.faults.drop_rate, 0.5);
+        assert!(c.faults.outage.is_some());
+    }
+
     #[tokio::test]
     async fn serves_until_stopped() {
         let cli = Cli::try_parse_from(["mock-carrier", "--listen", "127.0.0.1:0"]).unwrap();
@@ -289,6 +391,9 @@ mod tests {
             (&["--owned", "+15005550100=not a url"][..], "--owned"),
             (&["--latency", "uniform:2s..1s"][..], "--latency"),
             (&["--account-sid", "AC/.."][..], "--account-sid"),
+            (&["--faults", "{\"drop_rate\":2}"][..], "--faults"),
+            (&["--faults", "{\"nope\":1}"][..], "--faults"),
+            (&["--vonage-api-key", ""][..], "--vonage-api-key"),
         ] {
             let e = parse(argv).unwrap_err();
             assert!(e.contains(flag), "{argv:?}: {e}");

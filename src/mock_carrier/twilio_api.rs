@@ -1,4 +1,4 @@
-//! The Twilio REST routes: create, fetch and list messages.
+//! The Twilio REST routes: create, fetch and list messages, fetch the account.
 //!
 //! The shapes follow what Twilio returns and what its official SDKs parse:
 //! RFC 2822 dates, string counters ("num_segments": "1"), errors as
@@ -8,7 +8,9 @@
 //! gateway's error classification can be exercised without a real account.
 //!
 //! Every input here comes from the network: nothing panics on it, every
-//! refusal is a Twilio-shaped error.
+//! refusal is a Twilio-shaped error, injected faults included. Only messages
+//! submitted through this API are fetched and listed here: the Vonage side
+//! is another provider's account.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +19,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
@@ -26,10 +28,11 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::delivery;
+use super::delivery::{self, Plan};
+use super::faults::SubmitFault;
 use super::{
-    API_VERSION, Direction, Message, Shared, Status, check_http_url, is_phone_number,
-    new_message_sid,
+    API_VERSION, Direction, InboundFormat, Message, Shared, Status, check_http_url,
+    is_phone_number, new_message_sid,
 };
 use crate::redact::mask_number;
 
@@ -37,8 +40,11 @@ const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 1000;
 
+/// The Twilio routes; the caller adds the fallback and the request stamp
+/// shared with the other APIs.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/2010-04-01/Accounts/{file}", get(fetch_account))
         .route(
             "/2010-04-01/Accounts/{account_sid}/Messages.json",
             get(list_messages).post(create_message),
@@ -47,19 +53,26 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/2010-04-01/Accounts/{account_sid}/Messages/{file}",
             get(fetch_message),
         )
-        .fallback(not_found)
-        .layer(middleware::from_fn(stamp_request))
         .with_state(shared)
 }
 
 /// When the request reached us, before its body was read: the delivery
 /// latency is measured from here.
 #[derive(Clone, Copy)]
-struct ReceivedAt(Instant);
+pub(crate) struct ReceivedAt(pub(crate) Instant);
+
+impl ReceivedAt {
+    pub(crate) fn of(request: &Request) -> Instant {
+        request
+            .extensions()
+            .get::<ReceivedAt>()
+            .map_or_else(Instant::now, |r| r.0)
+    }
+}
 
 /// Stamps the arrival time and echoes `X-Correlation-ID`, so a probe's id
 /// shows up on both sides of every exchange.
-async fn stamp_request(mut request: Request, next: Next) -> Response {
+pub(crate) async fn stamp_request(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(ReceivedAt(Instant::now()));
     let correlation = request.headers().get(&CORRELATION_HEADER).cloned();
     let mut response = next.run(request).await;
@@ -75,6 +88,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: u32,
     message: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -83,7 +98,51 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// How Twilio answers when a fault refuses a submit.
+    fn from_fault(fault: SubmitFault) -> Self {
+        match fault {
+            SubmitFault::Outage => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                20503,
+                "Service Unavailable",
+            ),
+            SubmitFault::Error { status } => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                // Twilio's own code for "unavailable" where it has one.
+                let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+                    20503
+                } else {
+                    20500
+                };
+                let reason = status.canonical_reason().unwrap_or("Internal Server Error");
+                Self::new(status, code, reason)
+            }
+            SubmitFault::RateLimited { retry_after_secs } => ApiError {
+                retry_after: Some(retry_after_secs),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, 20429, "Too Many Requests")
+            },
+        }
+    }
+
+    /// A provider error-code fault, with the HTTP status Twilio uses for it.
+    fn from_code(code: u32) -> Self {
+        let code = twilio_code(code);
+        let status = match code {
+            20003 => StatusCode::UNAUTHORIZED,
+            20404 => StatusCode::NOT_FOUND,
+            20429 => StatusCode::TOO_MANY_REQUESTS,
+            20503 => StatusCode::SERVICE_UNAVAILABLE,
+            20500 => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let message = crate::gateway::twilio::explain(code)
+            .map_or_else(|| format!("Error {code}"), |(_, reason)| reason.to_string());
+        Self::new(status, code, message)
     }
 
     fn bad_request(code: u32, message: impl Into<String>) -> Self {
@@ -108,6 +167,11 @@ impl IntoResponse for ApiError {
             "status": self.status.as_u16(),
         });
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -118,7 +182,26 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn not_found(request: Request) -> ApiError {
+/// Twilio's code for a fault's code: Twilio codes (>= 100) as they are,
+/// Vonage submit statuses translated to the nearest Twilio refusal.
+fn twilio_code(code: u32) -> u32 {
+    match code {
+        100.. => code,
+        1 => 20429,
+        2 => 21604,
+        3 => 21211,
+        4 => 20003,
+        6 => 21617,
+        7 => 21610,
+        8 => 30002,
+        9 => 30002,
+        15 => 21212,
+        29 => 21408,
+        _ => 20500,
+    }
+}
+
+pub(crate) async fn not_found(request: Request) -> ApiError {
     ApiError::not_found(request.uri().path())
 }
 
@@ -299,10 +382,10 @@ async fn create_message(
     Path(account_sid): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let received_at = request
-        .extensions()
-        .get::<ReceivedAt>()
-        .map_or_else(Instant::now, |r| r.0);
+    let received_at = ReceivedAt::of(&request);
+    if let Some(fault) = shared.request_fault() {
+        return Err(ApiError::from_fault(fault));
+    }
     let path = request.uri().path().to_string();
     let (parts, body) = request.into_parts();
     authorize(&shared, &parts.headers, &account_sid, &path)?;
@@ -336,13 +419,18 @@ async fn create_message(
         }
         None => None,
     };
+    if let Some(code) = shared.code_fault() {
+        return Err(ApiError::from_code(code));
+    }
 
     let behaviour = shared.number(to);
     let latency = shared.sample_latency(&behaviour);
+    let faults = shared.message_faults();
     let now = Utc::now();
     let message = shared.store().insert(Message {
         seq: 0,
         sid: new_message_sid(),
+        api: InboundFormat::Twilio,
         direction: Direction::OutboundApi,
         from: from.to_string(),
         to: to.to_string(),
@@ -354,6 +442,7 @@ async fn create_message(
         date_sent: None,
         status_callback,
         correlation_id: correlation_id(&parts.headers),
+        client_ref: None,
     });
     tracing::debug!(
         sid = %message.sid,
@@ -362,7 +451,12 @@ async fn create_message(
         "mock carrier accepted a message"
     );
     let rendered = resource(&message, &shared.account_sid);
-    delivery::spawn(shared, message, behaviour, received_at + latency);
+    delivery::spawn(
+        shared,
+        message,
+        Plan { behaviour, faults },
+        received_at + latency,
+    );
     Ok((StatusCode::CREATED, axum::Json(rendered)).into_response())
 }
 
@@ -378,8 +472,45 @@ async fn fetch_message(
         .strip_suffix(".json")
         .ok_or_else(|| ApiError::not_found(path))?;
     let store = shared.store();
-    let message = store.get(sid).ok_or_else(|| ApiError::not_found(path))?;
+    let message = store
+        .get(sid)
+        .filter(|m| m.api == InboundFormat::Twilio)
+        .ok_or_else(|| ApiError::not_found(path))?;
     Ok(axum::Json(resource(message, &shared.account_sid)).into_response())
+}
+
+/// The account resource, which `doctor` fetches to check the credentials
+/// without sending anything.
+async fn fetch_account(
+    State(shared): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let path = uri.path();
+    let sid = file
+        .strip_suffix(".json")
+        .ok_or_else(|| ApiError::not_found(path))?;
+    authorize(&shared, &headers, sid, path)?;
+    let sid = &shared.account_sid;
+    // A fixed creation date: the account predates any message.
+    let created = "Thu, 01 Jan 2026 00:00:00 +0000";
+    let base = format!("/{API_VERSION}/Accounts/{sid}");
+    let body = json!({
+        "auth_token": null,
+        "date_created": created,
+        "date_updated": created,
+        "friendly_name": "sms-canary mock account",
+        "owner_account_sid": sid,
+        "sid": sid,
+        "status": "active",
+        "subresource_uris": {
+            "messages": format!("{base}/Messages.json"),
+        },
+        "type": "Full",
+        "uri": format!("{base}.json"),
+    });
+    Ok(axum::Json(body).into_response())
 }
 
 /// A bound on `date_sent`: a date covers its whole (UTC) day, a datetime is
@@ -552,6 +683,7 @@ async fn list_messages(
     let (messages, next_token, more) = {
         let mut matching = store
             .newest_first()
+            .filter(|m| m.api == InboundFormat::Twilio)
             .filter(|m| after_seq.is_none_or(|seq| m.seq < seq))
             .filter(|m| query.matches(m));
         let skip = if after_seq.is_some() {
@@ -612,6 +744,7 @@ mod tests {
         let mut m = Message {
             seq: 0,
             sid: "SM1".into(),
+            api: InboundFormat::Twilio,
             direction: Direction::OutboundApi,
             from: "+1".into(),
             to: "+2".into(),
@@ -623,6 +756,7 @@ mod tests {
             date_sent: None,
             status_callback: None,
             correlation_id: None,
+            client_ref: None,
         };
         assert!(!q.matches(&m));
         m.date_sent = Some("2026-11-27T00:00:00Z".parse().unwrap());

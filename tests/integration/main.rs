@@ -6,6 +6,8 @@ mod config;
 mod http_gateway;
 mod http_poll;
 mod mock_carrier;
+mod mock_faults;
+mod mock_vonage;
 mod own_api;
 mod twilio_sdk;
 mod webhook;
