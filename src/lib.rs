@@ -8,7 +8,8 @@
 //! - [`probe`]: the run engine: correlation ids, phases, outcomes, retries.
 //! - [`gateway`]: the [`gateway::Gateway`] trait and one file per provider.
 //! - [`receiver`]: where arrivals and receipts come in: the token index and webhooks.
-//! - [`mock_carrier`]: a Twilio-compatible carrier for tests, CI and first runs.
+//! - [`mock_carrier`]: a Twilio- and Vonage-compatible carrier with fault injection,
+//!   for tests, CI, chaos drills and first runs.
 //! - [`check`]: the one-shot `check`, wiring the above together.
 //! - [`doctor`]: preflight checks that send no SMS.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.

@@ -23,7 +23,7 @@ use url::Url;
 pub use expand::{ExpandError, expand};
 pub use values::{E164, FlexBool, HumanDuration, JsonPathExpr, parse_duration};
 
-use crate::mock_carrier::{LatencyModel, NumberConfig};
+use crate::mock_carrier::{Faults, LatencyModel, NumberConfig};
 use crate::redact::Secret;
 use crate::signing::VonageMethod;
 
@@ -263,9 +263,20 @@ pub struct MockGatewayConfig {
     /// Seed of the latency model, so a run's latencies are reproducible.
     #[serde(default)]
     pub seed: u64,
-    /// Per-number behaviour: latency, `drop`, `fail` (receipt error code).
+    /// Per-number behaviour: latency, `drop`, `fail` (receipt error code),
+    /// `fake_dlr`, `duplicates`.
     #[serde(default)]
     pub numbers: BTreeMap<E164, NumberConfig>,
+    /// Injected failures: error bursts, rate limits, outages, provider codes,
+    /// drop / duplicate / fake-receipt rates (see the mock carrier's docs).
+    #[serde(default, deserialize_with = "valid_faults")]
+    pub faults: Faults,
+}
+
+fn valid_faults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Faults, D::Error> {
+    let faults = Faults::deserialize(d)?;
+    faults.validate().map_err(serde::de::Error::custom)?;
+    Ok(faults)
 }
 
 fn mock_account_sid() -> String {

@@ -42,6 +42,7 @@ pub async fn start(
         latency: config.latency.clone(),
         seed: config.seed,
         numbers,
+        faults: config.faults.clone(),
         ..MockConfig::default()
     };
     let listener = TcpListener::bind(("127.0.0.1", 0))

@@ -425,3 +425,83 @@ fn a_twilio_poll_receiver_finds_the_message_by_listing() {
     assert_eq!(runs[1]["outcome"], "lost", "{doc}");
     assert_eq!(code(&out), 2);
 }
+
+#[test]
+fn doctor_passes_on_the_example_and_sends_no_sms() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = run(repo, &["doctor", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("sandbox (mock)") && text.contains("is active"),
+        "{text}"
+    );
+    assert!(text.contains("all checks passed"), "{text}");
+}
+
+#[test]
+fn doctor_names_refused_credentials_unreachable_gateways_and_busy_ports() {
+    let dir = setup(&[("fast", "+15005550100")]);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    // A mock we start ourselves, so the twilio gateway can be given a wrong token.
+    let mut child = Command::new(BIN)
+        .args(["mock-carrier", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _mock = Reap(child);
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let extra = format!(
+        "\n[gateways.wrong-token]\nkind = \"twilio\"\naccount_sid = \"AC{z}\"\nauth_token = \"nope\"\nbase_url = \"{base}\"\n\
+         [gateways.right-token]\nkind = \"twilio\"\naccount_sid = \"AC{z}\"\nauth_token = \"mock-auth-token\"\nbase_url = \"{base}\"\n\
+         [gateways.nowhere]\nkind = \"vonage\"\napi_key = \"k\"\napi_secret = \"s\"\nbase_url = \"http://127.0.0.1:1\"\n",
+        z = "0".repeat(32)
+    );
+    let main = MAIN.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{busy_addr}\""),
+    ) + &extra;
+    std::fs::write(dir.path().join("config.toml"), main).unwrap();
+    let out = run(dir.path(), &["doctor"]);
+    assert_eq!(code(&out), 2, "{}", stdout(&out));
+    let text = stdout(&out);
+    let line_of = |subject: &str| {
+        text.lines()
+            .find(|l| l.contains(subject))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line_of("wrong-token").contains("FAIL")
+            && line_of("wrong-token").contains("authentication failed"),
+        "{text}"
+    );
+    assert!(line_of("right-token").contains(" ok "), "{text}");
+    assert!(
+        line_of("nowhere").contains("FAIL") && line_of("nowhere").contains("unreachable"),
+        "{text}"
+    );
+    assert!(
+        line_of("listener").contains("FAIL") && line_of("listener").contains("cannot bind"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("mock-auth-token") && !text.contains("nope"),
+        "no secrets in output: {text}"
+    );
+    drop(busy);
+    // Bad config is UNKNOWN, as for every command.
+    std::fs::write(dir.path().join("config.toml"), "[canary]\nlisten = 5\n").unwrap();
+    assert_eq!(code(&run(dir.path(), &["doctor"])), 3);
+}

@@ -9,5 +9,7 @@ mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
 mod own_api;
+mod reliability;
 mod twilio_sdk;
+mod vonage_e2e;
 mod webhook;
