@@ -57,12 +57,9 @@ async fn vonage_round_trip_with_signed_receipts_and_inbound() {
     );
     std::fs::write(dir.path().join("config.toml"), main).unwrap();
     std::fs::create_dir(dir.path().join("probes")).unwrap();
-    for (name, to) in [("v-ok", "+447700900100")] {
-        let probe = format!(
-            "name = \"{name}\"\ngateway = \"vonage\"\nreceiver = \"inbox\"\nfrom = \"+447700900001\"\nto = \"{to}\"\ntimeout = \"3s\"\nthreshold = \"1s\"\n"
-        );
-        std::fs::write(dir.path().join(format!("probes/{name}.toml")), probe).unwrap();
-    }
+    let probe = "name = \"v-ok\"\ngateway = \"vonage\"\nreceiver = \"inbox\"\nfrom = \"+447700900001\"\n\
+                 to = \"+447700900100\"\ntimeout = \"3s\"\nthreshold = \"1s\"\n";
+    std::fs::write(dir.path().join("probes/v-ok.toml"), probe).unwrap();
     let config = Config::load_with_env(&dir.path().join("config.toml"), &|_| None).unwrap();
     let report = check(&config, &CheckOptions::default()).await.unwrap();
     let ok = &report.runs[0];
