@@ -10,6 +10,7 @@
 //! - [`receiver`]: where arrivals and receipts come in: the token index and webhooks.
 //! - [`mock_carrier`]: a Twilio- and Vonage-compatible carrier with fault injection,
 //!   for tests, CI, chaos drills and first runs.
+//! - [`alert`]: the alert state machine and the notifications it produces.
 //! - [`check`]: the one-shot `check`, wiring the above together.
 //! - [`doctor`]: preflight checks that send no SMS.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
@@ -20,6 +21,7 @@
 //! The binary (`src/main.rs`) only parses arguments, sets up tracing and maps
 //! results to exit codes.
 
+pub mod alert;
 pub mod check;
 pub mod cli;
 pub mod config;

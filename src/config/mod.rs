@@ -43,6 +43,8 @@ pub struct Config {
     pub defaults: Defaults,
     pub gateways: BTreeMap<String, GatewayConfig>,
     pub receivers: BTreeMap<String, ReceiverConfig>,
+    /// Alert channels by name.
+    pub alerts: BTreeMap<String, AlertConfig>,
     /// Every probe, sorted by name, with defaults applied.
     pub probes: Vec<Probe>,
 }
@@ -61,6 +63,15 @@ pub struct Canary {
     pub instance: String,
     /// Globs of probe files, relative to the config file.
     pub probes: Vec<String>,
+    /// Dead-man's switch: pinged (GET) after every cycle in which every run was good.
+    pub heartbeat_url: Option<Secret>,
+    /// Daemon: runs in flight at most.
+    pub concurrency: usize,
+    /// Daemon: bearer token for `POST /probes/{name}/run` from other hosts
+    /// (loopback needs none).
+    pub api_token: Option<Secret>,
+    /// Retries of alert notifications before they become dead letters.
+    pub notify_retry: RetryPolicy,
 }
 
 impl Default for Canary {
@@ -71,6 +82,14 @@ impl Default for Canary {
             public_url: None,
             instance: default_instance(),
             probes: vec!["probes/*.toml".to_string()],
+            heartbeat_url: None,
+            concurrency: 100,
+            api_token: None,
+            notify_retry: RetryPolicy {
+                attempts: 10,
+                initial: Duration::from_secs(5),
+                factor: 3.0,
+            },
         }
     }
 }
@@ -109,6 +128,10 @@ pub struct Defaults {
     /// SMS body template: `{probe}`, `{token}` (required) and `{correlation_id}`.
     #[serde(deserialize_with = "values::duration::body")]
     pub body: String,
+    /// Alert channels of probes that name none.
+    pub alerts: Vec<String>,
+    /// A permanent gateway refusal (`rejected`) fires at once.
+    pub alert_on_permanent: bool,
 }
 
 impl Default for Defaults {
@@ -123,6 +146,8 @@ impl Default for Defaults {
             reminder: Duration::from_secs(3600),
             max_messages_per_day: 500,
             body: DEFAULT_BODY.to_string(),
+            alerts: Vec::new(),
+            alert_on_permanent: true,
         }
     }
 }
@@ -538,6 +563,76 @@ fn yes() -> bool {
     true
 }
 
+/// `[alerts.NAME]`: where notifications go. One variant per `kind`.
+#[derive(Debug, Clone)]
+pub enum AlertConfig {
+    Slack(SlackConfig),
+    Email(EmailConfig),
+    Webhook(WebhookAlertConfig),
+    Alertmanager(AlertmanagerConfig),
+}
+
+impl AlertConfig {
+    pub const KINDS: &'static [&'static str] = &["slack", "email", "webhook", "alertmanager"];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AlertConfig::Slack(_) => "slack",
+            AlertConfig::Email(_) => "email",
+            AlertConfig::Webhook(_) => "webhook",
+            AlertConfig::Alertmanager(_) => "alertmanager",
+        }
+    }
+}
+
+/// `kind = "slack"`: a Slack incoming webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The incoming-webhook URL (it embeds a credential, so it is a secret).
+    pub webhook_url: Secret,
+}
+
+/// `kind = "email"`: mail over SMTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp://host:port` (plain, or STARTTLS with `?tls=required`),
+    /// `smtps://host:port` (TLS); credentials as `user:password@`.
+    pub smtp_url: Secret,
+    pub from: String,
+    pub to: Vec<String>,
+    #[serde(default = "subject_prefix")]
+    pub subject_prefix: String,
+}
+
+fn subject_prefix() -> String {
+    "[sms-canary]".to_string()
+}
+
+/// `kind = "webhook"`: a JSON POST, optionally HMAC-SHA256 signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAlertConfig {
+    pub url: Url,
+    /// Signs the body: header `X-Signature-256: sha256=<hex>`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+}
+
+/// `kind = "alertmanager"`: Prometheus Alertmanager's API v2.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9093`.
+    pub url: Url,
+    /// Extra labels on every alert.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
 /// One probe, from its own file, with `[defaults]` applied.
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -557,6 +652,9 @@ pub struct Probe {
     pub success_threshold: u32,
     pub reminder: Duration,
     pub body: String,
+    /// Alert channels to notify.
+    pub alerts: Vec<String>,
+    pub alert_on_permanent: bool,
 }
 
 /// A probe file as written.
@@ -586,6 +684,10 @@ struct RawProbe {
     reminder: Option<HumanDuration>,
     #[serde(default, deserialize_with = "values::duration::option::body")]
     body: Option<String>,
+    #[serde(default)]
+    alerts: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    alert_on_permanent: Option<bool>,
 }
 
 /// The main file, less `[gateways]` and `[receivers]` (dispatched on `kind` by hand
@@ -693,7 +795,7 @@ impl Config {
             }])
         })?;
         let main = parse_main(path, &text, env, &mut errors);
-        let Some((raw, gateways, receivers, declared)) = main else {
+        let Some((raw, gateways, receivers, alerts, declared)) = main else {
             return Err(ConfigErrors(errors));
         };
         let (defaults, defaults_span) = match raw.defaults {
@@ -706,6 +808,7 @@ impl Config {
             defaults,
             gateways,
             receivers,
+            alerts,
             probes: Vec::new(),
         };
         let base = path.parent().unwrap_or(Path::new(""));
@@ -736,6 +839,7 @@ type MainParts = (
     RawMain,
     BTreeMap<String, GatewayConfig>,
     BTreeMap<String, ReceiverConfig>,
+    BTreeMap<String, AlertConfig>,
     Declared,
 );
 
@@ -746,6 +850,7 @@ type MainParts = (
 struct Declared {
     gateways: BTreeSet<String>,
     receivers: BTreeSet<String>,
+    alerts: BTreeSet<String>,
 }
 
 fn parse_main(
@@ -773,6 +878,7 @@ fn parse_main(
     }
     let gateways_value = root.get_mut().remove("gateways");
     let receivers_value = root.get_mut().remove("receivers");
+    let alerts_value = root.get_mut().remove("alerts");
     let raw = match RawMain::deserialize(toml::Deserializer::from(root)) {
         Ok(raw) => raw,
         Err(e) => {
@@ -812,7 +918,39 @@ fn parse_main(
             })
         },
     );
-    Some((raw, gateways, receivers, declared))
+    let alerts = parse_kinds(
+        alerts_value,
+        "alerts",
+        AlertConfig::KINDS,
+        &mut sink,
+        &mut declared.alerts,
+        |kind, value| {
+            let de = ValueDeserializer::from(value);
+            Ok(match kind {
+                "slack" => AlertConfig::Slack(SlackConfig::deserialize(de)?),
+                "email" => AlertConfig::Email(EmailConfig::deserialize(de)?),
+                "webhook" => AlertConfig::Webhook(WebhookAlertConfig::deserialize(de)?),
+                _ => AlertConfig::Alertmanager(AlertmanagerConfig::deserialize(de)?),
+            })
+        },
+    );
+    for name in &raw
+        .defaults
+        .as_ref()
+        .map(|d| d.get_ref().alerts.clone())
+        .unwrap_or_default()
+    {
+        if !declared.alerts.contains(name) {
+            sink.at(
+                raw.defaults.as_ref().map(|d| d.span()),
+                format!(
+                    "[defaults] alerts: no alert channel named `{name}` (known: {})",
+                    known(declared.alerts.iter())
+                ),
+            );
+        }
+    }
+    Some((raw, gateways, receivers, alerts, declared))
 }
 
 /// Parses `[SECTION.NAME]` tables whose `kind` picks the type to deserialize.
@@ -1138,6 +1276,23 @@ fn parse_probe(
         success_threshold: raw.success_threshold.unwrap_or(d.success_threshold),
         reminder: raw.reminder.map_or(d.reminder, |r| r.0),
         body: raw.body.unwrap_or_else(|| d.body.clone()),
+        alerts: match &raw.alerts {
+            Some(names) => names.iter().map(|n| n.get_ref().clone()).collect(),
+            None => d.alerts.clone(),
+        },
+        alert_on_permanent: raw.alert_on_permanent.unwrap_or(d.alert_on_permanent),
     };
+    for name in raw.alerts.iter().flatten() {
+        if !declared.alerts.contains(name.get_ref()) {
+            sink.at(
+                Some(name.span()),
+                format!(
+                    "no alert channel named `{}` (known: {})",
+                    name.get_ref(),
+                    known(declared.alerts.iter())
+                ),
+            );
+        }
+    }
     (sink.errors.len() == before).then_some(probe)
 }

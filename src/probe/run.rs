@@ -489,6 +489,8 @@ mod engine_tests {
             success_threshold: 1,
             reminder: Duration::from_secs(3600),
             body: "sms-canary {probe} {token}".into(),
+            alerts: Vec::new(),
+            alert_on_permanent: true,
         }
     }
 
