@@ -32,5 +32,6 @@ pub mod probe;
 pub mod receiver;
 pub mod redact;
 pub mod report;
+pub mod schedule;
 pub mod signing;
 pub mod template;

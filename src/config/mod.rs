@@ -25,6 +25,7 @@ pub use values::{E164, FlexBool, HumanDuration, JsonPathExpr, parse_duration};
 
 use crate::mock_carrier::{Faults, LatencyModel, NumberConfig};
 use crate::redact::Secret;
+use crate::schedule::Schedule;
 use crate::signing::VonageMethod;
 
 /// The body sent when a probe sets none: the token is what the receiver matches.
@@ -107,7 +108,8 @@ fn default_instance() -> String {
 #[serde(deny_unknown_fields, default)]
 pub struct Defaults {
     /// When the daemon runs probes: `every 5m` or a cron expression.
-    pub schedule: String,
+    #[serde(deserialize_with = "values::schedule")]
+    pub schedule: Schedule,
     /// How long a run waits for its message before calling it lost.
     #[serde(deserialize_with = "values::duration::deserialize")]
     pub timeout: Duration,
@@ -137,7 +139,7 @@ pub struct Defaults {
 impl Default for Defaults {
     fn default() -> Self {
         Defaults {
-            schedule: "every 5m".to_string(),
+            schedule: Schedule::Every(Duration::from_secs(300)),
             timeout: Duration::from_secs(120),
             threshold: Duration::from_secs(30),
             retry: RetryPolicy::default(),
@@ -644,7 +646,7 @@ pub struct Probe {
     pub from: E164,
     pub to: E164,
     pub enabled: bool,
-    pub schedule: String,
+    pub schedule: Schedule,
     pub timeout: Duration,
     pub threshold: Duration,
     pub retry: RetryPolicy,
@@ -668,8 +670,8 @@ struct RawProbe {
     to: E164,
     #[serde(default)]
     enabled: Option<FlexBool>,
-    #[serde(default)]
-    schedule: Option<String>,
+    #[serde(default, deserialize_with = "values::option_schedule")]
+    schedule: Option<Schedule>,
     #[serde(default)]
     timeout: Option<Spanned<HumanDuration>>,
     #[serde(default)]

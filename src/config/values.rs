@@ -107,6 +107,18 @@ impl<'de> Deserialize<'de> for JsonPathExpr {
     }
 }
 
+/// A `schedule` setting, parsed (and so checked) as it is read.
+pub fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<crate::schedule::Schedule, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::schedule::Schedule::parse(&s).map_err(de::Error::custom)
+}
+
+pub fn option_schedule<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<crate::schedule::Schedule>, D::Error> {
+    schedule(d).map(Some)
+}
+
 /// A humantime duration as a value type, so it can sit inside `Spanned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);

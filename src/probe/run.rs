@@ -477,7 +477,7 @@ mod engine_tests {
             from: E164::parse("+15005550006").unwrap(),
             to: E164::parse("+15005550100").unwrap(),
             enabled: true,
-            schedule: "every 5m".into(),
+            schedule: crate::schedule::Schedule::Every(Duration::from_secs(300)),
             timeout: Duration::from_secs(60),
             threshold: Duration::from_secs(5),
             retry: RetryPolicy {

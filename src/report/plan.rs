@@ -53,10 +53,15 @@ pub fn render(config: &Config) -> String {
         .map(|p| p.name.len())
         .max()
         .unwrap_or(0);
+    let mut per_day = 0.0;
     for p in &config.probes {
+        let runs = p.schedule.runs_per_day();
+        if p.enabled {
+            per_day += runs;
+        }
         let _ = writeln!(
             out,
-            "  {:<w$}  {} → {} via {} → {}  threshold {}, timeout {}, {}{}",
+            "  {:<w$}  {} → {} via {} → {}  threshold {}, timeout {}, {} (~{runs:.0}/day){}",
             p.name,
             p.from.masked(),
             p.to.masked(),
@@ -66,6 +71,17 @@ pub fn render(config: &Config) -> String {
             short_duration(p.timeout),
             p.schedule,
             if p.enabled { "" } else { "  (disabled)" },
+        );
+    }
+    let cap = config.defaults.max_messages_per_day;
+    let _ = writeln!(
+        out,
+        "plan: ~{per_day:.0} messages/day from the daemon (cost guard: {cap}/day)"
+    );
+    if per_day > f64::from(cap) {
+        let _ = writeln!(
+            out,
+            "warning: the schedules send more than max_messages_per_day; runs past the cap are skipped each day"
         );
     }
     out

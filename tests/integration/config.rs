@@ -402,3 +402,59 @@ fn bad_jsonpath_and_empty_rules_are_refused() {
         "a rule needs",
     );
 }
+
+#[test]
+fn bad_schedule_and_unknown_alert_channel() {
+    expect_error(
+        MAIN,
+        &format!("{PROBE}schedule = \"every now and then\"\n"),
+        "probes/p.toml",
+        "8:12",
+        "invalid schedule",
+    );
+    expect_error(
+        MAIN,
+        &format!("{PROBE}schedule = \"61 * * * *\"\n"),
+        "probes/p.toml",
+        "8:12",
+        "invalid schedule",
+    );
+    expect_error(
+        MAIN,
+        &format!("{PROBE}alerts = [\"pager\"]\n"),
+        "probes/p.toml",
+        "8:11",
+        "no alert channel named `pager`",
+    );
+}
+
+#[test]
+fn alert_channels_load_and_probes_inherit_default_channels() {
+    let main = format!(
+        "{}\n[alerts.chat]\nkind = \"slack\"\nwebhook_url = \"https://hooks.slack.example/T/B/x\"\n\
+         [alerts.mail]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"canary@example.com\"\nto = [\"oncall@example.com\"]\n\
+         [alerts.am]\nkind = \"alertmanager\"\nurl = \"http://127.0.0.1:9093\"\n",
+        MAIN.replace("instance = \"test\"", "instance = \"test\"\n\n[defaults]\nalerts = [\"chat\", \"am\"]\nschedule = \"*/2 * * * *\"")
+    );
+    let (_dir, path) = write(
+        &main,
+        &[
+            ("p.toml", PROBE),
+            (
+                "q.toml",
+                &PROBE
+                    .replace("p1", "q1")
+                    .replace("threshold", "alerts = [\"mail\"]\nthreshold"),
+            ),
+        ],
+    );
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.alerts.len(), 3);
+    assert_eq!(config.probes[0].alerts, ["chat", "am"]);
+    assert_eq!(config.probes[1].alerts, ["mail"]);
+    assert_eq!(config.probes[0].schedule.runs_per_day(), 720.0);
+    assert!(
+        !format!("{config:?}").contains("hooks.slack.example"),
+        "webhook URLs are secrets"
+    );
+}
