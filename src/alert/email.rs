@@ -59,8 +59,9 @@ impl EmailChannel {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        // lettre's URL errors describe the problem (unknown scheme, bad
-        // encoding) without quoting the URL; ours add nothing from it either.
+        check_smtp_url(name, config.smtp_url.expose())?;
+        // lettre's URL errors describe the problem (bad encoding, no host)
+        // without quoting the URL; ours add nothing from it either.
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose())
             .map_err(|e| {
                 ChannelError::permanent(format!("alerts.{name}: smtp_url is not usable: {e}"))
@@ -123,6 +124,28 @@ impl Channel for EmailChannel {
                 .map(|_| ())
                 .map_err(|e| smtp_error(&e, &self.name))
         })
+    }
+}
+
+/// Names what is wrong with `smtp_url` in the terms of our docs (lettre's
+/// own message for an unknown scheme talks about its cargo features). Only
+/// the scheme and the `tls` value are quoted: the rest may hold a password.
+fn check_smtp_url(name: &str, smtp_url: &str) -> Result<(), ChannelError> {
+    let url = url::Url::parse(smtp_url).map_err(|e| {
+        ChannelError::permanent(format!("alerts.{name}: smtp_url is not a valid URL: {e}"))
+    })?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    match (url.scheme(), tls.as_deref()) {
+        ("smtp", None | Some("required" | "opportunistic")) | ("smtps", None) => Ok(()),
+        ("smtp" | "smtps", Some(other)) => Err(ChannelError::permanent(format!(
+            "alerts.{name}: smtp_url has tls={other}; use smtp://…?tls=required (STARTTLS) or smtps:// (TLS)"
+        ))),
+        (scheme, _) => Err(ChannelError::permanent(format!(
+            "alerts.{name}: smtp_url must start with smtp:// or smtps://, not {scheme}://"
+        ))),
     }
 }
 
