@@ -97,7 +97,10 @@ impl AlertmanagerChannel {
         let starts_at = n.firing_since.unwrap_or(n.at).min(n.at);
         let ends_at = match n.transition {
             Transition::Resolved => n.at,
-            Transition::Firing | Transition::Reminder => n.at + FIRING_TTL,
+            // Saturates instead of panicking on a corrupt far-future time.
+            Transition::Firing | Transition::Reminder => {
+                n.at.checked_add_signed(FIRING_TTL).unwrap_or(n.at)
+            }
         };
         let alert = PostableAlert {
             labels,

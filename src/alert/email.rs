@@ -90,7 +90,7 @@ impl EmailChannel {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(subject)
-            .date(n.at.into())
+            .date(mail_date(n.at))
             .message_id(Some(message_id(&n.id)))
             .raw_header(HeaderValue::new(id_header, safe_id(&n.id)))
             .header(ContentType::TEXT_PLAIN);
@@ -146,6 +146,18 @@ fn check_smtp_url(name: &str, smtp_url: &str) -> Result<(), ChannelError> {
         (scheme, _) => Err(ChannelError::permanent(format!(
             "alerts.{name}: smtp_url must start with smtp:// or smtps://, not {scheme}://"
         ))),
+    }
+}
+
+/// The Date header: the notification's time, or now when that time cannot be
+/// written as a mail date (before 1970 or after 9999, from a corrupt outbox
+/// row), since the date formatter panics on those.
+fn mail_date(at: chrono::DateTime<chrono::Utc>) -> std::time::SystemTime {
+    let secs = at.timestamp();
+    if (0..253_402_300_800).contains(&secs) {
+        at.into()
+    } else {
+        std::time::SystemTime::now()
     }
 }
 
@@ -223,5 +235,16 @@ mod tests {
         );
         assert_eq!(safe_id("a b\r\nc>"), "a_b__c_");
         assert_eq!(safe_id(""), "unknown");
+    }
+
+    #[test]
+    fn dates_outside_the_mail_range_fall_back_to_now() {
+        let far = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+        let now = std::time::SystemTime::now();
+        assert!(mail_date(far) >= now);
+        let old = chrono::DateTime::<chrono::Utc>::MIN_UTC;
+        assert!(mail_date(old) >= now);
+        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH + chrono::TimeDelta::days(20_000);
+        assert_eq!(mail_date(at), std::time::SystemTime::from(at));
     }
 }

@@ -808,6 +808,30 @@ async fn email_server_down_is_transient_and_never_shows_the_password() {
     );
 }
 
+#[tokio::test]
+async fn email_tls_urls_build_and_fail_transiently_when_down() {
+    let addr = closed_port().await;
+    for url in [
+        format!("smtps://alerts:XXXXpassword@{addr}"),
+        format!("smtp://alerts:XXXXpassword@{addr}?tls=required"),
+        format!("smtp://{addr}?tls=opportunistic"),
+    ] {
+        let channel = must_build(
+            "mail",
+            &format!(
+                "kind = \"email\"\nsmtp_url = \"{url}\"\n\
+                 from = \"canary@example.com\"\nto = [\"oncall@example.com\"]"
+            ),
+        );
+        let e = channel.send(&firing()).await.expect_err("down");
+        assert_eq!(e.class, ErrorClass::Transient, "{e}");
+        assert!(
+            !e.reason.contains("XXXXpassword"),
+            "the smtp URL leaked: {e}"
+        );
+    }
+}
+
 #[test]
 fn email_bad_config_is_permanent_at_build() {
     let e = build(
