@@ -7,13 +7,19 @@
 //! and every notice carries the reason, the provider's code and the recent
 //! correlation ids, to trace the failure through every system.
 
+pub mod alertmanager;
+pub mod channel;
+pub mod email;
+pub mod slack;
 pub mod state;
+pub mod webhook;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use channel::{Channel, ChannelError, build as build_channel};
 pub use state::{AlertState, Firing, Observation, Policy, Severity, Transition, evaluate};
 
 use crate::probe::{Outcome, RunResult};

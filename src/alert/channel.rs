@@ -1,0 +1,205 @@
+//! Alert channels: where a [`Notification`] goes once the state machine has
+//! decided to tell people.
+//!
+//! A channel delivers one notification and classifies a failure as transient
+//! (the outbox retries it with backoff) or permanent (dead-lettered at once,
+//! since retrying a revoked token or a refused address cannot help). Channels
+//! never retry by themselves, so that every attempt is counted and logged by
+//! the outbox. A channel is one file here plus one variant of
+//! [`AlertConfig`]. The HTTP helpers shared by the webhook-style channels
+//! live here too, so that they all classify answers the same way.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::Notification;
+use crate::config::AlertConfig;
+use crate::gateway::{BoxFuture, ErrorClass};
+
+/// A failed delivery: transient ones are retried by the outbox, permanent ones dead-lettered at once.
+#[derive(Debug, Clone, Error, PartialEq)]
+#[error("{reason}")]
+pub struct ChannelError {
+    pub class: ErrorClass,
+    /// Plain words, e.g. "Slack refused the webhook (403): invalid_token".
+    pub reason: String,
+    /// The receiver asked us to wait this long (HTTP Retry-After).
+    pub retry_after: Option<Duration>,
+}
+
+impl ChannelError {
+    pub fn transient(reason: impl Into<String>) -> Self {
+        ChannelError {
+            class: ErrorClass::Transient,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        ChannelError {
+            class: ErrorClass::Permanent,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.class == ErrorClass::Transient
+    }
+}
+
+/// A place to send notifications to.
+pub trait Channel: Send + Sync {
+    /// The channel's name in the config (`[alerts.NAME]`).
+    fn name(&self) -> &str;
+
+    /// The channel's `kind`: "slack", "email", "webhook" or "alertmanager".
+    fn kind(&self) -> &'static str;
+
+    /// Delivers one notification. Delivery is at least once: receivers dedupe by `notification.id`.
+    fn send<'a>(
+        &'a self,
+        notification: &'a Notification,
+    ) -> BoxFuture<'a, Result<(), ChannelError>>;
+}
+
+/// Builds the channel configured as `[alerts.NAME]`.
+///
+/// Everything that can be checked without sending (URLs, addresses, header
+/// names) is checked here, so that a bad config fails at start-up with a
+/// permanent error rather than at the first alert.
+pub fn build(name: &str, config: &AlertConfig) -> Result<Box<dyn Channel>, ChannelError> {
+    Ok(match config {
+        AlertConfig::Slack(c) => Box::new(super::slack::SlackChannel::new(name, c)?),
+        AlertConfig::Email(c) => Box::new(super::email::EmailChannel::new(name, c)?),
+        AlertConfig::Webhook(c) => Box::new(super::webhook::WebhookChannel::new(name, c)?),
+        AlertConfig::Alertmanager(c) => {
+            Box::new(super::alertmanager::AlertmanagerChannel::new(name, c)?)
+        }
+    })
+}
+
+/// How long one delivery attempt may take. Short, because the outbox retries
+/// and a hung receiver must not hold up the notifications queued behind it.
+pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP client of the webhook-style channels.
+///
+/// Redirects are not followed: reqwest would turn a redirected POST into a
+/// GET without the body, and a 2xx from wherever that lands would count as
+/// delivered while nobody was told.
+pub(crate) fn http_client() -> Result<reqwest::Client, ChannelError> {
+    reqwest::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ChannelError::permanent(format!("cannot build HTTP client: {e}")))
+}
+
+/// Sends `request` and classifies the answer; `who` names the receiver in
+/// errors ("Slack", "webhook `ops`").
+pub(crate) async fn deliver(
+    request: reqwest::RequestBuilder,
+    who: &str,
+) -> Result<(), ChannelError> {
+    let response = request.send().await.map_err(|e| transport_error(&e, who))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let retry_after = crate::gateway::retry_after(response.headers());
+    // The body says why (Slack: `invalid_token`, `channel_not_found`); a
+    // failure to read it must not hide the status, so it is best effort.
+    let body = response.bytes().await.unwrap_or_default();
+    Err(classify_status(status, retry_after, &body, who))
+}
+
+/// The error for a non-2xx answer: 408, 429 and 5xx are worth retrying; any
+/// other answer (bad payload, revoked token, deleted channel, a redirect)
+/// will be the same next time.
+pub(crate) fn classify_status(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    who: &str,
+) -> ChannelError {
+    let code = status.as_u16();
+    let detail = crate::gateway::snippet(body);
+    if code == 429 {
+        let mut e = ChannelError::transient(format!("{who} is rate limiting (429): {detail}"));
+        e.retry_after = retry_after;
+        e
+    } else if code == 408 || status.is_server_error() {
+        let mut e = ChannelError::transient(format!("{who} failed ({code}): {detail}"));
+        // 503 may carry Retry-After too; honour it when given.
+        e.retry_after = retry_after;
+        e
+    } else if status.is_redirection() {
+        ChannelError::permanent(format!(
+            "{who} answered with a redirect ({code}); configure the final URL"
+        ))
+    } else {
+        ChannelError::permanent(format!("{who} refused the notification ({code}): {detail}"))
+    }
+}
+
+/// A request that got no HTTP answer: always transient. reqwest's own
+/// `Display` names the URL, and a Slack webhook URL is a credential, so the
+/// message is built from the kind of failure and the URL-free causes only.
+pub(crate) fn transport_error(e: &reqwest::Error, who: &str) -> ChannelError {
+    let what = if e.is_timeout() {
+        "did not answer in time"
+    } else if e.is_connect() {
+        "is unreachable (connection failed)"
+    } else if e.is_body() || e.is_decode() {
+        "cut the response off"
+    } else {
+        "could not be reached"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    ChannelError::transient(format!("{who} {what}{detail}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    fn class(code: u16) -> ErrorClass {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+        classify_status(status, None, b"", "test").class
+    }
+
+    #[test]
+    fn statuses_map_to_classes() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(class(code), ErrorClass::Transient, "{code}");
+        }
+        for code in [301, 302, 400, 401, 403, 404, 410, 413, 422] {
+            assert_eq!(class(code), ErrorClass::Permanent, "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_kept_on_429_and_body_is_quoted() {
+        let e = classify_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(7)),
+            b"rate_limited",
+            "Slack",
+        );
+        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert!(e.reason.contains("rate_limited"), "{}", e.reason);
+        let e = classify_status(StatusCode::FORBIDDEN, None, b"invalid_token", "Slack");
+        assert!(e.reason.contains("403") && e.reason.contains("invalid_token"));
+    }
+}
