@@ -173,3 +173,130 @@ impl RawEntry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::alert::AlertState;
+    use crate::probe::Outcome;
+    use crate::store::OutboxItem;
+
+    /// Records one run with notices on `channels`, created at `at`.
+    fn queue(store: &Store, id: &str, channels: &[&str], at: DateTime<Utc>) -> String {
+        let r = run("p", id, at, Outcome::Lost);
+        // One notice, fanned out to every channel under the same id.
+        let notice = item("", &r, at).notification;
+        let items: Vec<_> = channels
+            .iter()
+            .map(|c| OutboxItem {
+                channel: c.to_string(),
+                notification: notice.clone(),
+            })
+            .collect();
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &items, at)
+            .unwrap();
+        items[0].notification.id.clone()
+    }
+
+    fn due(store: &Store, now: DateTime<Utc>) -> Vec<(String, String)> {
+        store
+            .due_notifications(now, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.notification.id, e.channel))
+            .collect()
+    }
+
+    #[test]
+    fn due_is_oldest_first_and_limited() {
+        let (_dir, store) = store();
+        let old = queue(&store, "1", &["slack"], t(0));
+        let new = queue(&store, "2", &["slack"], t(10));
+        assert_eq!(
+            due(&store, t(10)),
+            [(old.clone(), "slack".into()), (new, "slack".into())]
+        );
+        assert_eq!(due(&store, t(5)), [(old, "slack".into())]);
+        assert_eq!(store.due_notifications(t(10), 1).unwrap().len(), 1);
+        let entry = &store.due_notifications(t(10), 1).unwrap()[0];
+        assert_eq!((entry.attempts, entry.dead), (0, false));
+        assert_eq!((entry.created_at, entry.next_attempt_at), (t(0), t(0)));
+        assert_eq!(entry.notification.correlation_ids, ["1"]);
+    }
+
+    #[test]
+    fn a_retry_waits_for_its_time_then_delivery_ends_it() {
+        let (_dir, store) = store();
+        let id = queue(&store, "1", &["slack", "mail"], t(0));
+        store
+            .mark_failed(&id, "slack", "503 from slack", Some(t(30)), t(1))
+            .unwrap();
+        assert_eq!(due(&store, t(29)), [(id.clone(), "mail".into())]);
+        assert_eq!(store.next_notification_due().unwrap(), Some(t(0)));
+        store.mark_delivered(&id, "mail", t(2)).unwrap();
+        assert_eq!(store.next_notification_due().unwrap(), Some(t(30)));
+        let entries = store.due_notifications(t(30), 10).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].attempts, 1);
+        assert_eq!(entries[0].last_error.as_deref(), Some("503 from slack"));
+        assert_eq!(store.pending_notifications().unwrap(), 1);
+        store.mark_delivered(&id, "slack", t(31)).unwrap();
+        assert!(due(&store, t(1000)).is_empty());
+        assert_eq!(store.pending_notifications().unwrap(), 0);
+        assert_eq!(store.next_notification_due().unwrap(), None);
+    }
+
+    #[test]
+    fn without_a_retry_it_becomes_a_dead_letter() {
+        let (_dir, store) = store();
+        let first = queue(&store, "1", &["slack"], t(0));
+        let second = queue(&store, "2", &["slack"], t(5));
+        store
+            .mark_failed(&first, "slack", "gone", None, t(1))
+            .unwrap();
+        store
+            .mark_failed(&second, "slack", "gone too", None, t(6))
+            .unwrap();
+        assert!(due(&store, t(1000)).is_empty());
+        assert_eq!(store.pending_notifications().unwrap(), 0);
+        assert_eq!(store.next_notification_due().unwrap(), None);
+        let dead = store.dead_letters(10).unwrap();
+        let ids: Vec<_> = dead.iter().map(|e| e.notification.id.as_str()).collect();
+        assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
+        assert!(dead.iter().all(|e| e.dead && e.attempts == 1));
+        assert_eq!(store.dead_letters(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn marking_an_unknown_entry_is_an_error() {
+        let (_dir, store) = store();
+        let id = queue(&store, "1", &["slack"], t(0));
+        let err = store.mark_delivered(&id, "mail", t(1)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::UnknownNotification { .. }),
+            "{err}"
+        );
+        let err = store
+            .mark_failed("nope", "slack", "x", None, t(1))
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_payload_is_an_error() {
+        let (_dir, store) = store();
+        queue(&store, "1", &["slack"], t(0));
+        store
+            .with("test", |conn| {
+                Ok(conn.execute("UPDATE outbox SET payload = '{\"id\": 1}'", [])?)
+            })
+            .unwrap();
+        let err = store.due_notifications(t(0), 10).unwrap_err().to_string();
+        assert!(
+            err.contains("outbox entry") && err.contains("payload"),
+            "{err}"
+        );
+    }
+}
