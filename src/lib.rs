@@ -11,6 +11,7 @@
 //! - [`mock_carrier`]: a Twilio- and Vonage-compatible carrier with fault injection,
 //!   for tests, CI, chaos drills and first runs.
 //! - [`alert`]: the alert state machine and the notifications it produces.
+//! - [`store`]: SQLite state shared by cron runs and the daemon: runs, alerts, outbox, leases.
 //! - [`check`]: the one-shot `check`, wiring the above together.
 //! - [`doctor`]: preflight checks that send no SMS.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
@@ -34,4 +35,5 @@ pub mod redact;
 pub mod report;
 pub mod schedule;
 pub mod signing;
+pub mod store;
 pub mod template;

@@ -1,0 +1,302 @@
+//! The notification outbox: notices are written with the run that caused
+//! them and then delivered at least once. A sender takes the due entries,
+//! tries each channel, and marks it delivered or failed; a failure either
+//! schedules a retry or, once the retry budget is spent, leaves a dead letter
+//! that stays listed until someone looks. Nothing is silently dropped.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::error::Failure;
+use super::{OutboxEntry, Store, StoreError, count, decode, millis, small, sql_limit, timestamp};
+
+/// The columns [`raw_entry`] reads, in its order.
+const ENTRY_COLUMNS: &str =
+    "notification_id, channel, payload, attempts, last_error, created_at, next_attempt_at, dead";
+
+/// Not yet delivered and not given up on.
+const PENDING: &str = "delivered_at IS NULL AND dead = 0";
+
+impl Store {
+    /// Entries to send now: pending, with `next_attempt_at <= now`, oldest first.
+    pub fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.with("read due notifications", |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox WHERE {PENDING} AND next_attempt_at <= ?1
+                 ORDER BY created_at, rowid LIMIT ?2"
+            ))?;
+            let raws = stmt
+                .query_map(params![millis(now), sql_limit(limit)], raw_entry)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawEntry::decode).collect()
+        })
+    }
+
+    /// Records a successful delivery; the entry is never sent again.
+    pub fn mark_delivered(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with("mark notification delivered", |conn| {
+            let changed = conn.execute(
+                "UPDATE outbox SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL
+                 WHERE notification_id = ?1 AND channel = ?2",
+                params![notification_id, channel, millis(now)],
+            )?;
+            found(changed, notification_id, channel)
+        })
+    }
+
+    /// Records a failed attempt: retried at `retry_at`, or, with `None`,
+    /// kept as a dead letter.
+    pub fn mark_failed(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with("mark notification failed", |conn| {
+            // A dead letter keeps the time of its last attempt as next_attempt_at.
+            let next = millis(retry_at.unwrap_or(now));
+            let changed = conn.execute(
+                "UPDATE outbox
+                 SET attempts = attempts + 1, last_error = ?3, next_attempt_at = ?4, dead = ?5
+                 WHERE notification_id = ?1 AND channel = ?2",
+                params![notification_id, channel, error, next, retry_at.is_none()],
+            )?;
+            found(changed, notification_id, channel)
+        })
+    }
+
+    /// Entries still to be delivered, due now or later (dead letters excluded).
+    pub fn pending_notifications(&self) -> Result<u64, StoreError> {
+        self.with("count pending notifications", |conn| {
+            let n: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM outbox WHERE {PENDING}"),
+                [],
+                |row| row.get(0),
+            )?;
+            count(n)
+        })
+    }
+
+    /// Notifications that ran out of retries, newest first.
+    pub fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.with("read dead letters", |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND dead = 1
+                 ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+            ))?;
+            let raws = stmt
+                .query_map([sql_limit(limit)], raw_entry)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawEntry::decode).collect()
+        })
+    }
+
+    /// When the earliest pending entry is due, so a sender can sleep until
+    /// then; `None` when nothing is pending.
+    pub fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with("read next notification due", |conn| {
+            let next: Option<i64> = conn
+                .query_row(
+                    &format!("SELECT MIN(next_attempt_at) FROM outbox WHERE {PENDING}"),
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .flatten();
+            next.map(timestamp).transpose()
+        })
+    }
+}
+
+fn found(changed: usize, notification_id: &str, channel: &str) -> Result<(), Failure> {
+    if changed == 0 {
+        Err(Failure::UnknownNotification {
+            notification_id: notification_id.to_string(),
+            channel: channel.to_string(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// An `outbox` row as SQLite types; decoded outside the row callback.
+struct RawEntry {
+    notification_id: String,
+    channel: String,
+    payload: String,
+    attempts: i64,
+    last_error: Option<String>,
+    created_at: i64,
+    next_attempt_at: i64,
+    dead: bool,
+}
+
+fn raw_entry(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok(RawEntry {
+        notification_id: row.get(0)?,
+        channel: row.get(1)?,
+        payload: row.get(2)?,
+        attempts: row.get(3)?,
+        last_error: row.get(4)?,
+        created_at: row.get(5)?,
+        next_attempt_at: row.get(6)?,
+        dead: row.get(7)?,
+    })
+}
+
+impl RawEntry {
+    fn decode(self) -> Result<OutboxEntry, Failure> {
+        let context = format!("outbox entry {} for {}", self.notification_id, self.channel);
+        self.decode_fields().map_err(|e| e.context(&context))
+    }
+
+    fn decode_fields(self) -> Result<OutboxEntry, Failure> {
+        Ok(OutboxEntry {
+            notification: decode("payload", &self.payload)?,
+            channel: self.channel,
+            attempts: small(self.attempts, "attempts")?,
+            last_error: self.last_error,
+            created_at: timestamp(self.created_at)?,
+            next_attempt_at: timestamp(self.next_attempt_at)?,
+            dead: self.dead,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::alert::AlertState;
+    use crate::probe::Outcome;
+    use crate::store::OutboxItem;
+
+    /// Records one run with notices on `channels`, created at `at`.
+    fn queue(store: &Store, id: &str, channels: &[&str], at: DateTime<Utc>) -> String {
+        let r = run("p", id, at, Outcome::Lost);
+        // One notice, fanned out to every channel under the same id.
+        let notice = item("", &r, at).notification;
+        let items: Vec<_> = channels
+            .iter()
+            .map(|c| OutboxItem {
+                channel: c.to_string(),
+                notification: notice.clone(),
+            })
+            .collect();
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &items, at)
+            .unwrap();
+        items[0].notification.id.clone()
+    }
+
+    fn due(store: &Store, now: DateTime<Utc>) -> Vec<(String, String)> {
+        store
+            .due_notifications(now, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.notification.id, e.channel))
+            .collect()
+    }
+
+    #[test]
+    fn due_is_oldest_first_and_limited() {
+        let (_dir, store) = store();
+        let old = queue(&store, "1", &["slack"], t(0));
+        let new = queue(&store, "2", &["slack"], t(10));
+        assert_eq!(
+            due(&store, t(10)),
+            [(old.clone(), "slack".into()), (new, "slack".into())]
+        );
+        assert_eq!(due(&store, t(5)), [(old, "slack".into())]);
+        assert_eq!(store.due_notifications(t(10), 1).unwrap().len(), 1);
+        let entry = &store.due_notifications(t(10), 1).unwrap()[0];
+        assert_eq!((entry.attempts, entry.dead), (0, false));
+        assert_eq!((entry.created_at, entry.next_attempt_at), (t(0), t(0)));
+        assert_eq!(entry.notification.correlation_ids, ["1"]);
+    }
+
+    #[test]
+    fn a_retry_waits_for_its_time_then_delivery_ends_it() {
+        let (_dir, store) = store();
+        let id = queue(&store, "1", &["slack", "mail"], t(0));
+        store
+            .mark_failed(&id, "slack", "503 from slack", Some(t(30)), t(1))
+            .unwrap();
+        assert_eq!(due(&store, t(29)), [(id.clone(), "mail".into())]);
+        assert_eq!(store.next_notification_due().unwrap(), Some(t(0)));
+        store.mark_delivered(&id, "mail", t(2)).unwrap();
+        assert_eq!(store.next_notification_due().unwrap(), Some(t(30)));
+        let entries = store.due_notifications(t(30), 10).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].attempts, 1);
+        assert_eq!(entries[0].last_error.as_deref(), Some("503 from slack"));
+        assert_eq!(store.pending_notifications().unwrap(), 1);
+        store.mark_delivered(&id, "slack", t(31)).unwrap();
+        assert!(due(&store, t(1000)).is_empty());
+        assert_eq!(store.pending_notifications().unwrap(), 0);
+        assert_eq!(store.next_notification_due().unwrap(), None);
+    }
+
+    #[test]
+    fn without_a_retry_it_becomes_a_dead_letter() {
+        let (_dir, store) = store();
+        let first = queue(&store, "1", &["slack"], t(0));
+        let second = queue(&store, "2", &["slack"], t(5));
+        store
+            .mark_failed(&first, "slack", "gone", None, t(1))
+            .unwrap();
+        store
+            .mark_failed(&second, "slack", "gone too", None, t(6))
+            .unwrap();
+        assert!(due(&store, t(1000)).is_empty());
+        assert_eq!(store.pending_notifications().unwrap(), 0);
+        assert_eq!(store.next_notification_due().unwrap(), None);
+        let dead = store.dead_letters(10).unwrap();
+        let ids: Vec<_> = dead.iter().map(|e| e.notification.id.as_str()).collect();
+        assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
+        assert!(dead.iter().all(|e| e.dead && e.attempts == 1));
+        assert_eq!(store.dead_letters(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn marking_an_unknown_entry_is_an_error() {
+        let (_dir, store) = store();
+        let id = queue(&store, "1", &["slack"], t(0));
+        let err = store.mark_delivered(&id, "mail", t(1)).unwrap_err();
+        assert!(
+            matches!(err, StoreError::UnknownNotification { .. }),
+            "{err}"
+        );
+        let err = store
+            .mark_failed("nope", "slack", "x", None, t(1))
+            .unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_payload_is_an_error() {
+        let (_dir, store) = store();
+        queue(&store, "1", &["slack"], t(0));
+        store
+            .with("test", |conn| {
+                Ok(conn.execute("UPDATE outbox SET payload = '{\"id\": 1}'", [])?)
+            })
+            .unwrap();
+        let err = store.due_notifications(t(0), 10).unwrap_err().to_string();
+        assert!(
+            err.contains("outbox entry") && err.contains("payload"),
+            "{err}"
+        );
+    }
+}

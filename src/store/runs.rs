@@ -1,0 +1,614 @@
+//! Recorded runs and per-probe alert state: writing a run together with
+//! everything it caused, and the queries `history`, the alert notices and the
+//! cost guard ask of them.
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::ToSql;
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
+
+use super::error::Failure;
+use super::{
+    OutboxItem, Percentiles, Store, StoreError, StoredRun, count, decode, duration, duration_ms,
+    encode, millis, opt_duration, small, sql_limit, timestamp,
+};
+use crate::alert::AlertState;
+use crate::probe::{Outcome, Phases, RunResult};
+
+/// The columns [`raw_run`] reads, in its order.
+const RUN_COLUMNS: &str = "probe, correlation_id, instance, started_at, outcome, reason, code,
+    latency_ms, threshold_ms, timeout_ms, submit_ms, sent_ms, delivered_ms, received_ms,
+    message_id, attempts, findings, interrupted";
+
+impl Store {
+    /// Records a run, the probe's new alert state and the notifications it
+    /// caused, in one transaction: after a crash either all of them are
+    /// stored or none. Idempotent on the correlation id: recording the same
+    /// run again changes nothing and returns `Ok(false)`.
+    pub fn record_run(
+        &self,
+        run: &RunResult,
+        instance: &str,
+        interrupted: bool,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.with("record run", |conn| {
+            let findings = encode("findings", &run.findings)?;
+            let state = encode("alert state", state)?;
+            let payloads = outbox
+                .iter()
+                .map(|item| encode("notification", &item.notification))
+                .collect::<Result<Vec<_>, _>>()?;
+            // IMMEDIATE takes the write lock up front, so the busy timeout
+            // applies; a deferred transaction upgrading later could fail at
+            // once with SQLITE_BUSY when another process wrote in between.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT INTO runs (probe, correlation_id, instance, started_at, outcome, reason,
+                     code, latency_ms, threshold_ms, timeout_ms, submit_ms, sent_ms,
+                     delivered_ms, received_ms, message_id, attempts, findings, interrupted)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, ?18)
+                 ON CONFLICT (correlation_id) DO NOTHING",
+                params![
+                    run.probe,
+                    run.correlation_id,
+                    instance,
+                    millis(run.started_at),
+                    run.outcome.as_str(),
+                    run.reason,
+                    run.code,
+                    run.latency.map(duration_ms),
+                    duration_ms(run.threshold),
+                    duration_ms(run.timeout),
+                    run.phases.submit.map(duration_ms),
+                    run.phases.sent.map(duration_ms),
+                    run.phases.delivered.map(duration_ms),
+                    run.phases.received.map(duration_ms),
+                    run.message_id,
+                    i64::from(run.attempts),
+                    findings,
+                    interrupted,
+                ],
+            )?;
+            if inserted == 0 {
+                // Already recorded (a retry after an unclear failure): the
+                // state and notices were stored with it the first time.
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO alert_state (probe, state, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (probe) DO UPDATE
+                 SET state = excluded.state, updated_at = excluded.updated_at",
+                params![run.probe, state, millis(now)],
+            )?;
+            let mut insert = tx.prepare(
+                "INSERT INTO outbox (notification_id, channel, probe, correlation_id, payload,
+                     created_at, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            )?;
+            for (item, payload) in outbox.iter().zip(&payloads) {
+                insert.execute(params![
+                    item.notification.id,
+                    item.channel,
+                    item.notification.probe,
+                    run.correlation_id,
+                    payload,
+                    millis(now),
+                ])?;
+            }
+            drop(insert);
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    /// A probe's alert state; the default (nothing counted, not firing) for
+    /// a probe never recorded.
+    pub fn alert_state(&self, probe: &str) -> Result<AlertState, StoreError> {
+        self.with("read alert state", |conn| {
+            let json: Option<String> = conn
+                .query_row(
+                    "SELECT state FROM alert_state WHERE probe = ?1",
+                    [probe],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match json {
+                Some(json) => decode(&format!("alert state of {probe}"), &json),
+                None => Ok(AlertState::default()),
+            }
+        })
+    }
+
+    /// Every probe's alert state, by probe name: what the daemon re-evaluates on start.
+    pub fn alert_states(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
+        self.with("read alert states", |conn| {
+            let mut stmt = conn.prepare("SELECT probe, state FROM alert_state ORDER BY probe")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut states = Vec::new();
+            for row in rows {
+                let (probe, json) = row?;
+                let state = decode(&format!("alert state of {probe}"), &json)?;
+                states.push((probe, state));
+            }
+            Ok(states)
+        })
+    }
+
+    /// The latest runs, newest first, of one probe or of all.
+    pub fn recent_runs(
+        &self,
+        probe: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.with("read recent runs", |conn| {
+            let mut args: Vec<&dyn ToSql> = Vec::new();
+            let filter = probe_filter(&probe, &mut args, "WHERE");
+            let limit = sql_limit(limit);
+            args.push(&limit);
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs {filter}
+                 ORDER BY started_at DESC, id DESC LIMIT ?{}",
+                args.len()
+            ))?;
+            let raws = stmt
+                .query_map(&args[..], raw_run)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawRun::decode).collect()
+        })
+    }
+
+    /// The correlation ids of a probe's latest runs, newest first: what an
+    /// alert notice lists so the failure can be traced through every system.
+    pub fn recent_correlation_ids(
+        &self,
+        probe: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.with("read recent correlation ids", |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT correlation_id FROM runs WHERE probe = ?1
+                 ORDER BY started_at DESC, id DESC LIMIT ?2",
+            )?;
+            let ids = stmt
+                .query_map(params![probe, sql_limit(limit)], |row| row.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ids)
+        })
+    }
+
+    /// How many runs ended with each outcome since `since`, of one probe or
+    /// of all; outcomes with no runs are left out, the rest come in
+    /// [`Outcome::ALL`] order.
+    pub fn outcome_counts(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Outcome, u64)>, StoreError> {
+        self.with("count outcomes", |conn| {
+            let since = millis(since);
+            let mut args: Vec<&dyn ToSql> = vec![&since];
+            let filter = probe_filter(&probe, &mut args, "AND");
+            let mut stmt = conn.prepare(&format!(
+                "SELECT outcome, COUNT(*) FROM runs WHERE started_at >= ?1 {filter}
+                 GROUP BY outcome"
+            ))?;
+            let rows = stmt.query_map(&args[..], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (outcome, n) = row?;
+                counts.push((parse_outcome(&outcome)?, count(n)?));
+            }
+            counts.sort_by_key(|(o, _)| Outcome::ALL.iter().position(|a| a == o));
+            Ok(counts)
+        })
+    }
+
+    /// Nearest-rank p50/p95/p99 of the end-to-end latency of the runs that
+    /// arrived (`ok` or `slow`) since `since`; `None` when none did.
+    pub fn latency_percentiles(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Percentiles>, StoreError> {
+        self.with("compute latency percentiles", |conn| {
+            let since = millis(since);
+            let mut args: Vec<&dyn ToSql> = vec![&since];
+            let filter = probe_filter(&probe, &mut args, "AND");
+            let mut stmt = conn.prepare(&format!(
+                "SELECT latency_ms FROM runs
+                 WHERE started_at >= ?1 AND outcome IN ('ok', 'slow') AND latency_ms IS NOT NULL
+                 {filter}
+                 ORDER BY latency_ms"
+            ))?;
+            let sorted = stmt
+                .query_map(&args[..], |row| row.get::<_, f64>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            if sorted.is_empty() {
+                return Ok(None);
+            }
+            let n = sorted.len();
+            // Nearest rank: the smallest value with at least p% of the set at or below it.
+            let rank = |p: usize| duration(sorted[(p * n).div_ceil(100).max(1) - 1]);
+            Ok(Some(Percentiles {
+                count: n as u64,
+                p50: rank(50)?,
+                p95: rank(95)?,
+                p99: rank(99)?,
+            }))
+        })
+    }
+
+    /// Messages submitted (runs the gateway accepted, so with a message id)
+    /// since `since`, across all probes: what the cost guard counts.
+    pub fn messages_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.with("count messages", |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM runs WHERE started_at >= ?1 AND message_id IS NOT NULL",
+                [millis(since)],
+                |row| row.get(0),
+            )?;
+            count(n)
+        })
+    }
+}
+
+/// Adds `<joiner> probe = ?N` when filtering by probe. A separate SQL text
+/// per case (rather than `?N IS NULL OR probe = ?N`) lets SQLite use the
+/// (probe, started_at) index.
+fn probe_filter<'a>(
+    probe: &'a Option<&'a str>,
+    args: &mut Vec<&'a dyn ToSql>,
+    joiner: &str,
+) -> String {
+    match probe {
+        Some(probe) => {
+            args.push(probe);
+            format!("{joiner} probe = ?{}", args.len())
+        }
+        None => String::new(),
+    }
+}
+
+fn parse_outcome(s: &str) -> Result<Outcome, Failure> {
+    Outcome::parse(s).ok_or_else(|| Failure::corrupt(format!("unknown outcome {s:?}")))
+}
+
+/// A `runs` row as SQLite types, decoded outside the row callback so that a
+/// bad value becomes a [`Failure::Corrupt`] naming it.
+struct RawRun {
+    probe: String,
+    correlation_id: String,
+    instance: String,
+    started_at: i64,
+    outcome: String,
+    reason: Option<String>,
+    code: Option<String>,
+    latency_ms: Option<f64>,
+    threshold_ms: f64,
+    timeout_ms: f64,
+    submit_ms: Option<f64>,
+    sent_ms: Option<f64>,
+    delivered_ms: Option<f64>,
+    received_ms: Option<f64>,
+    message_id: Option<String>,
+    attempts: i64,
+    findings: String,
+    interrupted: bool,
+}
+
+fn raw_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
+    Ok(RawRun {
+        probe: row.get(0)?,
+        correlation_id: row.get(1)?,
+        instance: row.get(2)?,
+        started_at: row.get(3)?,
+        outcome: row.get(4)?,
+        reason: row.get(5)?,
+        code: row.get(6)?,
+        latency_ms: row.get(7)?,
+        threshold_ms: row.get(8)?,
+        timeout_ms: row.get(9)?,
+        submit_ms: row.get(10)?,
+        sent_ms: row.get(11)?,
+        delivered_ms: row.get(12)?,
+        received_ms: row.get(13)?,
+        message_id: row.get(14)?,
+        attempts: row.get(15)?,
+        findings: row.get(16)?,
+        interrupted: row.get(17)?,
+    })
+}
+
+impl RawRun {
+    fn decode(self) -> Result<StoredRun, Failure> {
+        let context = format!("run {}", self.correlation_id);
+        self.decode_fields().map_err(|e| e.context(&context))
+    }
+
+    fn decode_fields(self) -> Result<StoredRun, Failure> {
+        Ok(StoredRun {
+            probe: self.probe,
+            correlation_id: self.correlation_id,
+            instance: self.instance,
+            started_at: timestamp(self.started_at)?,
+            outcome: parse_outcome(&self.outcome)?,
+            reason: self.reason,
+            code: self.code,
+            latency: opt_duration(self.latency_ms)?,
+            threshold: duration(self.threshold_ms)?,
+            timeout: duration(self.timeout_ms)?,
+            phases: Phases {
+                submit: opt_duration(self.submit_ms)?,
+                sent: opt_duration(self.sent_ms)?,
+                delivered: opt_duration(self.delivered_ms)?,
+                received: opt_duration(self.received_ms)?,
+            },
+            message_id: self.message_id,
+            attempts: small(self.attempts, "attempts")?,
+            findings: decode("findings", &self.findings)?,
+            interrupted: self.interrupted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::*;
+    use super::*;
+    use crate::alert::{Firing, Severity};
+    use crate::probe::Finding;
+
+    fn firing(at: DateTime<Utc>) -> AlertState {
+        AlertState {
+            consecutive_failures: 2,
+            consecutive_successes: 0,
+            firing: Some(Firing {
+                since: at,
+                severity: Severity::Critical,
+                last_notified: at,
+            }),
+        }
+    }
+
+    #[test]
+    fn records_a_run_with_its_state_and_notices_once() {
+        let (_dir, store) = store();
+        let mut r = run("p1", "01A", t(0), Outcome::Lost);
+        r.findings = vec![Finding::FakeDlr, Finding::Duplicates { count: 2 }];
+        r.code = Some("30003".into());
+        r.phases.delivered = Some(Duration::from_millis(900));
+        let items = [item("slack", &r, t(60)), item("mail", &r, t(60))];
+        assert!(
+            store
+                .record_run(&r, "eu-1", true, &firing(t(60)), &items, t(60))
+                .unwrap()
+        );
+        // Again, even with a different state and notices: nothing changes.
+        let again = [item("slack", &r, t(61))];
+        assert!(
+            !store
+                .record_run(&r, "eu-1", false, &AlertState::default(), &again, t(61))
+                .unwrap()
+        );
+        assert_eq!(store.alert_state("p1").unwrap(), firing(t(60)));
+        assert_eq!(store.pending_notifications().unwrap(), 2);
+
+        let runs = store.recent_runs(None, 10).unwrap();
+        assert_eq!(runs.len(), 1);
+        let s = &runs[0];
+        assert_eq!(
+            (
+                s.probe.as_str(),
+                s.correlation_id.as_str(),
+                s.instance.as_str()
+            ),
+            ("p1", "01A", "eu-1")
+        );
+        assert_eq!(
+            (s.started_at, s.outcome, s.interrupted),
+            (t(0), Outcome::Lost, true)
+        );
+        assert_eq!((&s.reason, &s.code), (&r.reason, &r.code));
+        assert_eq!(
+            (s.latency, s.threshold, s.timeout),
+            (r.latency, r.threshold, r.timeout)
+        );
+        assert_eq!(s.phases, r.phases);
+        assert_eq!((&s.message_id, s.attempts), (&r.message_id, r.attempts));
+        assert_eq!(s.findings, r.findings);
+    }
+
+    #[test]
+    fn a_failed_outbox_insert_rolls_the_run_back() {
+        let (_dir, store) = store();
+        let r = run("p1", "01A", t(0), Outcome::Lost);
+        let slack = item("slack", &r, t(0));
+        // The same (notification, channel) twice violates the outbox key.
+        let err = store
+            .record_run(&r, "i", false, &firing(t(0)), &[slack.clone(), slack], t(0))
+            .unwrap_err();
+        assert!(err.to_string().contains("record run"), "{err}");
+        assert!(store.recent_runs(None, 10).unwrap().is_empty());
+        assert_eq!(store.alert_state("p1").unwrap(), AlertState::default());
+        assert_eq!(store.pending_notifications().unwrap(), 0);
+    }
+
+    #[test]
+    fn alert_states_default_and_list() {
+        let (_dir, store) = store();
+        assert_eq!(store.alert_state("nobody").unwrap(), AlertState::default());
+        for (probe, id) in [("b", "1"), ("a", "2"), ("b", "3")] {
+            let r = run(probe, id, t(0), Outcome::Lost);
+            store
+                .record_run(&r, "i", false, &firing(t(id.parse().unwrap())), &[], t(0))
+                .unwrap();
+        }
+        let states = store.alert_states().unwrap();
+        let names: Vec<_> = states.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(states[1].1, firing(t(3)), "the latest state wins");
+    }
+
+    #[test]
+    fn recent_runs_and_ids_are_newest_first_and_filtered() {
+        let (_dir, store) = store();
+        for (i, probe) in ["a", "b", "a", "a"].iter().enumerate() {
+            let r = run(probe, &format!("id{i}"), t(i as i64), Outcome::Ok);
+            store
+                .record_run(&r, "i", false, &AlertState::default(), &[], t(0))
+                .unwrap();
+        }
+        let ids = |runs: Vec<StoredRun>| -> Vec<String> {
+            runs.into_iter().map(|r| r.correlation_id).collect()
+        };
+        assert_eq!(
+            ids(store.recent_runs(Some("a"), 2).unwrap()),
+            ["id3", "id2"]
+        );
+        assert_eq!(
+            ids(store.recent_runs(None, usize::MAX).unwrap()),
+            ["id3", "id2", "id1", "id0"]
+        );
+        assert_eq!(
+            store.recent_correlation_ids("a", 10).unwrap(),
+            ["id3", "id2", "id0"]
+        );
+        assert!(store.recent_correlation_ids("c", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn counts_outcomes_since() {
+        let (_dir, store) = store();
+        let outcomes = [
+            ("a", Outcome::Lost, 0),
+            ("a", Outcome::Ok, 10),
+            ("a", Outcome::Lost, 20),
+            ("b", Outcome::Ok, 30),
+            ("a", Outcome::Slow, 40),
+        ];
+        for (i, (probe, outcome, at)) in outcomes.into_iter().enumerate() {
+            let r = run(probe, &i.to_string(), t(at), outcome);
+            store
+                .record_run(&r, "i", false, &AlertState::default(), &[], t(at))
+                .unwrap();
+        }
+        assert_eq!(
+            store.outcome_counts(Some("a"), t(10)).unwrap(),
+            [(Outcome::Ok, 1), (Outcome::Slow, 1), (Outcome::Lost, 1)]
+        );
+        assert_eq!(
+            store.outcome_counts(None, t(0)).unwrap(),
+            [(Outcome::Ok, 2), (Outcome::Slow, 1), (Outcome::Lost, 2)]
+        );
+        assert!(store.outcome_counts(None, t(41)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank_over_arrived_runs() {
+        let (_dir, store) = store();
+        // 1..=20 seconds, shuffled; plus a lost run that must not count.
+        for (i, secs) in [
+            7, 3, 20, 1, 15, 9, 12, 2, 18, 5, 11, 4, 19, 6, 14, 8, 17, 10, 16, 13,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut r = run("a", &format!("ok{i}"), t(i as i64), Outcome::Ok);
+            r.latency = Some(Duration::from_secs(secs));
+            store
+                .record_run(&r, "i", false, &AlertState::default(), &[], t(0))
+                .unwrap();
+        }
+        let mut lost = run("a", "lost", t(0), Outcome::Lost);
+        lost.latency = Some(Duration::from_secs(999));
+        store
+            .record_run(&lost, "i", false, &AlertState::default(), &[], t(0))
+            .unwrap();
+
+        let p = store.latency_percentiles(Some("a"), t(0)).unwrap().unwrap();
+        // n = 20: p50 = rank 10, p95 = rank 19, p99 = rank 20.
+        assert_eq!(p.count, 20);
+        assert_eq!(p.p50, Duration::from_secs(10));
+        assert_eq!(p.p95, Duration::from_secs(19));
+        assert_eq!(p.p99, Duration::from_secs(20));
+        // Since t(15): the runs started at t(15)..t(19) took 8, 17, 10, 16, 13 s;
+        // sorted 8 10 13 16 17, p50 = rank ceil(2.5) = 3, p95 = p99 = rank 5.
+        let p = store.latency_percentiles(None, t(15)).unwrap().unwrap();
+        assert_eq!(p.count, 5);
+        assert_eq!(
+            (p.p50, p.p95, p.p99),
+            (
+                Duration::from_secs(13),
+                Duration::from_secs(17),
+                Duration::from_secs(17)
+            )
+        );
+        assert!(
+            store
+                .latency_percentiles(Some("b"), t(0))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn counts_messages_with_an_id_since() {
+        let (_dir, store) = store();
+        for (i, at) in [0, 10, 20].into_iter().enumerate() {
+            let r = run("a", &i.to_string(), t(at), Outcome::Ok);
+            store
+                .record_run(&r, "i", false, &AlertState::default(), &[], t(at))
+                .unwrap();
+        }
+        let mut rejected = run("b", "rejected", t(30), Outcome::Rejected);
+        rejected.message_id = None;
+        store
+            .record_run(&rejected, "i", false, &AlertState::default(), &[], t(30))
+            .unwrap();
+        assert_eq!(store.messages_since(t(0)).unwrap(), 3);
+        assert_eq!(store.messages_since(t(10)).unwrap(), 2);
+        assert_eq!(store.messages_since(t(31)).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_not_a_panic() {
+        let (_dir, store) = store();
+        let r = run("a", "bad", t(0), Outcome::Ok);
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &[], t(0))
+            .unwrap();
+        store
+            .with("test", |conn| {
+                conn.execute("UPDATE runs SET outcome = 'exploded'", [])?;
+                conn.execute(
+                    "INSERT INTO alert_state (probe, state, updated_at) VALUES ('b', '{', 0)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let err = store.recent_runs(None, 1).unwrap_err().to_string();
+        assert!(err.contains("run bad") && err.contains("exploded"), "{err}");
+        assert!(matches!(
+            store.outcome_counts(None, t(0)),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.alert_state("b"),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.alert_states(),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

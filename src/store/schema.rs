@@ -1,0 +1,158 @@
+//! The database schema and its migrations. The schema version lives in
+//! `PRAGMA user_version`: step `i` of [`MIGRATIONS`] moves a file from version
+//! `i` to `i + 1`, so a new release only appends steps, never edits old ones.
+//! All pending steps run in one transaction, so a crash mid-upgrade leaves the
+//! old version intact, and a file newer than the code is refused rather than
+//! written by code that does not know its tables.
+//!
+//! Times are unix milliseconds (INTEGER: compact, ordered, indexable);
+//! durations are milliseconds as REAL with microsecond precision, like the
+//! JSON report. Tables are STRICT so a wrongly typed write fails loudly.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::error::Failure;
+
+/// The schema steps, oldest first. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, alert state, the notification outbox, silences, leases, heartbeat.
+    r#"
+CREATE TABLE runs (
+    id             INTEGER PRIMARY KEY,
+    probe          TEXT    NOT NULL,
+    correlation_id TEXT    NOT NULL UNIQUE,
+    instance       TEXT    NOT NULL,
+    started_at     INTEGER NOT NULL,
+    outcome        TEXT    NOT NULL,
+    reason         TEXT,
+    code           TEXT,
+    latency_ms     REAL,
+    threshold_ms   REAL    NOT NULL,
+    timeout_ms     REAL    NOT NULL,
+    submit_ms      REAL,
+    sent_ms        REAL,
+    delivered_ms   REAL,
+    received_ms    REAL,
+    message_id     TEXT,
+    attempts       INTEGER NOT NULL,
+    findings       TEXT    NOT NULL,
+    interrupted    INTEGER NOT NULL CHECK (interrupted IN (0, 1))
+) STRICT;
+CREATE INDEX runs_probe_started ON runs (probe, started_at);
+-- The cost guard counts messages across all probes by time.
+CREATE INDEX runs_started ON runs (started_at);
+
+CREATE TABLE alert_state (
+    probe      TEXT    PRIMARY KEY,
+    state      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE outbox (
+    notification_id TEXT    NOT NULL,
+    channel         TEXT    NOT NULL,
+    probe           TEXT    NOT NULL,
+    correlation_id  TEXT    REFERENCES runs (correlation_id),
+    payload         TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    delivered_at    INTEGER,
+    dead            INTEGER NOT NULL DEFAULT 0 CHECK (dead IN (0, 1)),
+    PRIMARY KEY (notification_id, channel)
+) STRICT;
+-- The sender's poll only ever looks at pending entries.
+CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND dead = 0;
+CREATE INDEX outbox_run ON outbox (correlation_id);
+
+CREATE TABLE silences (
+    probe      TEXT    PRIMARY KEY,
+    until      INTEGER NOT NULL,
+    reason     TEXT,
+    created_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE leases (
+    probe      TEXT    PRIMARY KEY,
+    holder     TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+) STRICT;
+"#,
+];
+
+/// The schema version this code writes.
+pub(crate) fn supported_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the file up to [`supported_version`], or refuses a newer one.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Failure> {
+    // The common case (every cron run) reads the version without taking the
+    // write lock, so opening an up-to-date store never waits on a writer.
+    if user_version(conn)? == supported_version() {
+        return Ok(());
+    }
+    // IMMEDIATE: two processes opening a fresh file at once serialize here,
+    // and the second sees the first's version instead of re-running steps.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = user_version(&tx)?;
+    let supported = supported_version();
+    if found > supported {
+        return Err(Failure::TooNew { found, supported });
+    }
+    let done = usize::try_from(found)
+        .map_err(|_| Failure::corrupt(format!("negative schema version {found}")))?;
+    for step in &MIGRATIONS[done..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", supported)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_an_empty_database_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), supported_version());
+        migrate(&mut conn).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 6);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", supported_version() + 1)
+            .unwrap();
+        match migrate(&mut conn) {
+            Err(Failure::TooNew { found, supported }) => {
+                assert_eq!(
+                    (found, supported),
+                    (supported_version() + 1, supported_version())
+                );
+            }
+            other => panic!("expected TooNew, got {other:?}"),
+        }
+    }
+}
