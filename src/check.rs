@@ -1,13 +1,18 @@
 //! The one-shot `check`: start what the selected probes need (the webhook
 //! listener, in-process mock carriers), run the probes concurrently, and
 //! return their results. Used from a terminal, from cron and from CI.
+//!
+//! With state (the default), a check is a cron run: each probe is leased in
+//! the store so overlapping runs cannot both send, runs are recorded, the
+//! alert state machine counts across runs, and notifications — new ones and
+//! those earlier runs could not deliver — go out through the outbox.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tracing::debug;
+use tracing::{debug, warn};
 use url::Url;
 
 use crate::config::{Config, GatewayConfig, Probe, ReceiverConfig};
@@ -15,12 +20,14 @@ use crate::gateway::http::HttpGateway;
 use crate::gateway::vonage::VonageGateway;
 use crate::gateway::{Gateway, mock, twilio::TwilioGateway};
 use crate::mock_carrier::MockHandle;
+use crate::monitor::{Delivered, Monitor};
 use crate::probe::{self, RunResult, Status, Wiring};
 use crate::receiver::Inbox;
 use crate::receiver::http_poll::HttpPoller;
 use crate::receiver::poll::Poller;
 use crate::receiver::twilio_poll::TwilioPoller;
 use crate::receiver::webhook::{self, Hooks, join_public};
+use crate::store::Store;
 
 /// What to check and how.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +36,8 @@ pub struct CheckOptions {
     pub probes: Vec<String>,
     /// Overrides `[canary] listen` for the webhook listener (e.g. `127.0.0.1:0`).
     pub listen: Option<SocketAddr>,
+    /// Without state: no store, no leases, no alerts (a quick look, or CI).
+    pub stateless: bool,
 }
 
 /// Why a check could not run at all (as opposed to a probe failing): UNKNOWN.
@@ -49,6 +58,8 @@ pub enum CheckError {
     },
     #[error("{0}")]
     Gateway(String),
+    #[error("state store: {0}")]
+    Store(String),
 }
 
 /// The results of one check.
@@ -56,14 +67,26 @@ pub enum CheckError {
 pub struct CheckReport {
     pub instance: String,
     pub runs: Vec<RunResult>,
+    /// Probes not run, and why (another run of them is in progress): UNKNOWN.
+    pub skipped: Vec<Skipped>,
     /// Inbound messages seen during the check that belonged to no run.
     pub strangers: u64,
+    /// What the outbox did, when the check kept state.
+    pub notifications: Option<Delivered>,
+}
+
+/// A probe a check did not run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    pub probe: String,
+    pub reason: String,
 }
 
 impl CheckReport {
-    /// The worst status of all runs: the exit code.
+    /// The worst status of all runs (UNKNOWN for a skipped probe): the exit code.
     pub fn status(&self) -> Status {
-        Status::worst(self.runs.iter().map(RunResult::status))
+        let skipped = self.skipped.iter().map(|_| Status::Unknown);
+        Status::worst(self.runs.iter().map(RunResult::status).chain(skipped))
     }
 }
 
@@ -98,8 +121,22 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Probe>
 /// Runs the selected probes once.
 pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport, CheckError> {
     let probes = select(config, &options.probes)?;
+    let state = if options.stateless {
+        None
+    } else {
+        Some(State::open(config).await?)
+    };
+    let mut skipped = Vec::new();
+    let probes: Vec<&Probe> = match &state {
+        None => probes,
+        Some(state) => {
+            let (leased, refused) = state.lease(&probes).await;
+            skipped = refused;
+            leased
+        }
+    };
     let inbox = Inbox::new();
-    let listener = if needs_listener(config, &probes) {
+    let listener = if !probes.is_empty() && needs_listener(config, &probes) {
         Some(Listener::start(config, options, &inbox).await?)
     } else {
         None
@@ -110,6 +147,9 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
         Err(e) => {
             if let Some(l) = listener {
                 l.stop().await;
+            }
+            if let Some(state) = &state {
+                state.release(&probes).await;
             }
             return Err(e);
         }
@@ -128,17 +168,96 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
     if let Some(l) = listener {
         l.stop().await;
     }
+    let notifications = match &state {
+        Some(state) => Some(state.finish(&probes, &runs).await),
+        None => None,
+    };
     Ok(CheckReport {
         instance: config.canary.instance.clone(),
         runs,
+        skipped,
         strangers: inbox.strangers(),
+        notifications,
     })
+}
+
+/// A check's use of the state store.
+struct State {
+    monitor: Arc<Monitor>,
+    holder: String,
+}
+
+impl State {
+    async fn open(config: &Config) -> Result<State, CheckError> {
+        let dir = config.canary.state_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| CheckError::Store(e.to_string()))?
+            .map_err(|e| CheckError::Store(e.to_string()))?;
+        let monitor = Monitor::new(config, store).map_err(|e| CheckError::Store(e.to_string()))?;
+        Ok(State {
+            monitor,
+            holder: format!("check-{}-{}", std::process::id(), ulid::Ulid::generate()),
+        })
+    }
+
+    /// Leases each probe; those another run holds are skipped, not sent twice.
+    async fn lease<'a>(&self, probes: &[&'a Probe]) -> (Vec<&'a Probe>, Vec<Skipped>) {
+        let mut leased = Vec::new();
+        let mut refused = Vec::new();
+        for probe in probes {
+            let store = self.monitor.store().clone();
+            let (name, holder) = (probe.name.clone(), self.holder.clone());
+            let ttl = probe.timeout + std::time::Duration::from_secs(60);
+            let got = tokio::task::spawn_blocking(move || {
+                store.acquire_lease(&name, &holder, ttl, chrono::Utc::now())
+            })
+            .await;
+            match got {
+                Ok(Ok(true)) => leased.push(*probe),
+                Ok(Ok(false)) => refused.push(Skipped {
+                    probe: probe.name.clone(),
+                    reason: "another run of this probe is in progress (cron overlap or the daemon); not sent".into(),
+                }),
+                Ok(Err(e)) => refused.push(Skipped { probe: probe.name.clone(), reason: format!("state store: {e}") }),
+                Err(e) => refused.push(Skipped { probe: probe.name.clone(), reason: e.to_string() }),
+            }
+        }
+        (leased, refused)
+    }
+
+    async fn release(&self, probes: &[&Probe]) {
+        for probe in probes {
+            let store = self.monitor.store().clone();
+            let (name, holder) = (probe.name.clone(), self.holder.clone());
+            let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, &holder)).await;
+        }
+    }
+
+    /// Records the runs, delivers the outbox (earlier runs' leftovers too) and
+    /// releases the leases.
+    async fn finish(&self, probes: &[&Probe], runs: &[RunResult]) -> Delivered {
+        for (probe, run) in probes.iter().zip(runs) {
+            if let Err(e) = self.monitor.record(probe, run, false).await {
+                warn!(probe = %probe.name, "cannot record the run: {e}");
+            }
+        }
+        let delivered = match self.monitor.deliver_due().await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!("outbox delivery failed: {e}");
+                Delivered::default()
+            }
+        };
+        self.release(probes).await;
+        delivered
+    }
 }
 
 /// Webhook receivers need our listener, and so do in-process mocks (their
 /// receipts are local). Real gateways' receipts are only asked for when
 /// `public_url` says how the provider can reach us.
-fn needs_listener(config: &Config, probes: &[&Probe]) -> bool {
+pub(crate) fn needs_listener(config: &Config, probes: &[&Probe]) -> bool {
     probes.iter().any(|p| {
         config.receivers[&p.receiver].is_webhook()
             || matches!(config.gateways[&p.gateway], GatewayConfig::Mock(_))
@@ -195,15 +314,15 @@ impl Listener {
     }
 }
 
-/// The gateways, pollers and in-process mock carriers a check's probes use.
-struct Setup {
+/// The gateways, pollers and in-process mock carriers a set of probes use.
+pub(crate) struct Setup {
     gateways: Vec<(String, Box<dyn Gateway>)>,
     pollers: Vec<(String, Box<dyn Poller>)>,
     mocks: Vec<MockHandle>,
 }
 
 impl Setup {
-    async fn start(
+    pub(crate) async fn start(
         config: &Config,
         probes: &[&Probe],
         public_url: Option<&Url>,
@@ -249,7 +368,7 @@ impl Setup {
         Ok(setup)
     }
 
-    fn gateway(&self, name: &str) -> &dyn Gateway {
+    pub(crate) fn gateway(&self, name: &str) -> &dyn Gateway {
         // Setup::start builds one for every selected probe's gateway.
         let found = self.gateways.iter().find(|(n, _)| n == name);
         found
@@ -257,14 +376,14 @@ impl Setup {
             .expect("gateway built for each selected probe")
     }
 
-    fn poller<'a>(&'a self, receiver: &'a str) -> Option<(&'a str, &'a dyn Poller)> {
+    pub(crate) fn poller<'a>(&'a self, receiver: &'a str) -> Option<(&'a str, &'a dyn Poller)> {
         self.pollers
             .iter()
             .find(|(n, _)| n == receiver)
             .map(|(n, p)| (n.as_str(), p.as_ref()))
     }
 
-    async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         for m in self.mocks {
             m.shutdown().await;
         }

@@ -50,8 +50,60 @@ pub enum Command {
     /// Preflight without sending an SMS: credentials, listener, poll endpoints.
     /// Exit 0 if all pass, 2 if one fails, 3 for bad config.
     Doctor(DoctorArgs),
-    /// Run the standalone Twilio-compatible mock carrier.
+    /// Run probes on their schedules: scheduler, webhooks, /healthz, /readyz.
+    Daemon(DaemonArgs),
+    /// Recent runs, outcome counts, latency percentiles, alerts and notifications.
+    History(HistoryArgs),
+    /// Silence a probe's alerts for a while (maintenance): runs still count.
+    Silence(SilenceArgs),
+    /// Lift a probe's silence.
+    Unsilence(UnsilenceArgs),
+    /// Run the standalone Twilio- and Vonage-compatible mock carrier.
     MockCarrier(StandaloneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Listen here instead of `[canary] listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Start even if the preflight (`doctor`) fails.
+    #[arg(long)]
+    pub no_preflight: bool,
+    /// How long runs in flight may take to finish on SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this probe.
+    #[arg(value_name = "PROBE")]
+    pub probe: Option<String>,
+    /// Runs to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Window of the counts and percentiles.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::config::parse_duration)]
+    pub since: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceArgs {
+    #[arg(value_name = "PROBE")]
+    pub probe: String,
+    /// How long, e.g. 2h.
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Why (shown by `history`).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsilenceArgs {
+    #[arg(value_name = "PROBE")]
+    pub probe: String,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +123,10 @@ pub struct CheckArgs {
     /// Listen here for webhooks instead of `[canary] listen` (`127.0.0.1:0`: any free port).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// Keep no state: no store, no leases, no alerts (a quick look, or CI).
+    #[arg(long)]
+    pub no_state: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,8 @@
 //! - [`store`]: SQLite state shared by cron runs and the daemon: runs, alerts, outbox, leases.
 //! - [`check`]: the one-shot `check`, wiring the above together.
 //! - [`doctor`]: preflight checks that send no SMS.
+//! - [`monitor`]: after a run: store, alert state machine, outbox delivery.
+//! - [`daemon`]: the scheduler, HTTP endpoints, reload, graceful shutdown, watchdog.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
 //! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
 //! - [`template`]: `{{name}}` templates, escaped for JSON, URLs or raw use.
@@ -26,9 +28,11 @@ pub mod alert;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod doctor;
 pub mod gateway;
 pub mod mock_carrier;
+pub mod monitor;
 pub mod probe;
 pub mod receiver;
 pub mod redact;

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use sms_canary::check::{CheckOptions, check};
-use sms_canary::cli::{CheckArgs, Cli, Command, LogFormat};
+use sms_canary::cli::{CheckArgs, Cli, Command, DaemonArgs, LogFormat};
 use sms_canary::config::Config;
 use sms_canary::probe::Status;
 use sms_canary::report::{self, Format, progress::Spinner};
+use sms_canary::store::Store;
 use tracing_subscriber::EnvFilter;
 
 /// Nagios UNKNOWN: bad config, bad arguments, internal error.
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
 
 fn init_tracing(cli: &Cli) {
     let default = match (cli.verbose, &cli.command) {
-        (0, Command::MockCarrier(_)) => "info",
+        (0, Command::MockCarrier(_) | Command::Daemon(_)) => "info",
         (0, _) => "warn",
         (1, _) => "info",
         _ => "debug",
@@ -82,6 +83,55 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             let items = runtime.block_on(sms_canary::doctor::doctor(&config, args.listen));
             print!("{}", sms_canary::doctor::render(&items));
             Ok(sms_canary::doctor::exit_code(&items))
+        }
+        Command::Daemon(args) => runtime.block_on(run_daemon(cli.config.as_deref(), args)),
+        Command::History(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
+            let history =
+                report::history::load(&store, args.probe.as_deref(), args.since, args.limit)
+                    .context("reading the state store")?;
+            print!("{}", report::history::render(&history));
+            Ok(0)
+        }
+        Command::Silence(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            if config.probe(&args.probe).is_none() {
+                eprintln!("sms-canary: no probe named `{}`", args.probe);
+                return Ok(UNKNOWN);
+            }
+            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
+            let now = chrono::Utc::now();
+            let until =
+                now + chrono::Duration::from_std(args.duration).context("silence duration")?;
+            store
+                .silence(&args.probe, until, args.reason.as_deref(), now)
+                .context("writing the silence")?;
+            println!(
+                "{} silenced until {} (runs still count; no notifications)",
+                args.probe,
+                until.to_rfc3339()
+            );
+            Ok(0)
+        }
+        Command::Unsilence(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
+            if store
+                .unsilence(&args.probe)
+                .context("removing the silence")?
+            {
+                println!("{} is no longer silenced", args.probe);
+            } else {
+                println!("{} was not silenced", args.probe);
+            }
+            Ok(0)
         }
         Command::Check(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
@@ -127,6 +177,7 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     let options = CheckOptions {
         probes: args.probes,
         listen: args.listen,
+        stateless: args.no_state,
     };
     let waiting = if options.probes.is_empty() {
         "enabled probes".to_string()
@@ -160,4 +211,46 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         return Err(e).context("writing the report");
     }
     Ok(report.status().code())
+}
+
+/// Runs the daemon with signals wired to its control channel: SIGHUP reloads,
+/// SIGTERM and Ctrl-C stop it gracefully.
+async fn run_daemon(config: Option<&Path>, args: DaemonArgs) -> anyhow::Result<u8> {
+    use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let path = config_path(config);
+    let options = DaemonOptions {
+        listen: args.listen,
+        preflight: !args.no_preflight,
+        grace: args.grace,
+        ..DaemonOptions::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let signals = tx.clone();
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::spawn(async move {
+        loop {
+            let control = tokio::select! {
+                _ = hangup.recv() => Control::Reload,
+                _ = terminate.recv() => Control::Shutdown,
+                _ = tokio::signal::ctrl_c() => Control::Shutdown,
+            };
+            if signals.send(control).await.is_err() {
+                return;
+            }
+        }
+    });
+    match daemon::run(path, options, std::sync::Arc::new(Clock::system()), rx, tx).await {
+        Ok(()) => Ok(0),
+        Err(daemon::DaemonError::Config(errors)) => {
+            eprintln!("{errors}");
+            Ok(UNKNOWN)
+        }
+        Err(e) => {
+            eprintln!("sms-canary: {e}");
+            Ok(2)
+        }
+    }
 }

@@ -8,7 +8,7 @@ mod outcome;
 mod run;
 
 pub use outcome::{Finding, Outcome, Phases, RunResult, Status};
-pub use run::{Correlation, Wiring, run};
+pub use run::{Correlation, Wiring, run, run_as};
 
 /// Length of the token that ties an arriving message to its run.
 pub const TOKEN_LEN: usize = 10;

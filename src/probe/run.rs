@@ -62,7 +62,12 @@ pub struct Wiring<'a> {
 
 /// Runs `probe` once as wired, waiting for what comes back.
 pub async fn run(probe: &Probe, wiring: Wiring<'_>) -> RunResult {
-    let correlation = Correlation::new();
+    run_as(probe, wiring, Correlation::new()).await
+}
+
+/// Runs `probe` under a correlation id chosen by the caller (the daemon knows
+/// the id of a run it may have to record as interrupted).
+pub async fn run_as(probe: &Probe, wiring: Wiring<'_>, correlation: Correlation) -> RunResult {
     let span = info_span!(
         "run",
         probe = %probe.name,

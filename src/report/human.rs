@@ -14,10 +14,24 @@ use crate::probe::{Finding, RunResult, Status};
 
 /// Renders the report; `color` adds ANSI colours to the status column.
 pub fn render(report: &CheckReport, color: bool) -> String {
-    let name_w = report.runs.iter().map(|r| r.probe.len()).max().unwrap_or(0);
+    let names = report
+        .runs
+        .iter()
+        .map(|r| r.probe.len())
+        .chain(report.skipped.iter().map(|s| s.probe.len()));
+    let name_w = names.max().unwrap_or(0);
     let mut out = String::new();
     for run in &report.runs {
         line(&mut out, run, name_w, color);
+    }
+    for skipped in &report.skipped {
+        let status = paint(
+            &format!("{:<8}", Status::Unknown.as_str()),
+            Status::Unknown,
+            color,
+        );
+        let _ = writeln!(out, "{status}  {:<name_w$}  skipped", skipped.probe);
+        let _ = writeln!(out, "{:8}  ↳ {}", "", skipped.reason);
     }
     summary(&mut out, report, color);
     out
@@ -101,8 +115,11 @@ fn summary(out: &mut String, report: &CheckReport, color: bool) {
             None => counts.push((run.outcome.as_str(), 1)),
         }
     }
-    let counts: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
-    let n = report.runs.len();
+    let mut counts: Vec<String> = counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    if !report.skipped.is_empty() {
+        counts.push(format!("{} skipped", report.skipped.len()));
+    }
+    let n = report.runs.len() + report.skipped.len();
     let _ = write!(
         out,
         "{} {n} probe{}: {}",
@@ -110,6 +127,16 @@ fn summary(out: &mut String, report: &CheckReport, color: bool) {
         if n == 1 { "" } else { "s" },
         counts.join(", ")
     );
+    if let Some(n) = report
+        .notifications
+        .filter(|n| n.sent + n.retrying + n.dead > 0)
+    {
+        let _ = write!(
+            out,
+            "; notifications: {} sent, {} to retry, {} dead-lettered",
+            n.sent, n.retrying, n.dead
+        );
+    }
     if report.strangers > 0 {
         let _ = write!(
             out,

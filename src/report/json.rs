@@ -19,6 +19,7 @@ struct Document<'a> {
     instance: &'a str,
     strangers: u64,
     runs: &'a [RunResult],
+    skipped: &'a [crate::check::Skipped],
 }
 
 /// Renders the report as one pretty-printed JSON document.
@@ -31,6 +32,7 @@ pub fn render(report: &CheckReport) -> String {
         instance: &report.instance,
         strangers: report.strangers,
         runs: &report.runs,
+        skipped: &report.skipped,
     };
     // Serializing plain structs of strings and numbers cannot fail.
     let mut s = serde_json::to_string_pretty(&doc).expect("report serializes");

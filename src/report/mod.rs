@@ -3,6 +3,7 @@
 //! `human` is for terminals and cron mail, `json` is the stable machine format
 //! (with a `schema_version`), `progress` is the spinner shown while waiting.
 
+pub mod history;
 pub mod human;
 pub mod json;
 pub mod plan;

@@ -1,0 +1,308 @@
+//! `sms-canary daemon`: probes on their schedules, for as long as it runs.
+//!
+//! One process holds: the scheduler (runs start at their due time, bounded by
+//! `concurrency`), the HTTP server (webhooks, `/healthz`, `/readyz`, manual
+//! runs), the outbox delivery loop, a watchdog thread, and the state store it
+//! shares with cron runs. SIGHUP reloads the config (validated first; the old
+//! one stays on error); SIGTERM stops scheduling, lets in-flight runs finish
+//! within a grace period and records the rest as interrupted.
+
+mod clock;
+mod scheduler;
+mod server;
+pub mod watchdog;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{info, warn};
+use url::Url;
+
+pub use clock::Clock;
+
+use crate::check::Setup;
+use crate::config::{Config, ConfigErrors};
+use crate::monitor::{Monitor, MonitorError};
+use crate::probe::{Correlation, RunResult};
+use crate::receiver::Inbox;
+use crate::receiver::webhook::Hooks;
+use crate::store::{Store, StoreError};
+use watchdog::Heartbeat;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Overrides `[canary] listen`.
+    pub listen: Option<SocketAddr>,
+    /// Run `doctor` first and refuse to start if it fails.
+    pub preflight: bool,
+    /// How long in-flight runs may take to finish on shutdown.
+    pub grace: Duration,
+    /// The watchdog exits the process after this long without a scheduler tick.
+    pub stall_limit: Duration,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            listen: None,
+            preflight: true,
+            grace: Duration::from_secs(30),
+            stall_limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the outside world (signals, the HTTP API) asks of the scheduler.
+#[derive(Debug)]
+pub enum Control {
+    /// Re-read the config (SIGHUP).
+    Reload,
+    /// Stop gracefully (SIGTERM, Ctrl-C).
+    Shutdown,
+    /// Run one probe now and answer with its result.
+    Run {
+        probe: String,
+        reply: oneshot::Sender<Result<RunResult, String>>,
+    },
+}
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("preflight failed (start with --no-preflight to skip it):\n{0}")]
+    Preflight(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Everything the scheduler, the runs and the HTTP server share.
+pub(crate) struct Shared {
+    config_path: PathBuf,
+    config: RwLock<Arc<Config>>,
+    setup: RwLock<Arc<Setup>>,
+    monitor: RwLock<Arc<Monitor>>,
+    hooks: RwLock<Arc<Hooks>>,
+    inbox: Arc<Inbox>,
+    public_url: Url,
+    store: Store,
+    clock: Arc<Clock>,
+    heartbeat: Arc<Heartbeat>,
+    ready: AtomicBool,
+    /// Lease holder name of this daemon.
+    holder: String,
+    /// Probes running now: their correlation and start, to record them as
+    /// interrupted if shutdown cuts them off.
+    in_flight: Mutex<HashMap<String, (Correlation, DateTime<Utc>)>>,
+    /// Enabled probes seen good since the last heartbeat ping.
+    good_since_ping: Mutex<HashSet<String>>,
+    /// Wakes the outbox loop when a run queued notifications.
+    outbox_kick: Notify,
+    control: mpsc::Sender<Control>,
+    http: reqwest::Client,
+}
+
+impl Shared {
+    pub(crate) fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn setup(&self) -> Arc<Setup> {
+        Arc::clone(&self.setup.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn monitor(&self) -> Arc<Monitor> {
+        Arc::clone(&self.monitor.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub(crate) fn hooks(&self) -> Arc<Hooks> {
+        Arc::clone(&self.hooks.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn in_flight(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Correlation, DateTime<Utc>)>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs the daemon until `Control::Shutdown` arrives on `control`.
+///
+/// `control_tx` is the sending side of the same channel (the HTTP API uses it
+/// for manual runs); `clock` is [`Clock::system`] outside tests.
+pub async fn run(
+    config_path: PathBuf,
+    options: DaemonOptions,
+    clock: Arc<Clock>,
+    control: mpsc::Receiver<Control>,
+    control_tx: mpsc::Sender<Control>,
+) -> Result<(), DaemonError> {
+    let config = Arc::new(Config::load(&config_path)?);
+    if options.preflight {
+        let items = crate::doctor::doctor(&config, options.listen).await;
+        if crate::doctor::exit_code(&items) != 0 {
+            return Err(DaemonError::Preflight(crate::doctor::render(&items)));
+        }
+    }
+    let store = {
+        let dir = config.canary.state_dir.clone();
+        tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| DaemonError::Setup(e.to_string()))??
+    };
+    let addr = options.listen.unwrap_or(config.canary.listen);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen { addr, source })?;
+    let public_url = match &config.canary.public_url {
+        Some(u) => u.clone(),
+        None => {
+            Url::parse(&format!("http://{bound}")).map_err(|e| DaemonError::Setup(e.to_string()))?
+        }
+    };
+    let inbox = Inbox::new();
+    let enabled: Vec<&crate::config::Probe> = config.probes.iter().filter(|p| p.enabled).collect();
+    let setup = Setup::start(&config, &enabled, Some(&public_url))
+        .await
+        .map_err(|e| DaemonError::Setup(e.to_string()))?;
+    let monitor = Monitor::new(&config, store.clone())?;
+    let hooks = Hooks::new(&config, Arc::clone(&inbox), public_url.clone());
+    let heartbeat = Arc::new(Heartbeat::default());
+    let shared = Arc::new(Shared {
+        config_path,
+        config: RwLock::new(Arc::clone(&config)),
+        setup: RwLock::new(Arc::new(setup)),
+        monitor: RwLock::new(monitor),
+        hooks: RwLock::new(hooks),
+        inbox,
+        public_url,
+        store,
+        clock,
+        heartbeat: Arc::clone(&heartbeat),
+        ready: AtomicBool::new(false),
+        holder: format!("daemon-{}-{}", std::process::id(), ulid::Ulid::generate()),
+        in_flight: Mutex::new(HashMap::new()),
+        good_since_ping: Mutex::new(HashSet::new()),
+        outbox_kick: Notify::new(),
+        control: control_tx,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| DaemonError::Setup(e.to_string()))?,
+    });
+
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
+    let app = server::router(Arc::clone(&shared));
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = server_stopped.await;
+        })
+        .into_future(),
+    );
+    let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
+    watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
+    info!(%bound, probes = enabled.len(), "daemon started");
+
+    scheduler::schedule(Arc::clone(&shared), control, &options).await;
+
+    heartbeat.stop();
+    outbox.abort();
+    // One last chance for notifications queued by the final runs.
+    let _ = tokio::time::timeout(Duration::from_secs(5), shared.monitor().deliver_due()).await;
+    let _ = stop_server.send(());
+    let _ = server.await;
+    info!("daemon stopped");
+    Ok(())
+}
+
+/// SIGHUP: load and validate the new config; keep the old one on any error.
+pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
+    let path = shared.config_path.clone();
+    let config = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
+        Ok(Ok(config)) => Arc::new(config),
+        Ok(Err(errors)) => return Err(errors.to_string()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let enabled: Vec<&crate::config::Probe> = config.probes.iter().filter(|p| p.enabled).collect();
+    let setup = Setup::start(&config, &enabled, Some(&shared.public_url))
+        .await
+        .map_err(|e| e.to_string())?;
+    let monitor = Monitor::new(&config, shared.store.clone()).map_err(|e| e.to_string())?;
+    let hooks = Hooks::new(
+        &config,
+        Arc::clone(&shared.inbox),
+        shared.public_url.clone(),
+    );
+    // Runs in flight keep the Arcs of the old setup until they finish.
+    *shared.setup.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(setup);
+    *shared.monitor.write().unwrap_or_else(|e| e.into_inner()) = monitor;
+    *shared.hooks.write().unwrap_or_else(|e| e.into_inner()) = hooks;
+    *shared.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    Ok(())
+}
+
+/// Pings the heartbeat URL (a dead-man's switch) once every enabled probe has
+/// had a good run since the last ping; a failure restarts the count.
+pub(crate) async fn heartbeat_after(shared: &Shared, run: &RunResult) {
+    let config = shared.config();
+    let Some(url) = &config.canary.heartbeat_url else {
+        return;
+    };
+    let complete = {
+        let mut good = shared
+            .good_since_ping
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if run.outcome != crate::probe::Outcome::Ok {
+            good.clear();
+            return;
+        }
+        good.insert(run.probe.clone());
+        let all = config
+            .probes
+            .iter()
+            .filter(|p| p.enabled)
+            .all(|p| good.contains(&p.name));
+        if all {
+            good.clear();
+        }
+        all
+    };
+    if complete {
+        match shared.http.get(url.expose()).send().await {
+            Ok(r) if r.status().is_success() => info!("heartbeat sent"),
+            Ok(r) => warn!(
+                status = r.status().as_u16(),
+                "heartbeat URL refused the ping"
+            ),
+            Err(e) => warn!("heartbeat ping failed: {}", e.without_url()),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The scheduler: starts each enabled probe at its due time.
+//!
+//! It sleeps until the earliest due run (never longer than a second, so the
+//! watchdog sees it tick), starts every run that is due, and handles control
+//! messages in between. A run still going when its next slot comes is not
+//! started twice: the slot is skipped and logged. Scheduled and actual start
+//! times are both recorded, since the lag is what a schedule promises.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until, timeout_at};
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::{Control, DaemonOptions, Shared, heartbeat_after, reload};
+use crate::config::Probe;
+use crate::probe::{self, Correlation, Outcome, Phases, RunResult, Wiring};
+
+/// The longest the scheduler sleeps without ticking.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+pub(crate) async fn schedule(
+    shared: Arc<Shared>,
+    mut control: mpsc::Receiver<Control>,
+    options: &DaemonOptions,
+) {
+    let mut next = due_times(&shared, None);
+    // Probes whose alert is firing run at once: a restart must not delay the
+    // resolution (or the reminder) of an alert that is already out.
+    if let Ok(states) = shared.store.alert_states() {
+        let now = shared.clock.now();
+        for (probe, state) in states {
+            if state.firing.is_some()
+                && let Some(at) = next.get_mut(&probe)
+            {
+                *at = now;
+            }
+        }
+    }
+    let mut permits = Arc::new(Semaphore::new(shared.config().canary.concurrency.max(1)));
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    shared
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    loop {
+        shared.heartbeat.tick();
+        let now = shared.clock.now();
+        let config = shared.config();
+        for probe in config.probes.iter().filter(|p| p.enabled) {
+            let Some(at) = next.get(&probe.name).copied() else {
+                continue;
+            };
+            if at > now {
+                continue;
+            }
+            if let Some(n) = probe.schedule.next_after(now, &probe.name) {
+                next.insert(probe.name.clone(), n);
+            }
+            if shared.in_flight().contains_key(&probe.name) {
+                warn!(probe = %probe.name, "previous run still going: this slot is skipped");
+                continue;
+            }
+            spawn_run(&mut tasks, &shared, &permits, probe.clone(), Some(at), None);
+        }
+        let wake = next.values().min().copied().map_or(now, |t| {
+            t.min(now + chrono::Duration::from_std(MAX_SLEEP).unwrap_or_default())
+        });
+        let wake = shared
+            .clock
+            .instant_at(wake)
+            .max(Instant::now() + Duration::from_millis(1))
+            .min(Instant::now() + MAX_SLEEP);
+        tokio::select! {
+            _ = sleep_until(wake) => {}
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done && e.is_panic() {
+                    error!("a run panicked: {e}");
+                }
+            }
+            msg = control.recv() => match msg {
+                None | Some(Control::Shutdown) => break,
+                Some(Control::Reload) => match reload(&shared).await {
+                    Ok(()) => {
+                        next = due_times(&shared, Some(&next));
+                        permits = Arc::new(Semaphore::new(shared.config().canary.concurrency.max(1)));
+                        info!(probes = next.len(), "config reloaded");
+                    }
+                    Err(e) => error!("config reload failed, keeping the running config:\n{e}"),
+                },
+                Some(Control::Run { probe, reply }) => {
+                    let config = shared.config();
+                    match config.probe(&probe) {
+                        None => { let _ = reply.send(Err(format!("no probe named `{probe}`"))); }
+                        Some(_) if shared.in_flight().contains_key(&probe) => {
+                            let _ = reply.send(Err(format!("probe `{probe}` is running already")));
+                        }
+                        Some(p) => spawn_run(&mut tasks, &shared, &permits, p.clone(), None, Some(reply)),
+                    }
+                }
+            },
+        }
+    }
+    shutdown(&shared, tasks, options.grace).await;
+}
+
+/// Next due time per enabled probe, keeping the known ones across a reload.
+fn due_times(
+    shared: &Shared,
+    previous: Option<&HashMap<String, DateTime<Utc>>>,
+) -> HashMap<String, DateTime<Utc>> {
+    let now = shared.clock.now();
+    shared
+        .config()
+        .probes
+        .iter()
+        .filter(|p| p.enabled)
+        .filter_map(|p| {
+            let kept = previous.and_then(|prev| prev.get(&p.name)).copied();
+            kept.or_else(|| p.schedule.next_after(now, &p.name))
+                .map(|t| (p.name.clone(), t))
+        })
+        .collect()
+}
+
+fn spawn_run(
+    tasks: &mut JoinSet<()>,
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    probe: Probe,
+    scheduled: Option<DateTime<Utc>>,
+    reply: Option<tokio::sync::oneshot::Sender<Result<RunResult, String>>>,
+) {
+    let correlation = Correlation::new();
+    shared.in_flight().insert(
+        probe.name.clone(),
+        (correlation.clone(), shared.clock.now()),
+    );
+    let shared = Arc::clone(shared);
+    let permits = Arc::clone(permits);
+    tasks.spawn(async move {
+        let outcome = match permits.acquire_owned().await {
+            Ok(_permit) => run_one(&shared, &probe, scheduled, correlation).await,
+            Err(_) => Err("the scheduler is shutting down".to_string()),
+        };
+        shared.in_flight().remove(&probe.name);
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    });
+}
+
+/// One run of one probe: cost guard, lease, run, record, notify.
+async fn run_one(
+    shared: &Shared,
+    probe: &Probe,
+    scheduled: Option<DateTime<Utc>>,
+    correlation: Correlation,
+) -> Result<RunResult, String> {
+    let config = shared.config();
+    let now = shared.clock.now();
+    if let Some(at) = scheduled {
+        let lag = (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3;
+        debug!(probe = %probe.name, lag_ms = lag, "scheduled run starting");
+    }
+    let store = shared.store.clone();
+    let since = now - chrono::Duration::hours(24);
+    let sent = tokio::task::spawn_blocking(move || store.messages_since(since)).await;
+    let cap = u64::from(config.defaults.max_messages_per_day);
+    if let Ok(Ok(sent)) = sent
+        && sent >= cap
+    {
+        warn!(probe = %probe.name, sent, cap, "cost guard: max_messages_per_day reached in the last 24h; run skipped");
+        return Err(format!(
+            "cost guard: {sent} messages in the last 24h (max_messages_per_day = {cap})"
+        ));
+    }
+    let ttl = probe.timeout + Duration::from_secs(60);
+    let (store, name, holder) = (
+        shared.store.clone(),
+        probe.name.clone(),
+        shared.holder.clone(),
+    );
+    let leased =
+        tokio::task::spawn_blocking(move || store.acquire_lease(&name, &holder, ttl, now)).await;
+    if !matches!(leased, Ok(Ok(true))) {
+        info!(probe = %probe.name, "another process is running this probe: run skipped");
+        return Err(format!(
+            "probe `{}` is being run by another process (lease held)",
+            probe.name
+        ));
+    }
+    let setup = shared.setup();
+    let wiring = Wiring {
+        gateway: setup.gateway(&probe.gateway),
+        inbox: &shared.inbox,
+        callback_base: Some(&shared.public_url),
+        poller: setup.poller(&probe.receiver),
+    };
+    let result = probe::run_as(probe, wiring, correlation).await;
+    let monitor = shared.monitor();
+    if let Err(e) = monitor.record(probe, &result, false).await {
+        error!(probe = %probe.name, "cannot record the run: {e}");
+    }
+    let (store, name, holder) = (
+        shared.store.clone(),
+        probe.name.clone(),
+        shared.holder.clone(),
+    );
+    let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, &holder)).await;
+    shared.outbox_kick.notify_one();
+    heartbeat_after(shared, &result).await;
+    Ok(result)
+}
+
+/// Lets in-flight runs finish within `grace`; the rest are stored as interrupted.
+async fn shutdown(shared: &Shared, mut tasks: JoinSet<()>, grace: Duration) {
+    let in_flight = shared.in_flight().len();
+    if in_flight > 0 {
+        info!(
+            in_flight,
+            grace_s = grace.as_secs(),
+            "waiting for runs in flight"
+        );
+    }
+    let deadline = Instant::now() + grace;
+    while !tasks.is_empty() {
+        if timeout_at(deadline, tasks.join_next()).await.is_err() {
+            break;
+        }
+    }
+    tasks.abort_all();
+    let cut: Vec<(String, (Correlation, DateTime<Utc>))> = shared.in_flight().drain().collect();
+    let config = shared.config();
+    let monitor = shared.monitor();
+    for (name, (correlation, started_at)) in cut {
+        let Some(probe) = config.probe(&name) else {
+            continue;
+        };
+        let run = RunResult {
+            probe: name.clone(),
+            gateway: probe.gateway.clone(),
+            receiver: probe.receiver.clone(),
+            correlation_id: correlation.id,
+            started_at,
+            outcome: Outcome::Error,
+            reason: Some("interrupted: the daemon shut down before the run ended".into()),
+            code: None,
+            latency: None,
+            threshold: probe.threshold,
+            timeout: probe.timeout,
+            phases: Phases::default(),
+            message_id: None,
+            attempts: 0,
+            findings: Vec::new(),
+        };
+        let span = info_span!("run", probe = %name, correlation_id = %run.correlation_id);
+        match monitor.record(probe, &run, true).instrument(span).await {
+            Ok(_) => warn!(probe = %name, "run interrupted by shutdown, recorded as such"),
+            Err(e) => error!(probe = %name, "cannot record the interrupted run: {e}"),
+        }
+        let (store, holder) = (shared.store.clone(), shared.holder.clone());
+        let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, &holder)).await;
+    }
+}
+
+/// Delivers the outbox whenever a run queued something, and retries on time.
+pub(crate) async fn outbox_loop(shared: Arc<Shared>) {
+    loop {
+        match shared.monitor().deliver_due().await {
+            Ok(d) if d.sent + d.retrying + d.dead > 0 => {
+                debug!(
+                    sent = d.sent,
+                    retrying = d.retrying,
+                    dead = d.dead,
+                    "outbox pass"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => error!("outbox delivery failed: {e}"),
+        }
+        let store = shared.store.clone();
+        let next = tokio::task::spawn_blocking(move || store.next_notification_due()).await;
+        let wait = match next {
+            Ok(Ok(Some(at))) => shared.clock.instant_at(at),
+            _ => Instant::now() + Duration::from_secs(60),
+        };
+        let wait = wait
+            .min(Instant::now() + Duration::from_secs(60))
+            .max(Instant::now() + Duration::from_millis(50));
+        tokio::select! {
+            _ = sleep_until(wait) => {}
+            _ = shared.outbox_kick.notified() => {}
+        }
+    }
+}

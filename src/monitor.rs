@@ -1,0 +1,209 @@
+//! What happens after a run, the same from cron and from the daemon: store
+//! the run, feed the alert state machine, queue its notifications in the
+//! persistent outbox (all in one transaction), and deliver what is due.
+//!
+//! Delivery is at least once: a notification leaves the outbox only when its
+//! channel accepted it; transient failures are retried with backoff; after the
+//! retry budget it becomes a dead letter that `history` reports. None is
+//! dropped silently.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use tracing::{info, warn};
+
+use crate::alert::{self, Channel, Notification, Observation, Policy, Transition};
+use crate::config::{Config, Probe};
+use crate::gateway::ErrorClass;
+use crate::probe::RunResult;
+use crate::store::{OutboxItem, Store, StoreError};
+
+/// How long one delivery attempt may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Correlation ids carried by a notification: this run and the ones before it.
+const RECENT_IDS: usize = 5;
+
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum MonitorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("alert channel `{name}`: {reason}")]
+    Channel { name: String, reason: String },
+    #[error("the store task failed: {0}")]
+    Join(String),
+}
+
+/// Delivery results of one pass over the outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub sent: u32,
+    pub retrying: u32,
+    pub dead: u32,
+}
+
+/// The store plus the configured alert channels.
+pub struct Monitor {
+    store: Store,
+    instance: String,
+    retry: crate::config::RetryPolicy,
+    channels: BTreeMap<String, Box<dyn Channel>>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("store", &self.store)
+            .field("channels", &self.channels.keys())
+            .finish()
+    }
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, MonitorError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| MonitorError::Join(e.to_string()))?
+        .map_err(MonitorError::from)
+}
+
+impl Monitor {
+    pub fn new(config: &Config, store: Store) -> Result<Arc<Monitor>, MonitorError> {
+        let mut channels = BTreeMap::new();
+        for (name, channel) in &config.alerts {
+            let built = alert::build_channel(name, channel).map_err(|e| MonitorError::Channel {
+                name: name.clone(),
+                reason: e.reason,
+            })?;
+            channels.insert(name.clone(), built);
+        }
+        Ok(Arc::new(Monitor {
+            store,
+            instance: config.canary.instance.clone(),
+            retry: config.canary.notify_retry,
+            channels,
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stores a finished run with its alert state and queued notifications.
+    /// Returns the alert transition it caused, if any.
+    pub async fn record(
+        &self,
+        probe: &Probe,
+        run: &RunResult,
+        interrupted: bool,
+    ) -> Result<Option<Transition>, MonitorError> {
+        let store = self.store.clone();
+        let instance = self.instance.clone();
+        let probe = probe.clone();
+        let run = run.clone();
+        blocking(move || {
+            let now = Utc::now();
+            let before = store.alert_state(&probe.name)?;
+            let silenced = store.silenced(&probe.name, now)?.is_some();
+            let policy = Policy {
+                failure_threshold: probe.failure_threshold,
+                success_threshold: probe.success_threshold,
+                reminder: probe.reminder,
+                fire_on_permanent: probe.alert_on_permanent,
+                silenced,
+            };
+            // An interrupted run says nothing about the pipeline: store it, count nothing.
+            let (after, transition) = if interrupted {
+                (before.clone(), None)
+            } else {
+                alert::evaluate(&before, &Observation { outcome: run.outcome, at: now }, &policy)
+            };
+            let mut outbox = Vec::new();
+            if let Some(t) = transition {
+                let mut ids = vec![run.correlation_id.clone()];
+                ids.extend(store.recent_correlation_ids(&probe.name, RECENT_IDS - 1)?);
+                let n = Notification::new(t, &run, &instance, &before, &after, ids, now);
+                outbox = probe.alerts.iter().map(|c| OutboxItem { channel: c.clone(), notification: n.clone() }).collect();
+                info!(probe = %probe.name, transition = ?t, channels = outbox.len(), "alert {}", n.headline());
+            }
+            store.record_run(&run, &instance, interrupted, &after, &outbox, now)?;
+            Ok(transition)
+        })
+        .await
+    }
+
+    /// Sends every notification that is due; failures are rescheduled or
+    /// dead-lettered in the store.
+    pub async fn deliver_due(&self) -> Result<Delivered, MonitorError> {
+        let store = self.store.clone();
+        let due = blocking(move || store.due_notifications(Utc::now(), 200)).await?;
+        let mut result = Delivered::default();
+        for entry in due {
+            let id = entry.notification.id.clone();
+            let outcome = match self.channels.get(&entry.channel) {
+                None => Err(alert::ChannelError {
+                    class: ErrorClass::Permanent,
+                    reason: format!("alert channel `{}` is no longer configured", entry.channel),
+                    retry_after: None,
+                }),
+                Some(channel) => {
+                    match tokio::time::timeout(SEND_TIMEOUT, channel.send(&entry.notification))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(alert::ChannelError {
+                            class: ErrorClass::Transient,
+                            reason: format!("no answer within {}s", SEND_TIMEOUT.as_secs()),
+                            retry_after: None,
+                        }),
+                    }
+                }
+            };
+            let store = self.store.clone();
+            let channel = entry.channel.clone();
+            let now = Utc::now();
+            match outcome {
+                Ok(()) => {
+                    blocking(move || store.mark_delivered(&id, &channel, now)).await?;
+                    result.sent += 1;
+                }
+                Err(e) => {
+                    let attempts = entry.attempts + 1;
+                    let retry_at = (e.class == ErrorClass::Transient
+                        && attempts < self.retry.attempts)
+                        .then(|| {
+                            retry_time(
+                                now,
+                                self.retry
+                                    .delay_after(attempts)
+                                    .max(e.retry_after.unwrap_or_default()),
+                            )
+                        });
+                    match retry_at {
+                        Some(at) => {
+                            warn!(channel = %entry.channel, attempts, error = %e.reason, retry_at = %at, "notification not delivered, will retry");
+                            result.retrying += 1;
+                        }
+                        None => {
+                            warn!(channel = %entry.channel, attempts, error = %e.reason, "notification dead-lettered");
+                            result.dead += 1;
+                        }
+                    }
+                    let reason = e.reason.clone();
+                    blocking(move || store.mark_failed(&id, &channel, &reason, retry_at, now))
+                        .await?;
+                }
+            }
+        }
+        Ok(result)
+    }
+}
+
+fn retry_time(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::hours(24))
+}
