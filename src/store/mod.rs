@@ -331,19 +331,17 @@ pub(crate) mod testing {
         }
     }
 
-    pub fn item(channel: &str, run: &RunResult, at: DateTime<Utc>) -> OutboxItem {
+    /// A firing notice caused by `run`, with a fresh id.
+    pub fn notice(run: &RunResult, at: DateTime<Utc>) -> Notification {
         let state = AlertState::default();
+        let ids = vec![run.correlation_id.clone()];
+        Notification::new(Transition::Firing, run, "test", &state, &state, ids, at)
+    }
+
+    pub fn item(channel: &str, run: &RunResult, at: DateTime<Utc>) -> OutboxItem {
         OutboxItem {
             channel: channel.into(),
-            notification: Notification::new(
-                Transition::Firing,
-                run,
-                "test",
-                &state,
-                &state,
-                vec![run.correlation_id.clone()],
-                at,
-            ),
+            notification: notice(run, at),
         }
     }
 }
@@ -352,6 +350,12 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::*;
     use super::*;
+
+    #[test]
+    fn a_store_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + Clone>() {}
+        shareable::<Store>();
+    }
 
     #[test]
     fn open_creates_the_dir_and_reopens() {

@@ -186,7 +186,7 @@ mod tests {
     fn queue(store: &Store, id: &str, channels: &[&str], at: DateTime<Utc>) -> String {
         let r = run("p", id, at, Outcome::Lost);
         // One notice, fanned out to every channel under the same id.
-        let notice = item("", &r, at).notification;
+        let notice = notice(&r, at);
         let items: Vec<_> = channels
             .iter()
             .map(|c| OutboxItem {

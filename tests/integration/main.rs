@@ -11,6 +11,7 @@ mod mock_faults;
 mod mock_vonage;
 mod own_api;
 mod reliability;
+mod store;
 mod twilio_sdk;
 mod vonage_e2e;
 mod webhook;
