@@ -2,8 +2,10 @@
 //! the real code over real HTTP on 127.0.0.1:0.
 
 mod alert_channels;
+mod capture;
 mod cli;
 mod config;
+mod cron;
 mod http_gateway;
 mod http_poll;
 mod mock_carrier;

@@ -1,0 +1,236 @@
+//! Cron mode: `check` run repeatedly against one state dir, as cron would.
+//! Failures count across runs, alerts fire and resolve, undelivered
+//! notifications are retried by the next run, overlapping runs are locked out,
+//! silences hold notifications back.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::capture::Capture;
+
+const GOOD: &str = "+15005550100";
+const DROPPED: &str = "+15005550191";
+
+fn config(alert_addr: SocketAddr, attempts: u32) -> String {
+    format!(
+        r#"[canary]
+listen = "127.0.0.1:0"
+notify_retry = {{ attempts = {attempts}, initial = "10ms", factor = 1.0 }}
+
+[defaults]
+timeout = "300ms"
+threshold = "200ms"
+failure_threshold = 2
+alerts = ["hook"]
+
+[gateways.sandbox]
+kind = "mock"
+latency = "20ms"
+[gateways.sandbox.numbers."{DROPPED}"]
+drop = true
+
+[receivers.inbox]
+kind = "webhook"
+gateway = "sandbox"
+
+[alerts.hook]
+kind = "webhook"
+url = "http://{alert_addr}/alerts"
+"#
+    )
+}
+
+struct Cron {
+    dir: tempfile::TempDir,
+}
+
+impl Cron {
+    fn new(alert_addr: SocketAddr, attempts: u32, to: &str) -> Cron {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), config(alert_addr, attempts)).unwrap();
+        std::fs::create_dir(dir.path().join("probes")).unwrap();
+        let cron = Cron { dir };
+        cron.point_to(to);
+        cron
+    }
+
+    fn point_to(&self, to: &str) {
+        let probe = format!(
+            "name = \"p\"\ngateway = \"sandbox\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"{to}\"\n"
+        );
+        std::fs::write(self.dir.path().join("probes/p.toml"), probe).unwrap();
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    async fn run(&self, args: &[&str]) -> Output {
+        let dir = self.path();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn check(&self) -> i32 {
+        self.run(&["check"]).await.status.code().unwrap()
+    }
+
+    async fn history(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["history"]).await.stdout).into_owned()
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_after_consecutive_failures_and_resolve_across_cron_runs() {
+    let (capture, addr) = Capture::start(free_addr()).await;
+    let cron = Cron::new(addr, 5, DROPPED);
+    assert_eq!(cron.check().await, 2);
+    assert!(
+        capture.transitions().is_empty(),
+        "one failure heals silently"
+    );
+    assert_eq!(cron.check().await, 2);
+    assert_eq!(capture.transitions(), ["firing"]);
+    let firing: Value = capture.received.lock().unwrap()[0].clone();
+    assert_eq!(firing["probe"], "p");
+    assert_eq!(firing["outcome"], "lost");
+    assert_eq!(
+        firing["correlation_ids"].as_array().unwrap().len(),
+        2,
+        "both failed runs: {firing}"
+    );
+    assert!(
+        firing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nothing arrived")
+    );
+    // A third failure: still firing, nothing new (reminder is an hour).
+    assert_eq!(cron.check().await, 2);
+    assert_eq!(capture.transitions(), ["firing"]);
+    cron.point_to(GOOD);
+    assert_eq!(cron.check().await, 0);
+    assert_eq!(capture.transitions(), ["firing", "resolved"]);
+    let history = cron.history().await;
+    assert!(history.contains("4 runs (1 ok, 3 lost)"), "{history}");
+    assert!(history.contains("0 pending, 0 dead-lettered"), "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_then_up_loses_no_notification() {
+    let addr = free_addr();
+    let cron = Cron::new(addr, 5, DROPPED);
+    assert_eq!(cron.check().await, 2);
+    assert_eq!(cron.check().await, 2);
+    let history = cron.history().await;
+    assert!(history.contains("FIRING critical p"), "{history}");
+    assert!(
+        history.contains("1 pending"),
+        "the firing notice waits in the outbox: {history}"
+    );
+    // The sink comes back; the next cron run delivers what is owed, once.
+    let (capture, _) = Capture::start(addr).await;
+    assert_eq!(cron.check().await, 2);
+    assert_eq!(capture.transitions(), ["firing"]);
+    assert!(cron.history().await.contains("0 pending"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_never_recovers_yields_dead_letters_history_shows() {
+    let cron = Cron::new(free_addr(), 2, DROPPED);
+    for _ in 0..3 {
+        assert_eq!(cron.check().await, 2);
+    }
+    let history = cron.history().await;
+    assert!(history.contains("0 pending, 1 dead-lettered"), "{history}");
+    assert!(
+        history.contains("dead letter  hook  CRITICAL p: SMS lost  after 2 attempts"),
+        "{history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlapping_run_is_locked_out_and_sends_nothing() {
+    let (_capture, addr) = Capture::start(free_addr()).await;
+    let cron = Cron::new(addr, 5, GOOD);
+    let store = sms_canary::store::Store::open(&cron.path().join(".sms-canary")).unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        store
+            .acquire_lease("p", "a-run-still-going", Duration::from_secs(600), now)
+            .unwrap()
+    );
+    let out = cron.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("UNKNOWN") && text.contains("not sent"),
+        "{text}"
+    );
+    assert!(
+        store.recent_runs(Some("p"), 10).unwrap().is_empty(),
+        "nothing was sent or recorded"
+    );
+    store.release_lease("p", "a-run-still-going").unwrap();
+    assert_eq!(cron.check().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silenced_probe_records_runs_but_notifies_nobody() {
+    let (capture, addr) = Capture::start(free_addr()).await;
+    let cron = Cron::new(addr, 5, DROPPED);
+    let out = cron
+        .run(&[
+            "silence",
+            "p",
+            "--for",
+            "1h",
+            "--reason",
+            "carrier maintenance",
+        ])
+        .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for _ in 0..2 {
+        assert_eq!(cron.check().await, 2);
+    }
+    assert!(capture.transitions().is_empty());
+    let history = cron.history().await;
+    assert!(
+        history.contains("silenced p until") && history.contains("carrier maintenance"),
+        "{history}"
+    );
+    assert!(history.contains("2 runs (2 lost)"), "{history}");
+    assert_eq!(cron.run(&["unsilence", "p"]).await.status.code(), Some(0));
+    assert!(!cron.history().await.contains("silenced p"));
+    assert_eq!(
+        cron.run(&["silence", "nope", "--for", "1h"])
+            .await
+            .status
+            .code(),
+        Some(3)
+    );
+}
