@@ -6,6 +6,7 @@ mod capture;
 mod cli;
 mod config;
 mod cron;
+mod daemon;
 mod http_gateway;
 mod http_poll;
 mod mock_carrier;

@@ -1,0 +1,236 @@
+//! The daemon, in-process and as a process: probes run on their schedules,
+//! alerts fire and resolve, /healthz and /readyz answer, manual runs return
+//! their result, a bad reload keeps the old config, SIGTERM stops it cleanly,
+//! and a kill -9 mid-write leaves a store that passes its integrity check.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
+use sms_canary::mock_carrier::{Faults, MockCarrier, MockConfig, NumberConfig};
+use sms_canary::store::Store;
+
+use crate::capture::Capture;
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn daemon_config(listen: SocketAddr, mock: &str, alerts: SocketAddr) -> String {
+    format!(
+        r#"[canary]
+listen = "{listen}"
+notify_retry = {{ attempts = 5, initial = "50ms", factor = 1.0 }}
+
+[defaults]
+schedule = "* * * * * *"   # every second
+timeout = "400ms"
+threshold = "300ms"
+failure_threshold = 2
+reminder = "0s"
+alerts = ["hook"]
+
+[gateways.carrier]
+kind = "twilio"
+account_sid = "AC{zeros}"
+auth_token = "mock-auth-token"
+base_url = "{mock}"
+
+[receivers.inbox]
+kind = "webhook"
+gateway = "carrier"
+
+[alerts.hook]
+kind = "webhook"
+url = "http://{alerts}/alerts"
+"#,
+        zeros = "0".repeat(32)
+    )
+}
+
+const PROBE: &str = "name = \"p\"\ngateway = \"carrier\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"+15005550100\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
+    let listen = free_addr();
+    let mut mock = MockConfig {
+        latency: sms_canary::mock_carrier::LatencyModel::Fixed(Duration::from_millis(20)),
+        ..MockConfig::default()
+    };
+    let owned = NumberConfig {
+        owned: true,
+        inbound_url: Some(format!("http://{listen}/hooks/twilio/inbound/inbox")),
+        ..NumberConfig::default()
+    };
+    mock.numbers.insert("+15005550100".into(), owned);
+    mock.faults = Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
+    };
+    let carrier = MockCarrier::start(
+        mock,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let (capture, alerts) = Capture::start(free_addr()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, daemon_config(listen, &carrier.base_url(), alerts)).unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    std::fs::write(dir.path().join("probes/p.toml"), PROBE).unwrap();
+
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let options = DaemonOptions {
+        preflight: false,
+        grace: Duration::from_secs(5),
+        ..DaemonOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run(
+        path.clone(),
+        options,
+        Arc::new(Clock::system()),
+        rx,
+        tx.clone(),
+    ));
+
+    // Every message dropped: two lost runs in a row fire the alert.
+    assert_eq!(
+        capture.wait_for(1, Duration::from_secs(15)).await,
+        ["firing"]
+    );
+    let http = reqwest::Client::new();
+    let get = |p: &str| {
+        let r = http.get(format!("http://{listen}{p}")).send();
+        async move { r.await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get("/healthz").await, 200);
+    assert_eq!(get("/readyz").await, 200);
+    // The carrier recovers: the next good run resolves it.
+    carrier.set_faults(Faults::default());
+    assert_eq!(
+        capture.wait_for(2, Duration::from_secs(15)).await,
+        ["firing", "resolved"]
+    );
+    // A manual run answers with its result (loopback needs no token).
+    let run: serde_json::Value = http
+        .post(format!("http://{listen}/probes/p/run"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(run["outcome"] == "ok" || run["outcome"] == "slow", "{run}");
+    assert_eq!(
+        http.post(format!("http://{listen}/probes/nope/run"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+    // A broken config on reload is refused; the daemon keeps going.
+    std::fs::write(&path, "[canary]\nlisten = 12\n").unwrap();
+    tx.send(Control::Reload).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(get("/healthz").await, 200);
+    tx.send(Control::Shutdown).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("stops within the grace")
+        .unwrap()
+        .unwrap();
+    let store = Store::open(&dir.path().join(".sms-canary")).unwrap();
+    store.integrity_check().unwrap();
+    assert!(store.recent_runs(Some("p"), 100).unwrap().len() >= 4);
+    assert_eq!(store.pending_notifications().unwrap(), 0);
+    carrier.shutdown().await;
+}
+
+/// The daemon binary, killed with SIGKILL mid-work and restarted: the store
+/// passes its integrity check, runs are neither lost nor duplicated, and
+/// SIGTERM then stops it with exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_write_then_restart_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"[canary]
+listen = "127.0.0.1:0"
+[defaults]
+schedule = "* * * * * *"
+timeout = "2s"
+threshold = "1s"
+[gateways.sandbox]
+kind = "mock"
+latency = "10ms"
+[receivers.inbox]
+kind = "webhook"
+gateway = "sandbox"
+"#;
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    for i in 0..5 {
+        let probe = PROBE
+            .replace("\"p\"", &format!("\"p{i}\""))
+            .replace("carrier", "sandbox")
+            .replace("100\"", &format!("10{i}\""));
+        std::fs::write(dir.path().join(format!("probes/p{i}.toml")), probe).unwrap();
+    }
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+            .args(["daemon", "--no-preflight"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let store_dir = dir.path().join(".sms-canary");
+    let count = || {
+        Store::open(&store_dir)
+            .unwrap()
+            .recent_runs(None, 100_000)
+            .unwrap()
+            .len()
+    };
+    let mut child = start();
+    tokio::time::sleep(Duration::from_millis(2700)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let store = Store::open(&store_dir).unwrap();
+    store.integrity_check().expect("integrity after kill -9");
+    let after_kill = count();
+    assert!(
+        after_kill >= 5,
+        "runs recorded before the kill: {after_kill}"
+    );
+
+    let child = start();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "SIGTERM is a clean stop");
+    let store = Store::open(&store_dir).unwrap();
+    store.integrity_check().unwrap();
+    let runs = store.recent_runs(None, 100_000).unwrap();
+    assert!(
+        runs.len() > after_kill,
+        "the restarted daemon ran probes: {} > {after_kill}",
+        runs.len()
+    );
+    let mut ids: Vec<&str> = runs.iter().map(|r| r.correlation_id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), runs.len(), "no run recorded twice");
+}
