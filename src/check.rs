@@ -130,7 +130,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
     let probes: Vec<&Probe> = match &state {
         None => probes,
         Some(state) => {
-            let (leased, refused) = state.lease(&probes).await;
+            let (leased, refused) = state.lease(config, &probes).await;
             skipped = refused;
             leased
         }
@@ -202,10 +202,32 @@ impl State {
     }
 
     /// Leases each probe; those another run holds are skipped, not sent twice.
-    async fn lease<'a>(&self, probes: &[&'a Probe]) -> (Vec<&'a Probe>, Vec<Skipped>) {
+    /// When the cost guard's daily budget is spent, nothing is sent at all.
+    async fn lease<'a>(
+        &self,
+        config: &Config,
+        probes: &[&'a Probe],
+    ) -> (Vec<&'a Probe>, Vec<Skipped>) {
         let mut leased = Vec::new();
         let mut refused = Vec::new();
-        for probe in probes {
+        let store = self.monitor.store().clone();
+        let since = chrono::Utc::now() - chrono::Duration::hours(24);
+        let sent = tokio::task::spawn_blocking(move || store.messages_since(since)).await;
+        let cap = u64::from(config.defaults.max_messages_per_day);
+        let budget = match sent {
+            Ok(Ok(sent)) => cap.saturating_sub(sent),
+            _ => cap,
+        };
+        for (i, probe) in probes.iter().enumerate() {
+            if i as u64 >= budget {
+                refused.push(Skipped {
+                    probe: probe.name.clone(),
+                    reason: format!(
+                        "cost guard: max_messages_per_day ({cap}) reached in the last 24h; not sent"
+                    ),
+                });
+                continue;
+            }
             let store = self.monitor.store().clone();
             let (name, holder) = (probe.name.clone(), self.holder.clone());
             let ttl = probe.timeout + std::time::Duration::from_secs(60);

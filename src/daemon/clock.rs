@@ -56,3 +56,49 @@ impl Clock {
         Instant::now() + wait
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn wall_time_follows_the_paused_tokio_clock() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = Clock::starting_at(t0);
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert_eq!(clock.now(), t0 + chrono::Duration::minutes(5));
+        let due = t0 + chrono::Duration::minutes(7);
+        let at = clock.instant_at(due);
+        tokio::time::sleep_until(at).await;
+        assert_eq!(
+            clock.now(),
+            due,
+            "sleeping until a wall time wakes exactly then"
+        );
+        assert!(
+            clock.instant_at(t0) <= Instant::now(),
+            "past times are due now"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_schedule_slots_come_exactly_one_period_apart() {
+        let t0 = DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = Clock::starting_at(t0);
+        let schedule = crate::schedule::Schedule::parse("every 1m").unwrap();
+        let mut starts = Vec::new();
+        let mut next = schedule.next_after(clock.now(), "p").unwrap();
+        for _ in 0..5 {
+            tokio::time::sleep_until(clock.instant_at(next)).await;
+            starts.push(clock.now());
+            next = schedule.next_after(clock.now(), "p").unwrap();
+        }
+        for pair in starts.windows(2) {
+            assert_eq!(pair[1] - pair[0], chrono::Duration::minutes(1));
+        }
+    }
+}

@@ -13,6 +13,8 @@ use serde_json::Value;
 #[derive(Clone, Default)]
 pub struct Capture {
     pub received: Arc<Mutex<Vec<Value>>>,
+    /// GETs of `/heartbeat` (a dead-man's switch).
+    pub heartbeats: Arc<Mutex<u32>>,
 }
 
 impl Capture {
@@ -28,6 +30,13 @@ impl Capture {
                     if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                         c.received.lock().unwrap().push(v);
                     }
+                    "ok"
+                }),
+            )
+            .route(
+                "/heartbeat",
+                axum::routing::get(|State(c): State<Capture>| async move {
+                    *c.heartbeats.lock().unwrap() += 1;
                     "ok"
                 }),
             )

@@ -234,3 +234,21 @@ async fn a_silenced_probe_records_runs_but_notifies_nobody() {
         Some(3)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cost_guard_stops_sending_at_the_daily_cap() {
+    let (_capture, addr) = Capture::start(free_addr()).await;
+    let cron = Cron::new(addr, 5, GOOD);
+    let config = std::fs::read_to_string(cron.path().join("config.toml")).unwrap();
+    let config = config.replace(
+        "failure_threshold = 2",
+        "failure_threshold = 2\nmax_messages_per_day = 2",
+    );
+    std::fs::write(cron.path().join("config.toml"), config).unwrap();
+    assert_eq!(cron.check().await, 0);
+    assert_eq!(cron.check().await, 0);
+    let out = cron.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cost guard: max_messages_per_day (2)"));
+    assert!(cron.history().await.contains("2 runs (2 ok)"));
+}

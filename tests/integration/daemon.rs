@@ -24,6 +24,7 @@ fn daemon_config(listen: SocketAddr, mock: &str, alerts: SocketAddr) -> String {
     format!(
         r#"[canary]
 listen = "{listen}"
+heartbeat_url = "http://{alerts}/heartbeat"
 notify_retry = {{ attempts = 5, initial = "50ms", factor = 1.0 }}
 
 [defaults]
@@ -233,4 +234,23 @@ gateway = "sandbox"
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), runs.len(), "no run recorded twice");
+}
+
+#[test]
+fn the_daemon_refuses_to_start_when_preflight_fails_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[canary]\nlisten = \"127.0.0.1:0\"\n[gateways.v]\nkind = \"vonage\"\napi_key = \"k\"\napi_secret = \"s\"\n\
+                  base_url = \"http://127.0.0.1:1\"\n[receivers.inbox]\nkind = \"webhook\"\n";
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+        .args(["daemon"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("preflight failed") && err.contains("unreachable"),
+        "{err}"
+    );
 }
