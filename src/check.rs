@@ -71,6 +71,8 @@ pub struct CheckReport {
     pub skipped: Vec<Skipped>,
     /// Inbound messages seen during the check that belonged to no run.
     pub strangers: u64,
+    /// Arrivals for runs that had already ended: duplicates, late messages.
+    pub late: u64,
     /// What the outbox did, when the check kept state.
     pub notifications: Option<Delivered>,
 }
@@ -177,6 +179,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
         runs,
         skipped,
         strangers: inbox.strangers(),
+        late: inbox.late(),
         notifications,
     })
 }

@@ -3,7 +3,10 @@
 //! A run registers its token; receivers hand every inbound message body and
 //! every receipt to the inbox, which looks tokens up in a hash index (never by
 //! arrival order, and never by scanning the waiting runs). Messages that match
-//! no waiting run are counted as strangers and otherwise ignored.
+//! no waiting run are counted as strangers and otherwise ignored; those for a
+//! run that has just ended (a duplicate, or an arrival after the timeout) are
+//! counted as late instead, so a carrier duplicating messages is not mistaken
+//! for somebody else texting the number.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,8 +80,14 @@ impl DeliveryStatus {
 #[derive(Debug, Default)]
 pub struct Inbox {
     waiting: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
+    /// Tokens of runs that ended, oldest first, to tell late arrivals from strangers.
+    finished: Mutex<std::collections::VecDeque<String>>,
     strangers: AtomicU64,
+    late: AtomicU64,
 }
+
+/// How many ended runs' tokens are remembered (a FIFO: memory stays bounded).
+const FINISHED_KEPT: usize = 10_000;
 
 impl Inbox {
     pub fn new() -> Arc<Inbox> {
@@ -108,7 +117,10 @@ impl Inbox {
                 .count()
         };
         if matched == 0 {
-            self.strangers.fetch_add(1, Ordering::Relaxed);
+            let finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+            let late = candidate_tokens(body).any(|t| finished.contains(&t));
+            let counter = if late { &self.late } else { &self.strangers };
+            counter.fetch_add(1, Ordering::Relaxed);
         }
         matched
     }
@@ -122,6 +134,11 @@ impl Inbox {
     /// Inbound messages that matched no waiting run, since start.
     pub fn strangers(&self) -> u64 {
         self.strangers.load(Ordering::Relaxed)
+    }
+
+    /// Arrivals for runs that had already ended (duplicates, late arrivals).
+    pub fn late(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
     }
 
     pub fn waiting(&self) -> usize {
@@ -167,6 +184,15 @@ impl Waiter {
 impl Drop for Waiter {
     fn drop(&mut self) {
         self.inbox.lock().remove(&self.token);
+        let mut finished = self
+            .inbox
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if finished.len() >= FINISHED_KEPT {
+            finished.pop_front();
+        }
+        finished.push_back(std::mem::take(&mut self.token));
     }
 }
 
@@ -207,7 +233,12 @@ mod tests {
         drop(waiter);
         assert_eq!(inbox.waiting(), 0);
         assert_eq!(inbox.arrival("sms-canary x abcdefghjk", arrival()), 0);
-        assert_eq!(inbox.strangers(), 3);
+        assert_eq!(
+            inbox.strangers(),
+            2,
+            "an ended run's token is late, not a stranger"
+        );
+        assert_eq!(inbox.late(), 1);
     }
 
     #[tokio::test]

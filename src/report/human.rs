@@ -137,6 +137,13 @@ fn summary(out: &mut String, report: &CheckReport, color: bool) {
             n.sent, n.retrying, n.dead
         );
     }
+    if report.late > 0 {
+        let _ = write!(
+            out,
+            " ({} late or duplicate arrival(s) ignored)",
+            report.late
+        );
+    }
     if report.strangers > 0 {
         let _ = write!(
             out,

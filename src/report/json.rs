@@ -18,6 +18,7 @@ struct Document<'a> {
     exit_code: u8,
     instance: &'a str,
     strangers: u64,
+    late_arrivals: u64,
     runs: &'a [RunResult],
     skipped: &'a [crate::check::Skipped],
 }
@@ -31,6 +32,7 @@ pub fn render(report: &CheckReport) -> String {
         exit_code: status.code(),
         instance: &report.instance,
         strangers: report.strangers,
+        late_arrivals: report.late,
         runs: &report.runs,
         skipped: &report.skipped,
     };
