@@ -19,6 +19,7 @@ use crate::config::{Config, GatewayConfig, Probe, ReceiverConfig};
 use crate::gateway::http::HttpGateway;
 use crate::gateway::vonage::VonageGateway;
 use crate::gateway::{Gateway, mock, twilio::TwilioGateway};
+use crate::metrics::Metrics;
 use crate::mock_carrier::MockHandle;
 use crate::monitor::{Delivered, Monitor};
 use crate::probe::{self, RunResult, Status, Wiring};
@@ -38,6 +39,8 @@ pub struct CheckOptions {
     pub listen: Option<SocketAddr>,
     /// Without state: no store, no leases, no alerts (a quick look, or CI).
     pub stateless: bool,
+    /// Count runs and notifications here (for a Pushgateway or a textfile).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Why a check could not run at all (as opposed to a probe failing): UNKNOWN.
@@ -126,7 +129,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
     let state = if options.stateless {
         None
     } else {
-        Some(State::open(config).await?)
+        Some(State::open(config, options.metrics.clone()).await?)
     };
     let mut skipped = Vec::new();
     let probes: Vec<&Probe> = match &state {
@@ -166,6 +169,9 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
         probe::run(probe, wiring)
     }))
     .await;
+    if let Some(m) = &options.metrics {
+        runs.iter().for_each(|r| m.observe_run(r));
+    }
     setup.shutdown().await;
     if let Some(l) = listener {
         l.stop().await;
@@ -191,13 +197,14 @@ struct State {
 }
 
 impl State {
-    async fn open(config: &Config) -> Result<State, CheckError> {
+    async fn open(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<State, CheckError> {
         let dir = config.canary.state_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&dir))
             .await
             .map_err(|e| CheckError::Store(e.to_string()))?
             .map_err(|e| CheckError::Store(e.to_string()))?;
-        let monitor = Monitor::new(config, store).map_err(|e| CheckError::Store(e.to_string()))?;
+        let monitor =
+            Monitor::new(config, store, metrics).map_err(|e| CheckError::Store(e.to_string()))?;
         Ok(State {
             monitor,
             holder: format!("check-{}-{}", std::process::id(), ulid::Ulid::generate()),

@@ -127,6 +127,14 @@ pub struct CheckArgs {
     /// Keep no state: no store, no leases, no alerts (a quick look, or CI).
     #[arg(long)]
     pub no_state: bool,
+
+    /// Push the run's metrics to this Prometheus Pushgateway (job `sms-canary`).
+    #[arg(long, value_name = "URL")]
+    pub push_gateway: Option<url::Url>,
+
+    /// Write the run's metrics as a node_exporter textfile (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

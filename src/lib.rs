@@ -14,6 +14,7 @@
 //! - [`store`]: SQLite state shared by cron runs and the daemon: runs, alerts, outbox, leases.
 //! - [`check`]: the one-shot `check`, wiring the above together.
 //! - [`doctor`]: preflight checks that send no SMS.
+//! - [`metrics`]: Prometheus metrics for `/metrics`, the Pushgateway and textfiles.
 //! - [`monitor`]: after a run: store, alert state machine, outbox delivery.
 //! - [`daemon`]: the scheduler, HTTP endpoints, reload, graceful shutdown, watchdog.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod gateway;
+pub mod metrics;
 pub mod mock_carrier;
 pub mod monitor;
 pub mod probe;

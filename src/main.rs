@@ -10,6 +10,7 @@ use clap::Parser;
 use sms_canary::check::{CheckOptions, check};
 use sms_canary::cli::{CheckArgs, Cli, Command, DaemonArgs, LogFormat};
 use sms_canary::config::Config;
+use sms_canary::metrics::Metrics;
 use sms_canary::probe::Status;
 use sms_canary::report::{self, Format, progress::Spinner};
 use sms_canary::store::Store;
@@ -178,6 +179,8 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         probes: args.probes,
         listen: args.listen,
         stateless: args.no_state,
+        metrics: (args.push_gateway.is_some() || args.textfile.is_some())
+            .then(|| std::sync::Arc::new(Metrics::new(&config.canary.instance))),
     };
     let waiting = if options.probes.is_empty() {
         "enabled probes".to_string()
@@ -194,6 +197,25 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             return Ok(UNKNOWN);
         }
     };
+    // Metrics failures are reported but do not hide the probes' own status.
+    let mut code = report.status().code();
+    if let Some(metrics) = &options.metrics {
+        if let Some(url) = &args.push_gateway
+            && let Err(e) = metrics.push(url, &config.canary.instance).await
+        {
+            eprintln!("sms-canary: {e}");
+            code = code.max(UNKNOWN);
+        }
+        if let Some(path) = &args.textfile
+            && let Err(e) = metrics.write_textfile(path)
+        {
+            eprintln!(
+                "sms-canary: cannot write the metrics textfile {}: {e}",
+                path.display()
+            );
+            code = code.max(UNKNOWN);
+        }
+    }
     let text = match args.format {
         Format::Json => report::json::render(&report),
         Format::Human => {
@@ -210,7 +232,7 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     {
         return Err(e).context("writing the report");
     }
-    Ok(report.status().code())
+    Ok(code)
 }
 
 /// Runs the daemon with signals wired to its control channel: SIGHUP reloads,

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use crate::alert::{self, Channel, Notification, Observation, Policy, Transition};
 use crate::config::{Config, Probe};
 use crate::gateway::ErrorClass;
+use crate::metrics::Metrics;
 use crate::probe::RunResult;
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -51,6 +52,7 @@ pub struct Monitor {
     instance: String,
     retry: crate::config::RetryPolicy,
     channels: BTreeMap<String, Box<dyn Channel>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -73,7 +75,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Monitor {
-    pub fn new(config: &Config, store: Store) -> Result<Arc<Monitor>, MonitorError> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Arc<Monitor>, MonitorError> {
         let mut channels = BTreeMap::new();
         for (name, channel) in &config.alerts {
             let built = alert::build_channel(name, channel).map_err(|e| MonitorError::Channel {
@@ -87,6 +93,7 @@ impl Monitor {
             instance: config.canary.instance.clone(),
             retry: config.canary.notify_retry,
             channels,
+            metrics,
         }))
     }
 
@@ -169,10 +176,16 @@ impl Monitor {
             let now = Utc::now();
             match outcome {
                 Ok(()) => {
+                    if let Some(m) = &self.metrics {
+                        m.alert_sent(&entry.channel, true);
+                    }
                     blocking(move || store.mark_delivered(&id, &channel, now)).await?;
                     result.sent += 1;
                 }
                 Err(e) => {
+                    if let Some(m) = &self.metrics {
+                        m.alert_sent(&entry.channel, false);
+                    }
                     let attempts = entry.attempts + 1;
                     let retry_at = (e.class == ErrorClass::Transient
                         && attempts < self.retry.attempts)
@@ -198,6 +211,12 @@ impl Monitor {
                     blocking(move || store.mark_failed(&id, &channel, &reason, retry_at, now))
                         .await?;
                 }
+            }
+        }
+        if let Some(m) = &self.metrics {
+            let store = self.store.clone();
+            if let Ok(pending) = blocking(move || store.pending_notifications()).await {
+                m.set_outbox_pending(pending);
             }
         }
         Ok(result)

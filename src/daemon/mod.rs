@@ -1,8 +1,8 @@
 //! `sms-canary daemon`: probes on their schedules, for as long as it runs.
 //!
 //! One process holds: the scheduler (runs start at their due time, bounded by
-//! `concurrency`), the HTTP server (webhooks, `/healthz`, `/readyz`, manual
-//! runs), the outbox delivery loop, a watchdog thread, and the state store it
+//! `concurrency`), the HTTP server (webhooks, `/metrics`, `/healthz`,
+//! `/readyz`, manual runs), the outbox delivery loop, a watchdog thread, and the state store it
 //! shares with cron runs. SIGHUP reloads the config (validated first; the old
 //! one stays on error); SIGTERM stops scheduling, lets in-flight runs finish
 //! within a grace period and records the rest as interrupted.
@@ -30,6 +30,7 @@ pub use clock::Clock;
 
 use crate::check::Setup;
 use crate::config::{Config, ConfigErrors};
+use crate::metrics::Metrics;
 use crate::monitor::{Monitor, MonitorError};
 use crate::probe::{Correlation, RunResult};
 use crate::receiver::Inbox;
@@ -119,6 +120,7 @@ pub(crate) struct Shared {
     /// Wakes the outbox loop when a run queued notifications.
     outbox_kick: Notify,
     control: mpsc::Sender<Control>,
+    metrics: Arc<Metrics>,
     http: reqwest::Client,
 }
 
@@ -188,8 +190,14 @@ pub async fn run(
     let setup = Setup::start(&config, &enabled, Some(&public_url))
         .await
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
-    let monitor = Monitor::new(&config, store.clone())?;
-    let hooks = Hooks::new(&config, Arc::clone(&inbox), public_url.clone());
+    let metrics = Arc::new(Metrics::new(&config.canary.instance));
+    let monitor = Monitor::new(&config, store.clone(), Some(Arc::clone(&metrics)))?;
+    let hooks = Hooks::with_metrics(
+        &config,
+        Arc::clone(&inbox),
+        public_url.clone(),
+        Some(Arc::clone(&metrics)),
+    );
     let heartbeat = Arc::new(Heartbeat::default());
     let shared = Arc::new(Shared {
         config_path,
@@ -208,6 +216,7 @@ pub async fn run(
         good_since_ping: Mutex::new(HashSet::new()),
         outbox_kick: Notify::new(),
         control: control_tx,
+        metrics,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -254,11 +263,14 @@ pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
     let setup = Setup::start(&config, &enabled, Some(&shared.public_url))
         .await
         .map_err(|e| e.to_string())?;
-    let monitor = Monitor::new(&config, shared.store.clone()).map_err(|e| e.to_string())?;
-    let hooks = Hooks::new(
+    let metrics = Some(Arc::clone(&shared.metrics));
+    let monitor =
+        Monitor::new(&config, shared.store.clone(), metrics.clone()).map_err(|e| e.to_string())?;
+    let hooks = Hooks::with_metrics(
         &config,
         Arc::clone(&shared.inbox),
         shared.public_url.clone(),
+        metrics,
     );
     // Runs in flight keep the Arcs of the old setup until they finish.
     *shared.setup.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(setup);

@@ -201,6 +201,7 @@ async fn run_one(
         poller: setup.poller(&probe.receiver),
     };
     let result = probe::run_as(probe, wiring, correlation).await;
+    shared.metrics.observe_run(&result);
     let monitor = shared.monitor();
     if let Err(e) = monitor.record(probe, &result, false).await {
         error!(probe = %probe.name, "cannot record the run: {e}");
@@ -256,6 +257,7 @@ async fn shutdown(shared: &Shared, mut tasks: JoinSet<()>, grace: Duration) {
             message_id: None,
             attempts: 0,
             findings: Vec::new(),
+            gateway_errors: Vec::new(),
         };
         let span = info_span!("run", probe = %name, correlation_id = %run.correlation_id);
         match monitor.record(probe, &run, true).instrument(span).await {

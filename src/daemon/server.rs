@@ -3,6 +3,7 @@
 //! - `GET /healthz`: 200 only if the scheduler ticked recently and the store
 //!   takes a write — what a liveness probe should restart on;
 //! - `GET /readyz`: 200 once the daemon schedules (after preflight);
+//! - `GET /metrics`: Prometheus metrics;
 //! - `POST /probes/{name}/run`: run a probe now and get its result, from
 //!   loopback or with `Authorization: Bearer <api_token>`;
 //! - everything else: the webhook routes of the current config.
@@ -29,6 +30,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/probes/{name}/run", post(run_now))
         .fallback(webhooks)
         .with_state(shared)
@@ -58,6 +60,17 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
         )
             .into_response(),
     }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        shared.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

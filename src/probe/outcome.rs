@@ -156,6 +156,9 @@ pub struct RunResult {
     /// Submit attempts made.
     pub attempts: u32,
     pub findings: Vec<Finding>,
+    /// Every submit error, retried or not, for the gateway error metrics.
+    #[serde(skip)]
+    pub gateway_errors: Vec<(crate::gateway::ErrorClass, Option<String>)>,
 }
 
 impl RunResult {

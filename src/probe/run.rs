@@ -105,6 +105,7 @@ async fn run_with(probe: &Probe, wiring: Wiring<'_>, correlation: Correlation) -
         message_id: None,
         attempts: 0,
         findings: Vec::new(),
+        gateway_errors: Vec::new(),
     };
     let status_callback =
         callback_base
@@ -203,6 +204,9 @@ async fn submit_with_retries(
             }
             Err(e) => e,
         };
+        result
+            .gateway_errors
+            .push((error.class, error.code.clone()));
         if error.class == ErrorClass::Permanent {
             return Err(error);
         }

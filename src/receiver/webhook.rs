@@ -32,6 +32,7 @@ use url::Url;
 use super::inbox::{Arrival, DeliveryStatus, Inbox, Receipt};
 use crate::config::{Config, ReceiverConfig};
 use crate::config::{GatewayConfig, JsonPathExpr};
+use crate::metrics::Metrics;
 use crate::redact::{Secret, mask_number};
 use crate::signing::{
     VonageMethod, verify_body_signature, verify_twilio_signature, verify_vonage_signature,
@@ -49,6 +50,7 @@ pub struct Hooks {
     /// Each gateway's callback keys, by gateway name.
     gateways: HashMap<String, GatewayKeys>,
     counters: Counters,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What signs a gateway's callbacks.
@@ -88,6 +90,16 @@ impl Hooks {
     /// Builds the routes' state from the config. `public_url` is the URL the
     /// providers call, which is what their signatures cover.
     pub fn new(config: &Config, inbox: Arc<Inbox>, public_url: Url) -> Arc<Hooks> {
+        Hooks::with_metrics(config, inbox, public_url, None)
+    }
+
+    /// As [`Hooks::new`], counting requests in `webhook_requests_total` too.
+    pub fn with_metrics(
+        config: &Config,
+        inbox: Arc<Inbox>,
+        public_url: Url,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Hooks> {
         let gateways: HashMap<String, GatewayKeys> = config
             .gateways
             .iter()
@@ -131,7 +143,16 @@ impl Hooks {
             receivers,
             gateways,
             counters: Counters::default(),
+            metrics,
         })
+    }
+
+    /// Counts a request the route accepted.
+    fn accepted(&self, route: &str) {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.webhook_request(route, "accepted");
+        }
     }
 
     pub fn counters(&self) -> &Counters {
@@ -180,13 +201,16 @@ fn twiml_ok() -> Response {
         .into_response()
 }
 
-fn refuse(hooks: &Hooks, status: StatusCode, why: &str) -> Response {
-    let counter = match status {
-        StatusCode::FORBIDDEN => &hooks.counters.forbidden,
-        StatusCode::NOT_FOUND => &hooks.counters.unmatched,
-        _ => &hooks.counters.malformed,
+fn refuse(hooks: &Hooks, route: &str, status: StatusCode, why: &str) -> Response {
+    let (counter, result) = match status {
+        StatusCode::FORBIDDEN => (&hooks.counters.forbidden, "forbidden"),
+        StatusCode::NOT_FOUND => (&hooks.counters.unmatched, "not_found"),
+        _ => (&hooks.counters.malformed, "malformed"),
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    if let Some(m) = &hooks.metrics {
+        m.webhook_request(route, result);
+    }
     warn!(status = status.as_u16(), "webhook refused: {why}");
     (status, why.to_string()).into_response()
 }
@@ -234,14 +258,25 @@ async fn twilio_inbound(
 ) -> Response {
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
-        return refuse(&hooks, StatusCode::NOT_FOUND, "no such receiver");
+        return refuse(
+            &hooks,
+            "twilio_inbound",
+            StatusCode::NOT_FOUND,
+            "no such receiver",
+        );
     };
     let Some(params) = parse_form(&body) else {
-        return refuse(&hooks, StatusCode::BAD_REQUEST, "body is not a UTF-8 form");
+        return refuse(
+            &hooks,
+            "twilio_inbound",
+            StatusCode::BAD_REQUEST,
+            "body is not a UTF-8 form",
+        );
     };
     if keys.verify && !signed(&hooks, &uri, &headers, &params, &keys.twilio) {
         return refuse(
             &hooks,
+            "twilio_inbound",
             StatusCode::FORBIDDEN,
             "missing or invalid X-Twilio-Signature",
         );
@@ -249,11 +284,12 @@ async fn twilio_inbound(
     let (Some(text), Some(from)) = (field(&params, "Body"), field(&params, "From")) else {
         return refuse(
             &hooks,
+            "twilio_inbound",
             StatusCode::BAD_REQUEST,
             "inbound message lacks Body or From",
         );
     };
-    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    hooks.accepted("twilio_inbound");
     let arrival = Arrival {
         at,
         receiver: receiver.clone(),
@@ -273,14 +309,25 @@ async fn twilio_status(
 ) -> Response {
     let at = Instant::now();
     let Some(token) = hooks.gateways.get(&gateway).and_then(|k| k.twilio.as_ref()) else {
-        return refuse(&hooks, StatusCode::NOT_FOUND, "no such Twilio gateway");
+        return refuse(
+            &hooks,
+            "twilio_status",
+            StatusCode::NOT_FOUND,
+            "no such Twilio gateway",
+        );
     };
     let Some(params) = parse_form(&body) else {
-        return refuse(&hooks, StatusCode::BAD_REQUEST, "body is not a UTF-8 form");
+        return refuse(
+            &hooks,
+            "twilio_status",
+            StatusCode::BAD_REQUEST,
+            "body is not a UTF-8 form",
+        );
     };
     if !signed(&hooks, &uri, &headers, &params, std::slice::from_ref(token)) {
         return refuse(
             &hooks,
+            "twilio_status",
             StatusCode::FORBIDDEN,
             "missing or invalid X-Twilio-Signature",
         );
@@ -290,11 +337,12 @@ async fn twilio_status(
     let (Some(status), Some(run)) = (status, run) else {
         return refuse(
             &hooks,
+            "twilio_status",
             StatusCode::BAD_REQUEST,
             "status callback lacks MessageStatus or the run parameter",
         );
     };
-    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    hooks.accepted("twilio_status");
     let receipt = Receipt {
         at,
         status: DeliveryStatus::parse(status),
@@ -378,11 +426,17 @@ async fn vonage_inbound(
 ) -> Response {
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
-        return refuse(&hooks, StatusCode::NOT_FOUND, "no such receiver");
+        return refuse(
+            &hooks,
+            "vonage_inbound",
+            StatusCode::NOT_FOUND,
+            "no such receiver",
+        );
     };
     let Some(params) = vonage_params(&method, &uri, &headers, &body) else {
         return refuse(
             &hooks,
+            "vonage_inbound",
             StatusCode::BAD_REQUEST,
             "body is neither a UTF-8 form nor a JSON object",
         );
@@ -390,6 +444,7 @@ async fn vonage_inbound(
     if keys.verify && !keys.vonage.is_empty() && !vonage_signed(&params, &keys.vonage) {
         return refuse(
             &hooks,
+            "vonage_inbound",
             StatusCode::FORBIDDEN,
             "missing, invalid or stale Vonage sig",
         );
@@ -397,11 +452,12 @@ async fn vonage_inbound(
     let (Some(text), Some(from)) = (field(&params, "text"), field(&params, "msisdn")) else {
         return refuse(
             &hooks,
+            "vonage_inbound",
             StatusCode::BAD_REQUEST,
             "inbound message lacks text or msisdn",
         );
     };
-    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    hooks.accepted("vonage_inbound");
     let arrival = Arrival {
         at,
         receiver: receiver.clone(),
@@ -422,11 +478,17 @@ async fn vonage_receipt(
 ) -> Response {
     let at = Instant::now();
     let Some(keys) = hooks.gateways.get(&gateway).filter(|k| k.is_vonage) else {
-        return refuse(&hooks, StatusCode::NOT_FOUND, "no such Vonage gateway");
+        return refuse(
+            &hooks,
+            "vonage_receipt",
+            StatusCode::NOT_FOUND,
+            "no such Vonage gateway",
+        );
     };
     let Some(params) = vonage_params(&method, &uri, &headers, &body) else {
         return refuse(
             &hooks,
+            "vonage_receipt",
             StatusCode::BAD_REQUEST,
             "body is neither a UTF-8 form nor a JSON object",
         );
@@ -436,6 +498,7 @@ async fn vonage_receipt(
     {
         return refuse(
             &hooks,
+            "vonage_receipt",
             StatusCode::FORBIDDEN,
             "missing, invalid or stale Vonage sig",
         );
@@ -443,11 +506,12 @@ async fn vonage_receipt(
     let (Some(status), Some(run)) = (field(&params, "status"), run_token(&uri)) else {
         return refuse(
             &hooks,
+            "vonage_receipt",
             StatusCode::BAD_REQUEST,
             "delivery receipt lacks status or the run parameter",
         );
     };
-    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    hooks.accepted("vonage_receipt");
     let status = match status.to_ascii_lowercase().as_str() {
         "accepted" | "buffered" => DeliveryStatus::Sent,
         "delivered" => DeliveryStatus::Delivered,
@@ -478,12 +542,13 @@ async fn json_inbound(
 ) -> Response {
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
-        return refuse(&hooks, StatusCode::NOT_FOUND, "no such receiver");
+        return refuse(&hooks, "json", StatusCode::NOT_FOUND, "no such receiver");
     };
     if keys.verify {
         let Some(secret) = &keys.json_secret else {
             return refuse(
                 &hooks,
+                "json",
                 StatusCode::FORBIDDEN,
                 "this receiver has no json_secret to check signatures with",
             );
@@ -494,22 +559,24 @@ async fn json_inbound(
         if !signature.is_some_and(|sig| verify_body_signature(&body, secret.expose(), sig)) {
             return refuse(
                 &hooks,
+                "json",
                 StatusCode::FORBIDDEN,
                 "missing or invalid body signature",
             );
         }
     }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return refuse(&hooks, StatusCode::BAD_REQUEST, "body is not JSON");
+        return refuse(&hooks, "json", StatusCode::BAD_REQUEST, "body is not JSON");
     };
     let Some(text) = keys.json_body.first(&value).and_then(|v| v.as_str()) else {
         return refuse(
             &hooks,
+            "json",
             StatusCode::BAD_REQUEST,
             "no message text at the receiver's json_body path",
         );
     };
-    hooks.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    hooks.accepted("json");
     let message_id = value.get("id").and_then(|v| v.as_str()).map(str::to_string);
     let matched = hooks.inbox.arrival(
         text,

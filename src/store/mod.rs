@@ -328,6 +328,7 @@ pub(crate) mod testing {
             message_id: Some(format!("SM{id}")),
             attempts: 1,
             findings: vec![],
+            gateway_errors: vec![],
         }
     }
 

@@ -44,6 +44,7 @@ fn run(probe: &str, id: &str, at: DateTime<Utc>, outcome: Outcome, latency_ms: u
         message_id: Some(format!("SM-{id}")),
         attempts: 1,
         findings: vec![],
+        gateway_errors: vec![],
     }
 }
 

@@ -1,0 +1,248 @@
+//! Prometheus metrics: the names of DESIGN's "Metrics" section, prefix
+//! `sms_canary_`, every series labelled with the `instance`.
+//!
+//! The daemon serves them on `/metrics`; a one-shot `check` can push them to a
+//! Pushgateway or write them as a node_exporter textfile. Latency buckets span
+//! what SMS delivery takes: a fraction of a second on a good day, minutes on a
+//! bad one.
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::gateway::ErrorClass;
+use crate::probe::{Outcome, RunResult};
+
+/// Seconds: sub-second to ten minutes.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0,
+    180.0, 300.0, 600.0,
+];
+
+/// The revision the binary was built from, if the build knew it.
+pub const REVISION: &str = match option_env!("SMS_CANARY_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+/// Every metric sms-canary exports.
+pub struct Metrics {
+    registry: Registry,
+    latency: HistogramVec,
+    runs: IntCounterVec,
+    up: IntGaugeVec,
+    last_success: prometheus::GaugeVec,
+    gateway_errors: IntCounterVec,
+    alerts_sent: IntCounterVec,
+    outbox_pending: IntGauge,
+    webhook_requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new(instance: &str) -> Metrics {
+        let labels = HashMap::from([("instance".to_string(), instance.to_string())]);
+        // Only fails on an invalid prefix or label name, which are constants here.
+        let registry =
+            Registry::new_custom(Some("sms_canary".into()), Some(labels)).expect("valid registry");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "probe_latency_seconds",
+                "Time from the submit request to each phase of a run.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["probe", "phase"],
+        )
+        .expect("valid metric");
+        let runs = IntCounterVec::new(
+            Opts::new("probe_runs_total", "Probe runs by outcome."),
+            &["probe", "outcome"],
+        )
+        .expect("valid metric");
+        let up = IntGaugeVec::new(
+            Opts::new("probe_up", "1 if the probe's last run was ok, else 0."),
+            &["probe"],
+        )
+        .expect("valid metric");
+        let last_success = prometheus::GaugeVec::new(
+            Opts::new(
+                "probe_last_success_timestamp_seconds",
+                "Unix time of the probe's last ok run.",
+            ),
+            &["probe"],
+        )
+        .expect("valid metric");
+        let gateway_errors = IntCounterVec::new(
+            Opts::new(
+                "gateway_errors_total",
+                "Errors from gateways at submit, retried or not.",
+            ),
+            &["gateway", "class", "code"],
+        )
+        .expect("valid metric");
+        let alerts_sent = IntCounterVec::new(
+            Opts::new(
+                "alerts_sent_total",
+                "Notification deliveries by channel and result.",
+            ),
+            &["channel", "result"],
+        )
+        .expect("valid metric");
+        let outbox_pending =
+            IntGauge::new("outbox_pending", "Notifications waiting in the outbox.")
+                .expect("valid metric");
+        let webhook_requests = IntCounterVec::new(
+            Opts::new(
+                "webhook_requests_total",
+                "Webhook requests by route and result.",
+            ),
+            &["route", "result"],
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the version and revision of this build.",
+            ),
+            &["version", "revision"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+            .set(1);
+        for c in [
+            Box::new(latency.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(runs.clone()),
+            Box::new(up.clone()),
+            Box::new(last_success.clone()),
+            Box::new(gateway_errors.clone()),
+            Box::new(alerts_sent.clone()),
+            Box::new(outbox_pending.clone()),
+            Box::new(webhook_requests.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(c).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            latency,
+            runs,
+            up,
+            last_success,
+            gateway_errors,
+            alerts_sent,
+            outbox_pending,
+            webhook_requests,
+        }
+    }
+
+    /// Counts a finished run: outcome, phases, up, last success, gateway errors.
+    pub fn observe_run(&self, run: &RunResult) {
+        let p = &run.probe;
+        self.runs
+            .with_label_values(&[p.as_str(), run.outcome.as_str()])
+            .inc();
+        let phases = [
+            ("submit", run.phases.submit),
+            ("sent", run.phases.sent),
+            ("delivered", run.phases.delivered),
+            ("received", run.phases.received),
+        ];
+        for (phase, d) in phases {
+            if let Some(d) = d {
+                self.latency
+                    .with_label_values(&[p.as_str(), phase])
+                    .observe(d.as_secs_f64());
+            }
+        }
+        let ok = run.outcome == Outcome::Ok;
+        self.up.with_label_values(&[p.as_str()]).set(i64::from(ok));
+        if ok {
+            let end = run.started_at
+                + chrono::Duration::from_std(run.latency.unwrap_or_default()).unwrap_or_default();
+            self.last_success
+                .with_label_values(&[p.as_str()])
+                .set(end.timestamp_millis() as f64 / 1e3);
+        }
+        for (class, code) in &run.gateway_errors {
+            let class = match class {
+                ErrorClass::Transient => "transient",
+                ErrorClass::Permanent => "permanent",
+            };
+            self.gateway_errors
+                .with_label_values(&[run.gateway.as_str(), class, code.as_deref().unwrap_or("")])
+                .inc();
+        }
+    }
+
+    pub fn alert_sent(&self, channel: &str, delivered: bool) {
+        let result = if delivered { "ok" } else { "error" };
+        self.alerts_sent.with_label_values(&[channel, result]).inc();
+    }
+
+    pub fn set_outbox_pending(&self, n: u64) {
+        self.outbox_pending.set(n.min(i64::MAX as u64) as i64);
+    }
+
+    pub fn webhook_request(&self, route: &str, result: &str) {
+        self.webhook_requests
+            .with_label_values(&[route, result])
+            .inc();
+    }
+
+    /// PUTs the metrics to a Pushgateway as job `sms-canary`, grouped by
+    /// instance (a PUT replaces the group: the last run's values, not a sum).
+    pub async fn push(&self, gateway: &url::Url, instance: &str) -> Result<(), String> {
+        let mut url = gateway.clone();
+        url.path_segments_mut()
+            .map_err(|_| format!("{gateway} cannot be a Pushgateway base URL"))?
+            .pop_if_empty()
+            .extend(["metrics", "job", "sms-canary", "instance", instance]);
+        let response = reqwest::Client::new()
+            .put(url)
+            .timeout(std::time::Duration::from_secs(10))
+            .header("Content-Type", "text/plain; version=0.0.4")
+            .body(self.render())
+            .send()
+            .await
+            .map_err(|e| format!("Pushgateway unreachable: {}", e.without_url()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            Err(format!(
+                "Pushgateway refused the push (HTTP {status}): {}",
+                body.trim()
+            ))
+        }
+    }
+
+    /// Writes a node_exporter textfile atomically: a temporary file beside it,
+    /// then a rename, so the collector never reads half a file.
+    pub fn write_textfile(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, self.render())?;
+        std::fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
