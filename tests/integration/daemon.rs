@@ -254,3 +254,50 @@ fn the_daemon_refuses_to_start_when_preflight_fails_unless_told() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_cut_off_by_shutdown_are_recorded_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[canary]\nlisten = \"127.0.0.1:0\"\n[defaults]\nschedule = \"* * * * * *\"\ntimeout = \"30s\"\nthreshold = \"1s\"\n\
+                  [gateways.sandbox]\nkind = \"mock\"\nlatency = \"10ms\"\n[gateways.sandbox.numbers.\"+15005550191\"]\ndrop = true\n\
+                  [receivers.inbox]\nkind = \"webhook\"\ngateway = \"sandbox\"\n";
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    let probe = PROBE
+        .replace("carrier", "sandbox")
+        .replace("+15005550100", "+15005550191");
+    std::fs::write(dir.path().join("probes/p.toml"), probe).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let options = DaemonOptions {
+        preflight: false,
+        grace: Duration::from_millis(300),
+        ..DaemonOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run(
+        dir.path().join("config.toml"),
+        options,
+        Arc::new(Clock::system()),
+        rx,
+        tx.clone(),
+    ));
+    // The first run starts within a second and waits 30s for a message that never comes.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let asked = tokio::time::Instant::now();
+    tx.send(Control::Shutdown).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "the grace period bounds the stop"
+    );
+    let store = Store::open(&dir.path().join(".sms-canary")).unwrap();
+    let runs = store.recent_runs(Some("p"), 10).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].interrupted);
+    assert!(runs[0].reason.as_deref().unwrap().contains("interrupted"));
+    // An interrupted run says nothing about the pipeline: no failure counted.
+    assert_eq!(store.alert_state("p").unwrap().consecutive_failures, 0);
+}
