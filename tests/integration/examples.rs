@@ -804,7 +804,7 @@ fn crontab_runs_check_all_every_five_minutes_under_flock() {
     assert!(at > flock, "sms-canary runs under flock");
     let args: Vec<String> = command[at + 1..]
         .iter()
-        .take_while(|w| !w.starts_with('>') && !w.starts_with('2'))
+        .take_while(|w| !w.starts_with('>') && !w.starts_with("2>"))
         .map(|w| w.to_string())
         .collect();
     assert_eq!(args[..2], ["check", "--all"]);
