@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod cron;
 mod daemon;
+mod examples;
 mod http_gateway;
 mod http_poll;
 mod metrics;
