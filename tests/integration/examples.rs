@@ -533,7 +533,7 @@ fn args_of(container: &Value) -> Vec<String> {
 
 /// Flags of `check` being added alongside these examples: dropped (with their
 /// value) before the command line is parsed with today's clap definitions.
-const PENDING_FLAGS: &[&str] = &["--textfile", "--push-gateway", "--junit"];
+const PENDING_FLAGS: &[&str] = &["--junit"];
 
 /// Parses `sms-canary ARGS` as the binary would, flags still pending aside.
 fn parse_cli(what: &str, args: &[String]) -> Cli {
