@@ -154,6 +154,10 @@ pub struct CheckArgs {
     /// Keep no state: no store, no leases, no alerts (a quick look, or CI).
     #[arg(long)]
     pub no_state: bool,
+
+    /// Also write a JUnit XML report here (written even when probes fail).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -202,7 +202,16 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             report::human::render(&report, cli::color_allowed(std::io::stdout().is_terminal()))
         }
     };
+    // Written whatever the outcome: a failed check is when CI needs it most.
+    let junit = args
+        .junit
+        .as_deref()
+        .map(|path| report::junit::write(&report, path));
     print_stdout(text.as_bytes()).context("writing the report")?;
+    if let Some(Err(e)) = junit {
+        eprintln!("sms-canary: {e}");
+        return Ok(UNKNOWN);
+    }
     Ok(report.status().code())
 }
 

@@ -9,6 +9,7 @@ mod cron;
 mod daemon;
 mod http_gateway;
 mod http_poll;
+mod junit;
 mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
