@@ -4,6 +4,7 @@
 mod alert_channels;
 mod capture;
 mod cli;
+mod cli_conventions;
 mod config;
 mod cron;
 mod daemon;
