@@ -1,4 +1,8 @@
 //! Command-line definitions (clap). Parsing only: `main.rs` acts on them.
+//!
+//! Also the build's identity ([`REVISION`], shown by `--version` and meant for
+//! the `build_info` metric) and the one rule for when output may be coloured
+//! ([`color_allowed`]), so that every coloured stream decides the same way.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,10 +12,29 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::mock_carrier::StandaloneArgs;
 use crate::report::Format;
 
+/// The git commit the binary was built from (12 hex digits), or `unknown` when
+/// built outside a git checkout (a crates.io tarball): set by `build.rs`.
+pub const REVISION: &str = env!("SMS_CANARY_REVISION");
+
+/// What `--version` prints after the program name: `0.1.0 (a1b2c3d4e5f6)`.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SMS_CANARY_REVISION"),
+    ")"
+);
+
+/// Whether a stream may carry ANSI colours: only a terminal, and never when
+/// `NO_COLOR` is set to a non-empty value (<https://no-color.org>; an empty
+/// value counts as unset there, so it does here).
+pub fn color_allowed(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// End-to-end synthetic monitor for SMS pipelines: sends a real SMS through your
 /// gateway, waits for it to arrive, measures each phase and judges the result.
 #[derive(Debug, Parser)]
-#[command(name = "sms-canary", version, propagate_version = true)]
+#[command(name = "sms-canary", version = VERSION, propagate_version = true)]
 pub struct Cli {
     /// Config file [default: config.toml, else config.example.toml]
     #[arg(
@@ -60,6 +83,10 @@ pub enum Command {
     Unsilence(UnsilenceArgs),
     /// Run the standalone Twilio- and Vonage-compatible mock carrier.
     MockCarrier(StandaloneArgs),
+    /// Print a shell completion script, e.g. `sms-canary completions bash > /etc/bash_completion.d/sms-canary`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `sms-canary man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +162,10 @@ pub struct CheckArgs {
     /// Write the run's metrics as a node_exporter textfile (atomically).
     #[arg(long, value_name = "PATH")]
     pub textfile: Option<PathBuf>,
+
+    /// Also write a JUnit XML report here (written even when probes fail).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -142,4 +173,11 @@ pub struct DoctorArgs {
     /// Check this listen address instead of `[canary] listen`.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
 }

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use sms_canary::check::{CheckOptions, check};
-use sms_canary::cli::{CheckArgs, Cli, Command, DaemonArgs, LogFormat};
+use sms_canary::cli::{self, CheckArgs, Cli, Command, DaemonArgs, LogFormat};
 use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
 use sms_canary::probe::Status;
@@ -54,7 +54,7 @@ fn init_tracing(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+        .with_ansi(cli::color_allowed(std::io::stderr().is_terminal()));
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -140,6 +140,8 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             };
             runtime.block_on(run_check(&config, args))
         }
+        Command::Completions(args) => print_completions(args.shell),
+        Command::Man => print_man(),
     }
 }
 
@@ -219,20 +221,49 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     let text = match args.format {
         Format::Json => report::json::render(&report),
         Format::Human => {
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            report::human::render(&report, color)
+            report::human::render(&report, cli::color_allowed(std::io::stdout().is_terminal()))
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    // A closed pipe (`| head`) is not an error worth a non-zero exit of its own.
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(e).context("writing the report");
+    // Written whatever the outcome: a failed check is when CI needs it most.
+    let junit = args
+        .junit
+        .as_deref()
+        .map(|path| report::junit::write(&report, path));
+    print_stdout(text.as_bytes()).context("writing the report")?;
+    if let Some(Err(e)) = junit {
+        eprintln!("sms-canary: {e}");
+        return Ok(UNKNOWN);
     }
     Ok(code)
+}
+
+/// Prints to stdout. A closed pipe (`| head`) is not an error worth a non-zero
+/// exit of its own.
+fn print_stdout(bytes: &[u8]) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// `completions SHELL`: generated into memory first, because the generator
+/// panics on a write error and a closed pipe must not crash us.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sms-canary", &mut script);
+    print_stdout(&script).context("writing the completions")?;
+    Ok(0)
+}
+
+/// `man`: the man page in roff, built from the same definitions as `--help`.
+fn print_man() -> anyhow::Result<u8> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .context("rendering the man page")?;
+    print_stdout(&page).context("writing the man page")?;
+    Ok(0)
 }
 
 /// Runs the daemon with signals wired to its control channel: SIGHUP reloads,

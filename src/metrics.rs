@@ -22,11 +22,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     180.0, 300.0, 600.0,
 ];
 
-/// The revision the binary was built from, if the build knew it.
-pub const REVISION: &str = match option_env!("SMS_CANARY_REVISION") {
-    Some(r) => r,
-    None => "unknown",
-};
+pub use crate::cli::REVISION;
 
 /// Every metric sms-canary exports.
 pub struct Metrics {

@@ -1,11 +1,13 @@
 //! Output of a check: one formatter per file.
 //!
 //! `human` is for terminals and cron mail, `json` is the stable machine format
-//! (with a `schema_version`), `progress` is the spinner shown while waiting.
+//! (with a `schema_version`), `junit` is JUnit XML for CI test views,
+//! `progress` is the spinner shown while waiting.
 
 pub mod history;
 pub mod human;
 pub mod json;
+pub mod junit;
 pub mod plan;
 pub mod progress;
 

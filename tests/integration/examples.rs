@@ -531,25 +531,10 @@ fn args_of(container: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Flags of `check` being added alongside these examples: dropped (with their
-/// value) before the command line is parsed with today's clap definitions.
-const PENDING_FLAGS: &[&str] = &["--junit"];
-
-/// Parses `sms-canary ARGS` as the binary would, flags still pending aside.
+/// Parses `sms-canary ARGS` as the binary would.
 fn parse_cli(what: &str, args: &[String]) -> Cli {
-    let mut kept = vec!["sms-canary".to_string()];
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if PENDING_FLAGS.contains(&arg.as_str()) {
-            it.next();
-        } else if !PENDING_FLAGS
-            .iter()
-            .any(|f| arg.starts_with(&format!("{f}=")))
-        {
-            kept.push(arg.clone());
-        }
-    }
-    Cli::try_parse_from(&kept).unwrap_or_else(|e| panic!("{what}: `{}`: {e}", kept.join(" ")))
+    let argv = std::iter::once("sms-canary".to_string()).chain(args.iter().cloned());
+    Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{what}: `{}`: {e}", args.join(" ")))
 }
 
 #[test]
@@ -1007,17 +992,8 @@ fn github_workflow_config_loads_and_round_trips_through_the_mock() {
     let _mock = Reap(child);
     assert!(line.contains(&mock_addr), "the mock listens: {line}");
     let check: Vec<String> = check.iter().map(|w| remap(w)).collect();
-    let mut kept = Vec::new();
-    let mut it = check.iter();
-    while let Some(w) = it.next() {
-        if PENDING_FLAGS.contains(&w.as_str()) {
-            it.next();
-        } else {
-            kept.push(w.clone());
-        }
-    }
     let out: Output = Command::new(BIN)
-        .args(&kept)
+        .args(&check)
         .current_dir(dir.path())
         .output()
         .unwrap();

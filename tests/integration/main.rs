@@ -4,12 +4,14 @@
 mod alert_channels;
 mod capture;
 mod cli;
+mod cli_conventions;
 mod config;
 mod cron;
 mod daemon;
 mod examples;
 mod http_gateway;
 mod http_poll;
+mod junit;
 mod metrics;
 mod mock_carrier;
 mod mock_faults;

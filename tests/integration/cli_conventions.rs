@@ -1,0 +1,241 @@
+//! The conventions a command-line tool is expected to keep: shell completions,
+//! a man page, `--version` with the build's commit, colour only on terminals
+//! and never with `NO_COLOR`, and JSON logs that carry the correlation id but
+//! no secret and no full phone number.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sms-canary");
+
+/// A mock whose signing token comes from the environment, so a leak of the
+/// expanded value is detectable.
+const MAIN: &str = r#"[canary]
+listen = "127.0.0.1:0"
+instance = "ci"
+
+[defaults]
+timeout = "2s"
+threshold = "1s"
+
+[gateways.sandbox]
+kind = "mock"
+latency = "30ms"
+auth_token = "${CONVENTIONS_MOCK_TOKEN}"
+
+[receivers.inbox]
+kind = "webhook"
+gateway = "sandbox"
+"#;
+
+const TOKEN: &str = "conventions-secret-7f3a9c";
+const TO: &str = "+15005550100";
+const FROM: &str = "+15005550006";
+
+fn setup() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), MAIN).unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    let probe = format!(
+        "name = \"fast\"\ngateway = \"sandbox\"\nreceiver = \"inbox\"\nfrom = \"{FROM}\"\nto = \"{TO}\"\n"
+    );
+    std::fs::write(dir.path().join("probes/fast.toml"), probe).unwrap();
+    dir
+}
+
+/// Runs the binary somewhere with no config at all: these commands need none.
+fn bare(args: &[&str]) -> Output {
+    let empty = tempfile::tempdir().unwrap();
+    Command::new(BIN)
+        .args(args)
+        .current_dir(empty.path())
+        .env_remove("SMS_CANARY_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn completions_are_printed_for_each_shell_without_a_config() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = bare(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.len() > 100, "{shell}: {script}");
+        assert!(script.contains("check"), "{shell} completes subcommands");
+        assert!(script.contains("sms-canary"), "{shell}");
+    }
+    let out = bare(&["completions", "tcsh"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an unknown shell is a bad argument"
+    );
+    assert!(
+        text(&out.stderr).contains("bash"),
+        "lists the possible values"
+    );
+}
+
+#[test]
+fn man_prints_a_roff_page_listing_the_commands() {
+    let out = bare(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    // clap_mangen opens with two roff string definitions, then the title line.
+    assert!(page.starts_with('.'), "roff: {page}");
+    assert!(
+        page.lines().any(|l| l.starts_with(".TH sms-canary 1")),
+        "{page}"
+    );
+    for command in ["check", "daemon", "completions"] {
+        assert!(page.contains(command), "{command} missing: {page}");
+    }
+}
+
+#[test]
+fn version_names_the_package_version_and_the_commit() {
+    let out = bare(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let line = text(&out.stdout);
+    let line = line.trim_end();
+    let prefix = format!("sms-canary {} (", env!("CARGO_PKG_VERSION"));
+    let revision = line
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        revision == "unknown"
+            || (revision.len() == 12 && revision.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{line}"
+    );
+    assert_eq!(revision, sms_canary::cli::REVISION);
+    // Subcommands print the same.
+    let sub = text(&bare(&["check", "--version"]).stdout);
+    assert!(sub.contains(&format!("({revision})")), "{sub}");
+}
+
+/// Whether `text` holds an SGR (colour) escape, `ESC [ digits/; m`. Other
+/// escapes (the spinner's line clearing) are not colour.
+fn has_colour(text: &str) -> bool {
+    text.match_indices("\x1b[").any(|(i, _)| {
+        let rest = &text[i + 2..];
+        let params = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b';')
+            .count();
+        rest.as_bytes().get(params) == Some(&b'm')
+    })
+}
+
+/// Runs `check` under a pseudo-terminal through `script`, with `NO_COLOR` as
+/// given; `None` when `script` is not installed.
+fn check_on_a_terminal(dir: &Path, no_color: Option<&str>) -> Option<String> {
+    // -v so that coloured log lines are on the terminal too.
+    let command = format!("'{BIN}' check --no-state -v");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .env("CONVENTIONS_MOCK_TOKEN", TOKEN)
+        .env("TERM", "xterm")
+        .env_remove("SMS_CANARY_CONFIG")
+        .env_remove("RUST_LOG");
+    match no_color {
+        Some(v) => cmd.env("NO_COLOR", v),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("running script: {e}"),
+    };
+    let screen = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}{}", text(&out.stderr));
+    // Colour may split "OK 1 probe": match what follows the status word.
+    assert!(screen.contains(" 1 probe: 1 ok"), "{screen}");
+    Some(screen)
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let dir = setup();
+    // Piped: never.
+    let out = Command::new(BIN)
+        .args(["check", "--no-state", "-v"])
+        .current_dir(dir.path())
+        .env("CONVENTIONS_MOCK_TOKEN", TOKEN)
+        .env_remove("NO_COLOR")
+        .env_remove("SMS_CANARY_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains('\x1b') && !text(&out.stderr).contains('\x1b'));
+
+    let Some(plain) = check_on_a_terminal(dir.path(), Some("1")) else {
+        println!("note: `script` is not installed; the pseudo-terminal checks were skipped");
+        return;
+    };
+    assert!(!has_colour(&plain), "NO_COLOR=1 on a terminal: {plain:?}");
+    let coloured = check_on_a_terminal(dir.path(), None).unwrap();
+    assert!(
+        has_colour(&coloured),
+        "a terminal gets colour: {coloured:?}"
+    );
+    // An empty NO_COLOR counts as unset (no-color.org).
+    let empty = check_on_a_terminal(dir.path(), Some("")).unwrap();
+    assert!(has_colour(&empty), "NO_COLOR='' on a terminal: {empty:?}");
+}
+
+#[test]
+fn json_logs_are_one_object_a_line_with_the_correlation_id_and_no_secrets() {
+    let dir = setup();
+    for verbosity in ["-v", "-vv"] {
+        let out = Command::new(BIN)
+            .args(["check", "--no-state", "--format", "json", "--log-format"])
+            .args(["json", verbosity])
+            .current_dir(dir.path())
+            .env("CONVENTIONS_MOCK_TOKEN", TOKEN)
+            .env_remove("SMS_CANARY_CONFIG")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let id = report["runs"][0]["correlation_id"].as_str().unwrap();
+
+        let mut run_lines = 0;
+        for line in stderr.lines() {
+            let entry: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{verbosity}: not one JSON object ({e}): {line}"));
+            assert!(entry.is_object(), "{line}");
+            if entry["target"] == "sms_canary::probe::run" {
+                run_lines += 1;
+                assert_eq!(entry["span"]["correlation_id"], id, "{line}");
+            }
+        }
+        assert!(run_lines > 0, "{verbosity}: no run lines in {stderr}");
+        for (name, stream) in [("stdout", &stdout), ("stderr", &stderr)] {
+            assert!(
+                !stream.contains(TOKEN),
+                "{verbosity}: token in {name}: {stream}"
+            );
+            for number in [TO, FROM] {
+                assert!(
+                    !stream.contains(number),
+                    "{verbosity}: full number in {name}: {stream}"
+                );
+            }
+        }
+        assert!(
+            stderr.contains("+********100"),
+            "numbers are masked, not dropped: {stderr}"
+        );
+    }
+}
