@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -569,91 +569,13 @@ const SMTP_SCRIPT: &str = concat!(
     "/tests/integration/alert_smtp.py"
 );
 
-fn has_aiosmtpd(python: &Path) -> bool {
-    Command::new(python)
-        .args([
-            "-c",
-            &format!(
-                "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '{AIOSMTPD_VERSION}')"
-            ),
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let output = cmd.output().unwrap_or_else(|e| {
-        panic!("{what}: cannot run {cmd:?}: {e}. The email test needs python3 with venv and pip.")
-    });
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A Python with aiosmtpd: the configured one, or a venv made once per target dir.
+/// A Python with aiosmtpd.
 fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("SMS_CANARY_TEST_PYTHON") {
-        let python = PathBuf::from(python);
-        assert!(
-            has_aiosmtpd(&python),
-            "SMS_CANARY_TEST_PYTHON={} has no aiosmtpd=={AIOSMTPD_VERSION}; install it there or unset the variable",
-            python.display()
-        );
-        return python;
-    }
-    // One builder per process; other processes are handled by the rename below.
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let venv = root.join(format!("aiosmtpd-{AIOSMTPD_VERSION}"));
-    let python = venv.join("bin").join("python");
-    if has_aiosmtpd(&python) {
-        return python;
-    }
-    // Build in a private directory and move it into place whole, so a
-    // concurrent run never sees a half-installed venv.
-    let building = root.join(format!(
-        "aiosmtpd-{AIOSMTPD_VERSION}.building-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&building);
-    std::fs::create_dir_all(&root).expect("create the target tmp dir");
-    run(
-        Command::new("python3").arg("-m").arg("venv").arg(&building),
-        "creating a venv with python3 -m venv",
-    );
-    run(
-        Command::new(building.join("bin").join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg(format!("aiosmtpd=={AIOSMTPD_VERSION}")),
-        "installing aiosmtpd with pip",
-    );
-    if std::fs::rename(&building, &venv).is_err() {
-        // Someone else finished first (or left a broken one behind).
-        if has_aiosmtpd(&python) {
-            let _ = std::fs::remove_dir_all(&building);
-            return python;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        std::fs::rename(&building, &venv).expect("move the new venv into place");
-    }
-    assert!(
-        has_aiosmtpd(&python),
-        "the venv at {} has no working aiosmtpd",
-        venv.display()
-    );
-    python
+    let smtpd = crate::python::Package {
+        pip: "aiosmtpd==1.4.6",
+        check: "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '1.4.6')",
+    };
+    crate::python::with(&format!("aiosmtpd-{AIOSMTPD_VERSION}"), &[smtpd])
 }
 
 /// The SMTP server: killed on drop (and it exits by itself when its stdin,

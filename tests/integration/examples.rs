@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use clap::Parser;
@@ -225,81 +224,13 @@ fn grafana_dashboard_queries_only_known_metrics() {
 // ---------------------------------------------------------------------------
 // Python with PyYAML
 
-fn has_yaml(python: &Path) -> bool {
-    Command::new(python)
-        .args(["-c", "import yaml"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run_ok(cmd: &mut Command, what: &str) {
-    let output = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "{what}: cannot run {cmd:?}: {e}. The examples tests need python3 with venv and pip."
-        )
-    });
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A Python with PyYAML: the configured one, or a venv made once per target dir
-/// (built aside and renamed into place, as the Twilio SDK test does).
+/// A Python with PyYAML.
 fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("SMS_CANARY_TEST_PYTHON") {
-        let python = PathBuf::from(python);
-        assert!(
-            has_yaml(&python),
-            "SMS_CANARY_TEST_PYTHON={} cannot `import yaml`; pip install pyyaml there or unset the variable",
-            python.display()
-        );
-        return python;
-    }
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let venv = root.join("pyyaml");
-    let python = venv.join("bin").join("python");
-    if has_yaml(&python) {
-        return python;
-    }
-    let building = root.join(format!("pyyaml.building-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&building);
-    std::fs::create_dir_all(&root).expect("create the target tmp dir");
-    run_ok(
-        Command::new("python3").arg("-m").arg("venv").arg(&building),
-        "creating a venv with python3 -m venv",
-    );
-    run_ok(
-        Command::new(building.join("bin").join("python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "pyyaml",
-        ]),
-        "installing PyYAML with pip",
-    );
-    if std::fs::rename(&building, &venv).is_err() {
-        if has_yaml(&python) {
-            let _ = std::fs::remove_dir_all(&building);
-            return python;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        std::fs::rename(&building, &venv).expect("move the new venv into place");
-    }
-    assert!(
-        has_yaml(&python),
-        "the venv at {} has no PyYAML",
-        venv.display()
-    );
-    python
+    let yaml = crate::python::Package {
+        pip: "pyyaml",
+        check: "import yaml",
+    };
+    crate::python::with("pyyaml", &[yaml])
 }
 
 /// Every document of a YAML example, as JSON.

@@ -17,6 +17,7 @@ mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
 mod own_api;
+mod python;
 mod reliability;
 mod store;
 mod twilio_sdk;

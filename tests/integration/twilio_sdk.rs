@@ -7,9 +7,8 @@
 //! python3 at all is a test failure, not a skip: this must run in CI.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 
 use serde_json::Value;
 use sms_canary::mock_carrier::{LatencyModel, MockCarrier, MockConfig, NumberConfig};
@@ -21,91 +20,13 @@ const SCRIPT: &str = concat!(
     "/tests/integration/twilio_sdk.py"
 );
 
-fn has_sdk(python: &Path) -> bool {
-    Command::new(python)
-        .args([
-            "-c",
-            &format!("import twilio, sys; sys.exit(twilio.__version__ != '{SDK_VERSION}')"),
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let output = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "{what}: cannot run {cmd:?}: {e}. The Twilio SDK test needs python3 with venv and pip."
-        )
-    });
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A Python with the SDK: the configured one, or a venv made once per target dir.
+/// A Python with Twilio's SDK.
 fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("SMS_CANARY_TEST_PYTHON") {
-        let python = PathBuf::from(python);
-        assert!(
-            has_sdk(&python),
-            "SMS_CANARY_TEST_PYTHON={} has no twilio=={SDK_VERSION}; install it there or unset the variable",
-            python.display()
-        );
-        return python;
-    }
-    // One builder per process; other processes are handled by the rename below.
-    static BUILDING: Mutex<()> = Mutex::new(());
-    let _guard = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
-
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let venv = root.join(format!("twilio-sdk-{SDK_VERSION}"));
-    let python = venv.join("bin").join("python");
-    if has_sdk(&python) {
-        return python;
-    }
-    // Build in a private directory and move it into place whole, so a
-    // concurrent run never sees a half-installed venv.
-    let building = root.join(format!(
-        "twilio-sdk-{SDK_VERSION}.building-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&building);
-    std::fs::create_dir_all(&root).expect("create the target tmp dir");
-    run(
-        Command::new("python3").arg("-m").arg("venv").arg(&building),
-        "creating a venv with python3 -m venv",
-    );
-    run(
-        Command::new(building.join("bin").join("python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg(format!("twilio=={SDK_VERSION}")),
-        "installing Twilio's SDK with pip",
-    );
-    if std::fs::rename(&building, &venv).is_err() {
-        // Someone else finished first (or left a broken one behind).
-        if has_sdk(&python) {
-            let _ = std::fs::remove_dir_all(&building);
-            return python;
-        }
-        let _ = std::fs::remove_dir_all(&venv);
-        std::fs::rename(&building, &venv).expect("move the new venv into place");
-    }
-    assert!(
-        has_sdk(&python),
-        "the venv at {} has no working SDK",
-        venv.display()
-    );
-    python
+    let sdk = crate::python::Package {
+        pip: "twilio==9.13.0",
+        check: "import twilio, sys; sys.exit(twilio.__version__ != '9.13.0')",
+    };
+    crate::python::with(&format!("twilio-sdk-{SDK_VERSION}"), &[sdk])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
