@@ -146,13 +146,7 @@ impl Metrics {
         self.runs
             .with_label_values(&[p.as_str(), run.outcome.as_str()])
             .inc();
-        let phases = [
-            ("submit", run.phases.submit),
-            ("sent", run.phases.sent),
-            ("delivered", run.phases.delivered),
-            ("received", run.phases.received),
-        ];
-        for (phase, d) in phases {
+        for (phase, d) in run.phases.named() {
             if let Some(d) = d {
                 self.latency
                     .with_label_values(&[p.as_str(), phase])

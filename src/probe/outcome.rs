@@ -117,6 +117,18 @@ pub struct Phases {
     pub received: Option<Duration>,
 }
 
+impl Phases {
+    /// Each phase by name, in the order a message goes through them.
+    pub fn named(&self) -> [(&'static str, Option<Duration>); 4] {
+        [
+            ("submit", self.submit),
+            ("sent", self.sent),
+            ("delivered", self.delivered),
+            ("received", self.received),
+        ]
+    }
+}
+
 /// Something worth telling about a run beyond its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -89,21 +89,7 @@ fn line(out: &mut String, run: &RunResult, name_w: usize, color: bool) {
 }
 
 fn phases(run: &RunResult) -> String {
-    let p = &run.phases;
-    let parts: Vec<String> = [
-        ("submit", p.submit),
-        ("sent", p.sent),
-        ("delivered", p.delivered),
-        ("received", p.received),
-    ]
-    .into_iter()
-    .filter_map(|(name, d)| d.map(|d| format!("{name} {}", short_duration(d))))
-    .collect();
-    if parts.is_empty() {
-        "no phase reached".to_string()
-    } else {
-        parts.join(" · ")
-    }
+    super::phases_text(&run.phases, " · ").unwrap_or_else(|| "no phase reached".to_string())
 }
 
 fn summary(out: &mut String, report: &CheckReport, color: bool) {

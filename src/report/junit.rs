@@ -191,21 +191,7 @@ fn evidence(run: &RunResult) -> String {
 }
 
 fn phases(run: &RunResult) -> String {
-    let p = &run.phases;
-    let parts: Vec<String> = [
-        ("submit", p.submit),
-        ("sent", p.sent),
-        ("delivered", p.delivered),
-        ("received", p.received),
-    ]
-    .into_iter()
-    .filter_map(|(name, d)| d.map(|d| format!("{name} {}", short_duration(d))))
-    .collect();
-    if parts.is_empty() {
-        "none reached".to_string()
-    } else {
-        parts.join(", ")
-    }
+    super::phases_text(&run.phases, ", ").unwrap_or_else(|| "none reached".to_string())
 }
 
 /// How long the run took as far as is known: its latency when the message

@@ -21,6 +21,16 @@ pub enum Format {
     Json,
 }
 
+/// The phases a run reached, e.g. "submit 3.1ms · received 812ms"; `None` if none.
+pub fn phases_text(phases: &crate::probe::Phases, separator: &str) -> Option<String> {
+    let parts: Vec<String> = phases
+        .named()
+        .into_iter()
+        .filter_map(|(name, d)| d.map(|d| format!("{name} {}", short_duration(d))))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(separator))
+}
+
 /// A duration the way a person reads it: "812ms", "4.2s", "2m 5s".
 pub fn short_duration(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
