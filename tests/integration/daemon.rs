@@ -199,8 +199,26 @@ gateway = "sandbox"
             .unwrap()
             .len()
     };
+    // Waits (bounded) until the store holds more than `n` runs; reading while
+    // the daemon writes is itself part of the test (WAL readers never block).
+    let db = store_dir.join("state.db");
+    let more_than = |n: usize| {
+        let db = db.clone();
+        let count = &count;
+        async move {
+            for _ in 0..200 {
+                if db.exists() && count() > n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the daemon recorded no more than {n} runs in 20s");
+        }
+    };
     let mut child = start();
-    tokio::time::sleep(Duration::from_millis(2700)).await;
+    more_than(4).await;
+    // Kill it mid-work: five probes a second keep it writing.
+    tokio::time::sleep(Duration::from_millis(370)).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let store = Store::open(&store_dir).unwrap();
@@ -212,7 +230,7 @@ gateway = "sandbox"
     );
 
     let child = start();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    more_than(after_kill).await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
