@@ -22,8 +22,8 @@ listen = "127.0.0.1:0"
 notify_retry = {{ attempts = {attempts}, initial = "10ms", factor = 1.0 }}
 
 [defaults]
-timeout = "300ms"
-threshold = "200ms"
+timeout = "1s"
+threshold = "900ms"
 failure_threshold = 2
 alerts = ["hook"]
 

@@ -29,8 +29,8 @@ notify_retry = {{ attempts = 5, initial = "50ms", factor = 1.0 }}
 
 [defaults]
 schedule = "* * * * * *"   # every second
-timeout = "400ms"
-threshold = "300ms"
+timeout = "900ms"
+threshold = "800ms"
 failure_threshold = 2
 reminder = "0s"
 alerts = ["hook"]
