@@ -302,7 +302,7 @@ pub(crate) fn needs_listener(config: &Config, probes: &[&Probe]) -> bool {
 struct Listener {
     public_url: Url,
     stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Listener {
@@ -325,13 +325,15 @@ impl Listener {
         };
         let hooks = Hooks::new(config, Arc::clone(inbox), public_url.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(
-            axum::serve(listener, webhook::router(Arc::clone(&hooks)))
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .into_future(),
-        );
+        let routes = webhook::router(Arc::clone(&hooks));
+        let server = tokio::spawn(crate::server::serve(
+            listener,
+            routes,
+            crate::server::Limits::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         debug!(%bound, %public_url, "webhook listener up");
         Ok(Listener {
             public_url,

@@ -18,6 +18,7 @@
 //! - [`monitor`]: after a run: store, alert state machine, outbox delivery.
 //! - [`daemon`]: the scheduler, HTTP endpoints, reload, graceful shutdown, watchdog.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
+//! - [`server`]: HTTP serving with slowloris, slow-request and connection limits.
 //! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
 //! - [`template`]: `{{name}}` templates, escaped for JSON, URLs or raw use.
 //! - [`cli`]: the command-line definitions.
@@ -40,6 +41,7 @@ pub mod receiver;
 pub mod redact;
 pub mod report;
 pub mod schedule;
+pub mod server;
 pub mod signing;
 pub mod store;
 pub mod template;

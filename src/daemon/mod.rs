@@ -225,16 +225,14 @@ pub async fn run(
 
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let app = server::router(Arc::clone(&shared));
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        app,
+        crate::server::Limits::default(),
+        async {
             let _ = server_stopped.await;
-        })
-        .into_future(),
-    );
+        },
+    ));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
     info!(%bound, probes = enabled.len(), "daemon started");

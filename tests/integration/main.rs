@@ -19,6 +19,7 @@ mod mock_vonage;
 mod own_api;
 mod python;
 mod reliability;
+mod server;
 mod store;
 mod twilio_sdk;
 mod vonage_e2e;
