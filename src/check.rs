@@ -220,49 +220,37 @@ impl State {
     ) -> (Vec<&'a Probe>, Vec<Skipped>) {
         let mut leased = Vec::new();
         let mut refused = Vec::new();
-        let store = self.monitor.store().clone();
-        let since = chrono::Utc::now() - chrono::Duration::hours(24);
-        let sent = tokio::task::spawn_blocking(move || store.messages_since(since)).await;
-        let cap = u64::from(config.defaults.max_messages_per_day);
-        let budget = match sent {
-            Ok(Ok(sent)) => cap.saturating_sub(sent),
-            _ => cap,
-        };
+        let now = chrono::Utc::now();
+        let cap = config.defaults.max_messages_per_day;
+        let budget = self.monitor.messages_left(cap, now).await;
         for (i, probe) in probes.iter().enumerate() {
-            if i as u64 >= budget {
-                refused.push(Skipped {
-                    probe: probe.name.clone(),
-                    reason: format!(
-                        "cost guard: max_messages_per_day ({cap}) reached in the last 24h; not sent"
-                    ),
-                });
-                continue;
-            }
-            let store = self.monitor.store().clone();
-            let (name, holder) = (probe.name.clone(), self.holder.clone());
-            let ttl = probe.timeout + std::time::Duration::from_secs(60);
-            let got = tokio::task::spawn_blocking(move || {
-                store.acquire_lease(&name, &holder, ttl, chrono::Utc::now())
-            })
-            .await;
-            match got {
-                Ok(Ok(true)) => leased.push(*probe),
-                Ok(Ok(false)) => refused.push(Skipped {
-                    probe: probe.name.clone(),
-                    reason: "another run of this probe is in progress (cron overlap or the daemon); not sent".into(),
-                }),
-                Ok(Err(e)) => refused.push(Skipped { probe: probe.name.clone(), reason: format!("state store: {e}") }),
-                Err(e) => refused.push(Skipped { probe: probe.name.clone(), reason: e.to_string() }),
-            }
+            let refusal = if i as u64 >= budget {
+                format!(
+                    "cost guard: max_messages_per_day ({cap}) reached in the last 24h; not sent"
+                )
+            } else {
+                match self.monitor.lease(probe, &self.holder, now).await {
+                    Ok(true) => {
+                        leased.push(*probe);
+                        continue;
+                    }
+                    Ok(false) => {
+                        "another run of this probe is in progress (cron overlap or the daemon); not sent".into()
+                    }
+                    Err(e) => format!("state store: {e}"),
+                }
+            };
+            refused.push(Skipped {
+                probe: probe.name.clone(),
+                reason: refusal,
+            });
         }
         (leased, refused)
     }
 
     async fn release(&self, probes: &[&Probe]) {
         for probe in probes {
-            let store = self.monitor.store().clone();
-            let (name, holder) = (probe.name.clone(), self.holder.clone());
-            let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, &holder)).await;
+            self.monitor.release(&probe.name, &self.holder).await;
         }
     }
 
@@ -318,11 +306,7 @@ impl Listener {
         let bound = listener
             .local_addr()
             .map_err(|source| CheckError::Listen { addr, source })?;
-        let public_url = match &config.canary.public_url {
-            Some(url) => url.clone(),
-            None => Url::parse(&format!("http://{bound}"))
-                .map_err(|e| CheckError::Gateway(e.to_string()))?,
-        };
+        let public_url = config.canary.public_url_for(bound);
         let hooks = Hooks::new(config, Arc::clone(inbox), public_url.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let routes = webhook::router(Arc::clone(&hooks));

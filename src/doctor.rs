@@ -16,6 +16,7 @@ use crate::check::{build_gateway, build_poller};
 use crate::config::{Config, GatewayConfig, ReceiverConfig};
 use crate::gateway::{Gateway, mock};
 use crate::receiver::poll::Watch;
+use crate::receiver::webhook::join_public;
 
 /// How long one preflight call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -105,14 +106,13 @@ async fn listener(config: &Config, listen: Option<SocketAddr>) -> Item {
     let addr = listen.unwrap_or(config.canary.listen);
     let (verdict, detail) = match TcpListener::bind(addr).await {
         Ok(_) => {
-            let public = config
-                .canary
-                .public_url
-                .as_ref()
-                .map_or_else(|| format!("http://{addr}"), |u| u.to_string());
+            let public = config.canary.public_url_for(addr);
             (
                 Verdict::Ok,
-                format!("can bind; providers must reach {public}/hooks/…"),
+                format!(
+                    "can bind; providers must reach {}",
+                    join_public(&public, "/hooks/…")
+                ),
             )
         }
         Err(e) => (

@@ -101,6 +101,41 @@ impl Monitor {
         &self.store
     }
 
+    /// Messages the cost guard (`cap` a rolling 24 hours) still allows now.
+    /// If the store cannot say, the whole cap: a broken count must not stop monitoring.
+    pub async fn messages_left(&self, cap: u32, now: DateTime<Utc>) -> u64 {
+        let store = self.store.clone();
+        let since = now - chrono::Duration::hours(24);
+        let cap = u64::from(cap);
+        match blocking(move || store.messages_since(since)).await {
+            Ok(sent) => cap.saturating_sub(sent),
+            Err(e) => {
+                warn!("cost guard: cannot count today's messages: {e}");
+                cap
+            }
+        }
+    }
+
+    /// Takes `probe`'s lease for one run (its timeout plus a minute), so that
+    /// overlapping runs — cron's or the daemon's — cannot both send.
+    pub async fn lease(
+        &self,
+        probe: &Probe,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, MonitorError> {
+        let (store, name, holder) = (self.store.clone(), probe.name.clone(), holder.to_string());
+        let ttl = probe.timeout + Duration::from_secs(60);
+        blocking(move || store.acquire_lease(&name, &holder, ttl, now)).await
+    }
+
+    pub async fn release(&self, probe: &str, holder: &str) {
+        let (store, name, holder) = (self.store.clone(), probe.to_string(), holder.to_string());
+        if let Err(e) = blocking(move || store.release_lease(&name, &holder)).await {
+            warn!(%probe, "cannot release the lease: {e}");
+        }
+    }
+
     /// Stores a finished run with its alert state and queued notifications.
     /// Returns the alert transition it caused, if any.
     pub async fn record(

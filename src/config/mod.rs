@@ -95,6 +95,17 @@ impl Default for Canary {
     }
 }
 
+impl Canary {
+    /// The URL providers call: `public_url`, or `http://` + the address
+    /// actually bound (which `listen = "…:0"` only knows once bound).
+    pub fn public_url_for(&self, bound: SocketAddr) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            // A socket address always makes a valid http URL authority.
+            Url::parse(&format!("http://{bound}")).expect("socket address forms a URL")
+        })
+    }
+}
+
 fn default_instance() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

@@ -166,27 +166,15 @@ async fn run_one(
         let lag = (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3;
         debug!(probe = %probe.name, lag_ms = lag, "scheduled run starting");
     }
-    let store = shared.store.clone();
-    let since = now - chrono::Duration::hours(24);
-    let sent = tokio::task::spawn_blocking(move || store.messages_since(since)).await;
-    let cap = u64::from(config.defaults.max_messages_per_day);
-    if let Ok(Ok(sent)) = sent
-        && sent >= cap
-    {
-        warn!(probe = %probe.name, sent, cap, "cost guard: max_messages_per_day reached in the last 24h; run skipped");
+    let monitor = shared.monitor();
+    let cap = config.defaults.max_messages_per_day;
+    if monitor.messages_left(cap, now).await == 0 {
+        warn!(probe = %probe.name, cap, "cost guard: max_messages_per_day reached in the last 24h; run skipped");
         return Err(format!(
-            "cost guard: {sent} messages in the last 24h (max_messages_per_day = {cap})"
+            "cost guard: max_messages_per_day ({cap}) reached in the last 24h"
         ));
     }
-    let ttl = probe.timeout + Duration::from_secs(60);
-    let (store, name, holder) = (
-        shared.store.clone(),
-        probe.name.clone(),
-        shared.holder.clone(),
-    );
-    let leased =
-        tokio::task::spawn_blocking(move || store.acquire_lease(&name, &holder, ttl, now)).await;
-    if !matches!(leased, Ok(Ok(true))) {
+    if !matches!(monitor.lease(probe, &shared.holder, now).await, Ok(true)) {
         info!(probe = %probe.name, "another process is running this probe: run skipped");
         return Err(format!(
             "probe `{}` is being run by another process (lease held)",
@@ -202,16 +190,10 @@ async fn run_one(
     };
     let result = probe::run_as(probe, wiring, correlation).await;
     shared.metrics.observe_run(&result);
-    let monitor = shared.monitor();
     if let Err(e) = monitor.record(probe, &result, false).await {
         error!(probe = %probe.name, "cannot record the run: {e}");
     }
-    let (store, name, holder) = (
-        shared.store.clone(),
-        probe.name.clone(),
-        shared.holder.clone(),
-    );
-    let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, &holder)).await;
+    monitor.release(&probe.name, &shared.holder).await;
     shared.outbox_kick.notify_one();
     heartbeat_after(shared, &result).await;
     Ok(result)
@@ -264,8 +246,7 @@ async fn shutdown(shared: &Shared, mut tasks: JoinSet<()>, grace: Duration) {
             Ok(_) => warn!(probe = %name, "run interrupted by shutdown, recorded as such"),
             Err(e) => error!(probe = %name, "cannot record the interrupted run: {e}"),
         }
-        let (store, holder) = (shared.store.clone(), shared.holder.clone());
-        let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, &holder)).await;
+        monitor.release(&name, &shared.holder).await;
     }
 }
 

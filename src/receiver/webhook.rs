@@ -147,6 +147,24 @@ impl Hooks {
         })
     }
 
+    /// Hands an accepted inbound message to the inbox; how many runs it matched.
+    fn arrived(
+        &self,
+        route: &str,
+        receiver: &str,
+        text: &str,
+        message_id: Option<&str>,
+        at: Instant,
+    ) -> usize {
+        self.accepted(route);
+        let arrival = Arrival {
+            at,
+            receiver: receiver.to_string(),
+            message_id: message_id.map(str::to_string),
+        };
+        self.inbox.arrival(text, arrival)
+    }
+
     /// Counts a request the route accepted.
     fn accepted(&self, route: &str) {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
@@ -289,13 +307,13 @@ async fn twilio_inbound(
             "inbound message lacks Body or From",
         );
     };
-    hooks.accepted("twilio_inbound");
-    let arrival = Arrival {
+    let matched = hooks.arrived(
+        "twilio_inbound",
+        &receiver,
+        text,
+        field(&params, "MessageSid"),
         at,
-        receiver: receiver.clone(),
-        message_id: field(&params, "MessageSid").map(str::to_string),
-    };
-    let matched = hooks.inbox.arrival(text, arrival);
+    );
     debug!(%receiver, from = %mask_number(from), matched, "inbound message");
     twiml_ok()
 }
@@ -457,13 +475,13 @@ async fn vonage_inbound(
             "inbound message lacks text or msisdn",
         );
     };
-    hooks.accepted("vonage_inbound");
-    let arrival = Arrival {
+    let matched = hooks.arrived(
+        "vonage_inbound",
+        &receiver,
+        text,
+        field(&params, "messageId"),
         at,
-        receiver: receiver.clone(),
-        message_id: field(&params, "messageId").map(str::to_string),
-    };
-    let matched = hooks.inbox.arrival(text, arrival);
+    );
     debug!(%receiver, from = %mask_number(from), matched, "Vonage inbound message");
     StatusCode::OK.into_response()
 }
@@ -576,16 +594,8 @@ async fn json_inbound(
             "no message text at the receiver's json_body path",
         );
     };
-    hooks.accepted("json");
-    let message_id = value.get("id").and_then(|v| v.as_str()).map(str::to_string);
-    let matched = hooks.inbox.arrival(
-        text,
-        Arrival {
-            at,
-            receiver: receiver.clone(),
-            message_id,
-        },
-    );
+    let message_id = value.get("id").and_then(|v| v.as_str());
+    let matched = hooks.arrived("json", &receiver, text, message_id, at);
     debug!(%receiver, matched, "JSON inbound message");
     StatusCode::OK.into_response()
 }

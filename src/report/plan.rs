@@ -16,11 +16,7 @@ pub fn render(config: &Config) -> String {
         "instance {}, webhooks on {}",
         config.canary.instance, config.canary.listen
     );
-    let public = config
-        .canary
-        .public_url
-        .clone()
-        .or_else(|| url::Url::parse(&format!("http://{}", config.canary.listen)).ok());
+    let public = config.canary.public_url_for(config.canary.listen);
     let _ = writeln!(out, "gateways:");
     for (name, g) in &config.gateways {
         let _ = writeln!(out, "  {name} ({})", g.kind());
@@ -29,10 +25,7 @@ pub fn render(config: &Config) -> String {
     for (name, r) in &config.receivers {
         match r {
             ReceiverConfig::Webhook(w) => {
-                let url = public
-                    .as_ref()
-                    .map(|p| join_public(p, &format!("/hooks/twilio/inbound/{name}")))
-                    .unwrap_or_default();
+                let url = join_public(&public, &format!("/hooks/twilio/inbound/{name}"));
                 let checks = if w.verify_signatures {
                     ""
                 } else {
