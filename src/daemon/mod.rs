@@ -179,15 +179,11 @@ pub async fn run(
     let bound = listener
         .local_addr()
         .map_err(|source| DaemonError::Listen { addr, source })?;
-    let public_url = match &config.canary.public_url {
-        Some(u) => u.clone(),
-        None => {
-            Url::parse(&format!("http://{bound}")).map_err(|e| DaemonError::Setup(e.to_string()))?
-        }
-    };
+    let public_url = config.canary.public_url_for(bound);
     let inbox = Inbox::new();
-    let enabled: Vec<&crate::config::Probe> = config.probes.iter().filter(|p| p.enabled).collect();
-    let setup = Setup::start(&config, &enabled, Some(&public_url))
+    // Every probe, disabled ones too: `POST /probes/{name}/run` may name any.
+    let probes: Vec<&crate::config::Probe> = config.probes.iter().collect();
+    let setup = Setup::start(&config, &probes, Some(&public_url))
         .await
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
     let metrics = Arc::new(Metrics::new(&config.canary.instance));
@@ -235,7 +231,8 @@ pub async fn run(
     ));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
-    info!(%bound, probes = enabled.len(), "daemon started");
+    let enabled = config.probes.iter().filter(|p| p.enabled).count();
+    info!(%bound, probes = enabled, "daemon started");
 
     scheduler::schedule(Arc::clone(&shared), control, &options).await;
 
@@ -257,8 +254,8 @@ pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
         Ok(Err(errors)) => return Err(errors.to_string()),
         Err(e) => return Err(e.to_string()),
     };
-    let enabled: Vec<&crate::config::Probe> = config.probes.iter().filter(|p| p.enabled).collect();
-    let setup = Setup::start(&config, &enabled, Some(&shared.public_url))
+    let probes: Vec<&crate::config::Probe> = config.probes.iter().collect();
+    let setup = Setup::start(&config, &probes, Some(&shared.public_url))
         .await
         .map_err(|e| e.to_string())?;
     let metrics = Some(Arc::clone(&shared.metrics));

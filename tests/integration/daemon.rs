@@ -81,9 +81,25 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
     let (capture, alerts) = Capture::start(free_addr()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
-    std::fs::write(&path, daemon_config(listen, &carrier.base_url(), alerts)).unwrap();
+    let spare = format!(
+        "\n[gateways.spare]\nkind = \"twilio\"\naccount_sid = \"AC{}\"\nauth_token = \"mock-auth-token\"\nbase_url = \"{}\"\n",
+        "0".repeat(32),
+        carrier.base_url()
+    );
+    std::fs::write(
+        &path,
+        daemon_config(listen, &carrier.base_url(), alerts) + &spare,
+    )
+    .unwrap();
     std::fs::create_dir(dir.path().join("probes")).unwrap();
     std::fs::write(dir.path().join("probes/p.toml"), PROBE).unwrap();
+    // Disabled: never scheduled, but a manual run may still name it.
+    // Its gateway serves no enabled probe, so nothing else would start it.
+    let off = PROBE
+        .replace("\"p\"", "\"off\"")
+        .replace("\"carrier\"", "\"spare\"")
+        + "enabled = false\n";
+    std::fs::write(dir.path().join("probes/off.toml"), off).unwrap();
 
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let options = DaemonOptions {
@@ -135,6 +151,18 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
             .status()
             .as_u16(),
         404
+    );
+    let off: serde_json::Value = http
+        .post(format!("http://{listen}/probes/off/run"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        off["probe"], "off",
+        "a disabled probe runs when asked: {off}"
     );
     // A broken config on reload is refused; the daemon keeps going.
     std::fs::write(&path, "[canary]\nlisten = 12\n").unwrap();
