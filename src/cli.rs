@@ -68,6 +68,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run probes once and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (worst wins).
     Check(CheckArgs),
+    /// Play fault scenarios against the probes' alerting on an accelerated clock,
+    /// through the mock carrier; exit 0 if every scenario behaves, 2 if not, 3 if it cannot run.
+    Drill(DrillArgs),
     /// Check the config and print the plan; exit 0 if valid, 3 if not.
     Validate,
     /// Preflight without sending an SMS: credentials, listener, poll endpoints.
@@ -166,6 +169,35 @@ pub struct CheckArgs {
     /// Also write a JUnit XML report here (written even when probes fail).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Probes to drill [default: every enabled probe].
+    #[arg(value_name = "PROBE")]
+    pub probes: Vec<String>,
+
+    /// Only these scenarios (repeatable) [default: all of them].
+    #[arg(long = "scenario", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::drill::scenario::ALL))]
+    pub scenarios: Vec<String>,
+
+    /// How much faster than real time runs play, from 1 to 120 [default: so a
+    /// run times out after about 4 real seconds].
+    #[arg(long, value_name = "FACTOR")]
+    pub speed: Option<f64>,
+
+    /// Also send the drill's alerts to the probes' own channels (labelled by
+    /// the probe's name as usual); by default they go only to a capturing sink.
+    #[arg(long)]
+    pub notify: bool,
+
+    /// Scenarios played at once.
+    #[arg(long, default_value_t = 16)]
+    pub jobs: usize,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@
 //! - [`store`]: SQLite state shared by cron runs and the daemon: runs, alerts, outbox, leases.
 //! - [`check`]: the one-shot `check`, wiring the above together.
 //! - [`doctor`]: preflight checks that send no SMS.
+//! - [`drill`]: chaos drills: fault scenarios played against the alerting on an accelerated clock.
 //! - [`metrics`]: Prometheus metrics for `/metrics`, the Pushgateway and textfiles.
 //! - [`monitor`]: after a run: store, alert state machine, outbox delivery.
 //! - [`daemon`]: the scheduler, HTTP endpoints, reload, graceful shutdown, watchdog.
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod doctor;
+pub mod drill;
 pub mod gateway;
 pub mod metrics;
 pub mod mock_carrier;

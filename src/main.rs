@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use sms_canary::check::{CheckOptions, check};
-use sms_canary::cli::{self, CheckArgs, Cli, Command, DaemonArgs, LogFormat};
+use sms_canary::cli::{self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat};
 use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
 use sms_canary::probe::Status;
@@ -46,6 +46,8 @@ fn main() -> ExitCode {
 fn init_tracing(cli: &Cli) {
     let default = match (cli.verbose, &cli.command) {
         (0, Command::MockCarrier(_) | Command::Daemon(_)) => "info",
+        // A drill's runs fail on purpose: their warnings are the table's rows.
+        (0, Command::Drill(_)) => "error",
         (0, _) => "warn",
         (1, _) => "info",
         _ => "debug",
@@ -84,6 +86,12 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             let items = runtime.block_on(sms_canary::doctor::doctor(&config, args.listen));
             print!("{}", sms_canary::doctor::render(&items));
             Ok(sms_canary::doctor::exit_code(&items))
+        }
+        Command::Drill(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            runtime.block_on(run_drill(&config, args))
         }
         Command::Daemon(args) => runtime.block_on(run_daemon(cli.config.as_deref(), args)),
         Command::History(args) => {
@@ -174,6 +182,38 @@ fn load(given: Option<&Path>) -> Option<Config> {
             None
         }
     }
+}
+
+async fn run_drill(config: &Config, args: DrillArgs) -> anyhow::Result<u8> {
+    let options = sms_canary::drill::DrillOptions {
+        probes: args.probes,
+        scenarios: args.scenarios,
+        speed: args.speed,
+        notify: args.notify,
+        jobs: args.jobs,
+    };
+    let spinner = Spinner::start("drilling: playing fault scenarios…".to_string());
+    let result = sms_canary::drill::drill(config, &options).await;
+    spinner.finish();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("sms-canary: {e}");
+            return Ok(UNKNOWN);
+        }
+    };
+    let text = match args.format {
+        Format::Json => report::drill::render_json(&report),
+        Format::Human => {
+            report::drill::render(&report, cli::color_allowed(std::io::stdout().is_terminal()))
+        }
+    };
+    print_stdout(text.as_bytes()).context("writing the report")?;
+    Ok(if report.all_passed() {
+        Status::Ok.code()
+    } else {
+        Status::Critical.code()
+    })
 }
 
 async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {

@@ -53,7 +53,12 @@ pub struct Monitor {
     retry: crate::config::RetryPolicy,
     channels: BTreeMap<String, Box<dyn Channel>>,
     metrics: Option<Arc<Metrics>>,
+    now: Now,
 }
+
+/// Where the monitor reads the time: the wall clock, except in a drill, whose
+/// accelerated clock lets hours of alerting play out in seconds.
+pub type Now = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,6 +85,16 @@ impl Monitor {
         store: Store,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Arc<Monitor>, MonitorError> {
+        Monitor::with_clock(config, store, metrics, Arc::new(Utc::now))
+    }
+
+    /// A monitor that stamps runs, alerts and outbox entries with `now`.
+    pub fn with_clock(
+        config: &Config,
+        store: Store,
+        metrics: Option<Arc<Metrics>>,
+        now: Now,
+    ) -> Result<Arc<Monitor>, MonitorError> {
         let mut channels = BTreeMap::new();
         for (name, channel) in &config.alerts {
             let built = alert::build_channel(name, channel).map_err(|e| MonitorError::Channel {
@@ -94,6 +109,7 @@ impl Monitor {
             retry: config.canary.notify_retry,
             channels,
             metrics,
+            now,
         }))
     }
 
@@ -148,8 +164,8 @@ impl Monitor {
         let instance = self.instance.clone();
         let probe = probe.clone();
         let run = run.clone();
+        let now = (self.now)();
         blocking(move || {
-            let now = Utc::now();
             let before = store.alert_state(&probe.name)?;
             let silenced = store.silenced(&probe.name, now)?.is_some();
             let policy = Policy {
@@ -183,7 +199,8 @@ impl Monitor {
     /// dead-lettered in the store.
     pub async fn deliver_due(&self) -> Result<Delivered, MonitorError> {
         let store = self.store.clone();
-        let due = blocking(move || store.due_notifications(Utc::now(), 200)).await?;
+        let now = (self.now)();
+        let due = blocking(move || store.due_notifications(now, 200)).await?;
         let mut result = Delivered::default();
         for entry in due {
             let id = entry.notification.id.clone();
@@ -208,7 +225,7 @@ impl Monitor {
             };
             let store = self.store.clone();
             let channel = entry.channel.clone();
-            let now = Utc::now();
+            let now = (self.now)();
             match outcome {
                 Ok(()) => {
                     if let Some(m) = &self.metrics {

@@ -8,6 +8,7 @@ mod outcome;
 mod run;
 
 pub use outcome::{Finding, Outcome, Phases, RunResult, Status};
+pub(crate) use run::slow_reason;
 pub use run::{Correlation, Wiring, run, run_as};
 
 /// Length of the token that ties an arriving message to its run.

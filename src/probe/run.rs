@@ -347,14 +347,19 @@ fn judge_latency(probe: &Probe, result: &mut RunResult) {
     result.latency = Some(latency);
     if latency > probe.threshold {
         result.outcome = Outcome::Slow;
-        result.reason = Some(format!(
-            "arrived after {}, over the {} threshold",
-            humantime::format_duration(round_ms(latency)),
-            humantime::format_duration(round_ms(probe.threshold))
-        ));
+        result.reason = Some(slow_reason(latency, probe.threshold));
     } else {
         result.outcome = Outcome::Ok;
     }
+}
+
+/// Why a run is `slow`, in the words alerts carry.
+pub(crate) fn slow_reason(latency: Duration, threshold: Duration) -> String {
+    format!(
+        "arrived after {}, over the {} threshold",
+        humantime::format_duration(round_ms(latency)),
+        humantime::format_duration(round_ms(threshold))
+    )
 }
 
 fn round_ms(d: Duration) -> Duration {

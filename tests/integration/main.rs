@@ -8,6 +8,7 @@ mod cli_conventions;
 mod config;
 mod cron;
 mod daemon;
+mod drill;
 mod examples;
 mod http_gateway;
 mod http_poll;
