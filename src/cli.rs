@@ -186,8 +186,8 @@ pub struct DrillArgs {
     #[arg(long, value_name = "FACTOR")]
     pub speed: Option<f64>,
 
-    /// Also send the drill's alerts to the probes' own channels (labelled by
-    /// the probe's name as usual); by default they go only to a capturing sink.
+    /// Also send the drill's alerts to the probes' own channels (their instance
+    /// reads "<instance> (drill)"); by default they go only to a capturing sink.
     #[arg(long)]
     pub notify: bool,
 

@@ -319,6 +319,9 @@ impl World {
         world_config.alerts = alerts;
         world_config.canary.state_dir = dir.path().to_path_buf();
         world_config.canary.public_url = None;
+        // With --notify, people see these: they must not pass for a real
+        // outage, nor resolve one in Alertmanager.
+        world_config.canary.instance = format!("{} (drill)", config.canary.instance);
         world_config.probes = vec![drilled.clone()];
 
         let listener = TcpListener::bind(("127.0.0.1", 0))

@@ -57,6 +57,7 @@ fn write_config(
         r#"
 [canary]
 state_dir = "state"
+instance = "local"
 listen = "127.0.0.1:0"
 probes = ["probes/*.toml"]
 
@@ -269,6 +270,10 @@ async fn waiting_out_a_permanent_refusal_fails_and_notify_reaches_the_real_chann
     assert_eq!(got, ["firing"]);
     let n = capture.received.lock().unwrap()[0].clone();
     assert_eq!(n["probe"], "route");
+    assert_eq!(
+        n["instance"], "local (drill)",
+        "a drill must not pass for an outage"
+    );
     assert_eq!(n["code"], "30002");
 }
 
