@@ -19,8 +19,8 @@ use crate::alert::{self, Channel, Notification, Observation, Policy, Transition}
 use crate::config::{Config, Probe};
 use crate::gateway::ErrorClass;
 use crate::metrics::Metrics;
-use crate::probe::RunResult;
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::probe::{Correlation, RunResult};
+use crate::store::{OutboxItem, StartedRun, Store, StoreError};
 
 /// How long one delivery attempt may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,6 +134,27 @@ impl Monitor {
         if let Err(e) = blocking(move || store.release_lease(&name, &holder)).await {
             warn!(%probe, "cannot release the lease: {e}");
         }
+    }
+
+    /// Writes a run ahead, before its message is sent (see [`StartedRun`]).
+    pub async fn start_run(
+        &self,
+        probe: &Probe,
+        correlation: &Correlation,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), MonitorError> {
+        let store = self.store.clone();
+        let started = StartedRun {
+            probe: probe.name.clone(),
+            correlation_id: correlation.id.clone(),
+            instance: self.instance.clone(),
+            holder: holder.to_string(),
+            started_at: now,
+            threshold: probe.threshold,
+            timeout: probe.timeout,
+        };
+        blocking(move || store.start_run(&started)).await
     }
 
     /// Stores a finished run with its alert state and queued notifications.

@@ -35,7 +35,7 @@ use crate::monitor::{Monitor, MonitorError};
 use crate::probe::{Correlation, RunResult};
 use crate::receiver::Inbox;
 use crate::receiver::webhook::Hooks;
-use crate::store::{Store, StoreError};
+use crate::store::{Holder, Store, StoreError};
 use watchdog::Heartbeat;
 
 /// How the daemon runs.
@@ -110,8 +110,9 @@ pub(crate) struct Shared {
     clock: Arc<Clock>,
     heartbeat: Arc<Heartbeat>,
     ready: AtomicBool,
-    /// Lease holder name of this daemon.
-    holder: String,
+    /// This daemon's claim on the store: the name of its leases and runs
+    /// written ahead, alive exactly as long as the process.
+    holder: Holder,
     /// Probes running now: their correlation and start, to record them as
     /// interrupted if shutdown cuts them off.
     in_flight: Mutex<HashMap<String, (Correlation, DateTime<Utc>)>>,
@@ -172,6 +173,26 @@ pub async fn run(
             .await
             .map_err(|e| DaemonError::Setup(e.to_string()))??
     };
+    // Before anything runs: runs a crashed predecessor (or a killed cron
+    // check) had in flight are recorded as interrupted and its leases freed.
+    let holder = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let holder = Holder::claim(&store, "daemon")?;
+            let recovered = crate::store::recover_crashed(&store)?;
+            Ok::<_, StoreError>((holder, recovered))
+        })
+        .await
+        .map_err(|e| DaemonError::Setup(e.to_string()))??
+    };
+    let (holder, recovered) = holder;
+    if !recovered.holders.is_empty() {
+        warn!(
+            processes = recovered.holders.len(),
+            runs = recovered.runs.len(),
+            "found processes that stopped mid-work; their runs in flight are recorded as interrupted"
+        );
+    }
     let addr = options.listen.unwrap_or(config.canary.listen);
     let listener = TcpListener::bind(addr)
         .await
@@ -207,7 +228,7 @@ pub async fn run(
         clock,
         heartbeat: Arc::clone(&heartbeat),
         ready: AtomicBool::new(false),
-        holder: format!("daemon-{}-{}", std::process::id(), ulid::Ulid::generate()),
+        holder,
         in_flight: Mutex::new(HashMap::new()),
         good_since_ping: Mutex::new(HashSet::new()),
         outbox_kick: Notify::new(),

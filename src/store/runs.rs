@@ -72,9 +72,15 @@ impl Store {
                     interrupted,
                 ],
             )?;
+            // Written ahead before its message was sent; recorded now.
+            tx.execute(
+                "DELETE FROM started_runs WHERE correlation_id = ?1",
+                [&run.correlation_id],
+            )?;
             if inserted == 0 {
                 // Already recorded (a retry after an unclear failure): the
                 // state and notices were stored with it the first time.
+                tx.commit()?;
                 return Ok(false);
             }
             tx.execute(
