@@ -203,8 +203,19 @@ impl Monitor {
     /// Sends every notification that is due; failures are rescheduled or
     /// dead-lettered in the store.
     pub async fn deliver_due(&self) -> Result<Delivered, MonitorError> {
+        self.deliver_due_at(Utc::now).await
+    }
+
+    /// [`Monitor::deliver_due`] on the wall clock `now`: what is due, and when
+    /// a retry is due, follow it, so tests can step through a backoff schedule
+    /// of minutes without waiting for it.
+    pub async fn deliver_due_at(
+        &self,
+        now: impl Fn() -> DateTime<Utc> + Send + Sync,
+    ) -> Result<Delivered, MonitorError> {
         let store = self.store.clone();
-        let due = blocking(move || store.due_notifications(Utc::now(), 200)).await?;
+        let at = now();
+        let due = blocking(move || store.due_notifications(at, 200)).await?;
         let mut result = Delivered::default();
         for entry in due {
             let id = entry.notification.id.clone();
@@ -229,7 +240,7 @@ impl Monitor {
             };
             let store = self.store.clone();
             let channel = entry.channel.clone();
-            let now = Utc::now();
+            let now = now();
             match outcome {
                 Ok(()) => {
                     if let Some(m) = &self.metrics {
@@ -271,8 +282,12 @@ impl Monitor {
         }
         if let Some(m) = &self.metrics {
             let store = self.store.clone();
-            if let Ok(pending) = blocking(move || store.pending_notifications()).await {
+            if let Ok((pending, dead)) =
+                blocking(move || Ok((store.pending_notifications()?, store.dead_letter_count()?)))
+                    .await
+            {
                 m.set_outbox_pending(pending);
+                m.set_outbox_dead_letters(dead);
             }
         }
         Ok(result)
