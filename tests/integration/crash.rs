@@ -5,6 +5,7 @@
 //! integrity check and keep every run it had; at the end every message the
 //! carrier accepted maps to exactly one recorded run, and every notification
 //! the store queued reached the sink at least once (and only a few times).
+//! A cron `check` killed mid-run is likewise recorded by the next one.
 //!
 //! `SMS_CANARY_DAEMON_KILLS` sets the number of kills (default 5; the chaos
 //! drill runs 100 or more), `SMS_CANARY_CRASH_SEED` the seed of the random
@@ -386,4 +387,76 @@ async fn kill_9_at_random_moments_loses_no_run_and_no_notification() {
         rows.len()
     );
     carrier.shutdown().await;
+}
+
+/// A cron `check` killed while it waits for its message: the next `check`
+/// records that run as interrupted and, the dead process's lease freed at
+/// once, runs the probe instead of skipping it as "in progress".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_killed_mid_run_is_recorded_by_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = |drop: bool| {
+        format!(
+            "[canary]\nlisten = \"127.0.0.1:0\"\n[defaults]\ntimeout = \"60s\"\nthreshold = \"5s\"\n\
+             [gateways.sandbox]\nkind = \"mock\"\nlatency = \"10ms\"\n\
+             [gateways.sandbox.numbers.\"+15005550100\"]\ndrop = {drop}\n\
+             [receivers.inbox]\nkind = \"webhook\"\ngateway = \"sandbox\"\n"
+        )
+    };
+    std::fs::write(dir.join("config.toml"), config(true)).unwrap();
+    std::fs::create_dir(dir.join("probes")).unwrap();
+    std::fs::write(
+        dir.join("probes/p.toml"),
+        "name = \"p\"\ngateway = \"sandbox\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"+15005550100\"\n",
+    )
+    .unwrap();
+    let cwd = dir.to_path_buf();
+    let check = move || {
+        Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+            .args(["check", "p"])
+            .current_dir(&cwd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let store_dir = dir.join(".sms-canary");
+    let mut child = check();
+    // Its message is dropped: it waits (up to 60 s) with the run written ahead.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cut = loop {
+        if store_dir.join("state.db").exists()
+            && let Ok(started) = Store::open(&store_dir).unwrap().started_runs()
+            && let [id] = &started[..]
+        {
+            break id.clone();
+        }
+        assert!(Instant::now() < deadline, "the check wrote no run ahead");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let store = Store::open(&store_dir).unwrap();
+    assert!(store.recent_runs(None, 10).unwrap().is_empty());
+
+    std::fs::write(dir.join("config.toml"), config(false)).unwrap();
+    let output = tokio::task::spawn_blocking(move || check().wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "the probe ran and passed");
+    store.integrity_check().unwrap();
+    let runs = store.recent_runs(None, 10).unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let interrupted = runs.iter().find(|r| r.correlation_id == cut).unwrap();
+    assert!(interrupted.interrupted);
+    assert_eq!(interrupted.reason.as_deref(), Some(CRASH_REASON));
+    assert!(store.started_runs().unwrap().is_empty());
+    assert!(
+        std::fs::read_dir(store_dir.join("holders"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no lock file left behind"
+    );
 }
