@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +41,10 @@ use crate::alert_channels::SmtpServer;
 struct Sink {
     addr: SocketAddr,
     status: Arc<AtomicU16>,
-    /// (path, body) of every request answered 2xx.
+    /// Keep what is posted even when answering an error: a receiver that
+    /// took the notification but whose answer got lost.
+    keep_failed: Arc<AtomicBool>,
+    /// (path, body) of every request kept.
     received: Arc<Mutex<Vec<(String, Value)>>>,
     server: Option<JoinHandle<()>>,
 }
@@ -49,12 +52,13 @@ struct Sink {
 #[derive(Clone)]
 struct SinkState {
     status: Arc<AtomicU16>,
+    keep_failed: Arc<AtomicBool>,
     received: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 async fn take(State(s): State<SinkState>, uri: Uri, body: Bytes) -> impl IntoResponse {
     let status = StatusCode::from_u16(s.status.load(Ordering::SeqCst)).unwrap();
-    if status.is_success() {
+    if status.is_success() || s.keep_failed.load(Ordering::SeqCst) {
         let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         s.received
             .lock()
@@ -69,6 +73,7 @@ impl Sink {
         let mut sink = Sink {
             addr: "127.0.0.1:0".parse().unwrap(),
             status: Arc::new(AtomicU16::new(200)),
+            keep_failed: Arc::default(),
             received: Arc::default(),
             server: None,
         };
@@ -82,6 +87,7 @@ impl Sink {
         self.addr = listener.local_addr().unwrap();
         let state = SinkState {
             status: Arc::clone(&self.status),
+            keep_failed: Arc::clone(&self.keep_failed),
             received: Arc::clone(&self.received),
         };
         let app = Router::new()
@@ -275,6 +281,13 @@ async fn sinks_down_for_a_while_then_up_get_every_notification_at_most_twice() {
     assert_eq!((d.sent, d.retrying), (0, 12), "still down: {d:?}");
     assert_eq!(at, t0 + chrono::Duration::seconds(30), "the first retry");
 
+    // Slack comes back half way first: it takes each notification but its
+    // answer is a 502, so each is sent again — the one duplicate allowed.
+    slack.keep_failed.store(true, Ordering::SeqCst);
+    slack.answer(502);
+    let (d, at) = next_pass(&monitor, at).await;
+    assert_eq!((d.sent, d.retrying), (0, 12), "still failing: {d:?}");
+    slack.keep_failed.store(false, Ordering::SeqCst);
     // Back, on the same addresses.
     slack.answer(200);
     hook.up().await;
@@ -328,6 +341,11 @@ async fn sinks_down_for_a_while_then_up_get_every_notification_at_most_twice() {
             "{sink}: none more than twice: {seen:?}"
         );
     }
+    assert!(
+        slacked.values().all(|&n| n == 2),
+        "Slack took each once while failing, and once more: {slacked:?}"
+    );
+    assert!(hooked.values().chain(mailed.values()).all(|&n| n == 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
