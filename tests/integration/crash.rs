@@ -5,7 +5,8 @@
 //! integrity check and keep every run it had; at the end every message the
 //! carrier accepted maps to exactly one recorded run, and every notification
 //! the store queued reached the sink at least once (and only a few times).
-//! A cron `check` killed mid-run is likewise recorded by the next one.
+//! A cron `check` killed mid-run is likewise recorded by the next one, or
+//! by a daemon running beside it.
 //!
 //! `SMS_CANARY_DAEMON_KILLS` sets the number of kills (default 5; the chaos
 //! drill runs 100 or more), `SMS_CANARY_CRASH_SEED` the seed of the random
@@ -460,4 +461,73 @@ async fn a_check_killed_mid_run_is_recorded_by_the_next_one() {
             .is_none(),
         "no lock file left behind"
     );
+}
+
+/// A running daemon notices a process sharing its store (a cron `check`)
+/// that died mid-run, and records that run without waiting for a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_records_the_runs_of_a_check_that_died() {
+    use std::sync::Arc;
+
+    use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
+    use sms_canary::store::StartedRun;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("config.toml"),
+        "[canary]\nlisten = \"127.0.0.1:0\"\nprobes = []\n",
+    )
+    .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let options = DaemonOptions {
+        preflight: false,
+        recovery_interval: Duration::from_millis(100),
+        ..DaemonOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run(
+        dir.join("config.toml"),
+        options,
+        Arc::new(Clock::system()),
+        rx,
+        tx.clone(),
+    ));
+    let store_dir = dir.join(".sms-canary");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store_dir.join("holders").exists() {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A check wrote its run ahead, then died: its lock file is there, unlocked.
+    let store = Store::open(&store_dir).unwrap();
+    std::fs::write(store_dir.join("holders/check-1-gone.lock"), b"").unwrap();
+    store
+        .start_run(&StartedRun {
+            probe: "cron-probe".into(),
+            correlation_id: "01CHECKDIEDMIDRUN000000000".into(),
+            instance: "local".into(),
+            holder: "check-1-gone".into(),
+            started_at: chrono::Utc::now(),
+            threshold: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+        })
+        .unwrap();
+    let run = loop {
+        if let Some(run) = store.recent_runs(None, 10).unwrap().pop() {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the daemon never recorded it");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run.correlation_id, "01CHECKDIEDMIDRUN000000000");
+    assert!(run.interrupted);
+    assert_eq!(run.reason.as_deref(), Some(CRASH_REASON));
+    assert!(store.started_runs().unwrap().is_empty());
+    assert!(!store_dir.join("holders/check-1-gone.lock").exists());
+    tx.send(Control::Shutdown).await.unwrap();
+    daemon.await.unwrap().unwrap();
+    let left: Vec<_> = std::fs::read_dir(store_dir.join("holders"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "the daemon's own lock file goes with it");
 }
