@@ -22,13 +22,13 @@ use crate::gateway::{Gateway, mock, twilio::TwilioGateway};
 use crate::metrics::Metrics;
 use crate::mock_carrier::MockHandle;
 use crate::monitor::{Delivered, Monitor};
-use crate::probe::{self, RunResult, Status, Wiring};
+use crate::probe::{self, Correlation, RunResult, Status, Wiring};
 use crate::receiver::Inbox;
 use crate::receiver::http_poll::HttpPoller;
 use crate::receiver::poll::Poller;
 use crate::receiver::twilio_poll::TwilioPoller;
 use crate::receiver::webhook::{self, Hooks, join_public};
-use crate::store::Store;
+use crate::store::{Holder, Store, StoreError};
 
 /// What to check and how.
 #[derive(Debug, Clone, Default)]
@@ -159,15 +159,25 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
             return Err(e);
         }
     };
-    let runs = futures_util::future::join_all(probes.iter().map(|probe| {
-        let wiring = Wiring {
-            gateway: setup.gateway(&probe.gateway),
-            inbox: &inbox,
-            callback_base: public_url.as_ref(),
-            poller: setup.poller(&probe.receiver),
-        };
-        probe::run(probe, wiring)
-    }))
+    let (probes, correlations): (Vec<&Probe>, Vec<Correlation>) = match &state {
+        None => probes.into_iter().map(|p| (p, Correlation::new())).unzip(),
+        Some(state) => {
+            let (started, refused) = state.write_ahead(&probes).await;
+            skipped.extend(refused);
+            started.into_iter().unzip()
+        }
+    };
+    let runs = futures_util::future::join_all(probes.iter().zip(correlations).map(
+        |(probe, correlation)| {
+            let wiring = Wiring {
+                gateway: setup.gateway(&probe.gateway),
+                inbox: &inbox,
+                callback_base: public_url.as_ref(),
+                poller: setup.poller(&probe.receiver),
+            };
+            probe::run_as(probe, wiring, correlation)
+        },
+    ))
     .await;
     if let Some(m) = &options.metrics {
         runs.iter().for_each(|r| m.observe_run(r));
@@ -193,22 +203,27 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
 /// A check's use of the state store.
 struct State {
     monitor: Arc<Monitor>,
-    holder: String,
+    /// This process's claim on the store (see [`Holder`]).
+    holder: Holder,
 }
 
 impl State {
     async fn open(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<State, CheckError> {
         let dir = config.canary.state_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
-            .await
-            .map_err(|e| CheckError::Store(e.to_string()))?
-            .map_err(|e| CheckError::Store(e.to_string()))?;
+        // Runs a crashed daemon or a killed check left in flight are
+        // recorded as interrupted first, and their leases freed.
+        let (store, holder) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&dir)?;
+            let holder = Holder::claim(&store, "check")?;
+            crate::store::recover_crashed(&store)?;
+            Ok::<_, StoreError>((store, holder))
+        })
+        .await
+        .map_err(|e| CheckError::Store(e.to_string()))?
+        .map_err(|e| CheckError::Store(e.to_string()))?;
         let monitor =
             Monitor::new(config, store, metrics).map_err(|e| CheckError::Store(e.to_string()))?;
-        Ok(State {
-            monitor,
-            holder: format!("check-{}-{}", std::process::id(), ulid::Ulid::generate()),
-        })
+        Ok(State { monitor, holder })
     }
 
     /// Leases each probe; those another run holds are skipped, not sent twice.
@@ -229,7 +244,7 @@ impl State {
                     "cost guard: max_messages_per_day ({cap}) reached in the last 24h; not sent"
                 )
             } else {
-                match self.monitor.lease(probe, &self.holder, now).await {
+                match self.monitor.lease(probe, self.holder.name(), now).await {
                     Ok(true) => {
                         leased.push(*probe);
                         continue;
@@ -248,9 +263,39 @@ impl State {
         (leased, refused)
     }
 
+    /// Writes each leased probe's run ahead, before its message is sent: a
+    /// check killed mid-run then leaves an interrupted run, not nothing. A
+    /// run that cannot be written ahead is not sent.
+    async fn write_ahead<'a>(
+        &self,
+        probes: &[&'a Probe],
+    ) -> (Vec<(&'a Probe, Correlation)>, Vec<Skipped>) {
+        let mut started = Vec::new();
+        let mut refused = Vec::new();
+        let now = chrono::Utc::now();
+        for probe in probes {
+            let correlation = Correlation::new();
+            match self
+                .monitor
+                .start_run(probe, &correlation, self.holder.name(), now)
+                .await
+            {
+                Ok(()) => started.push((*probe, correlation)),
+                Err(e) => {
+                    self.monitor.release(&probe.name, self.holder.name()).await;
+                    refused.push(Skipped {
+                        probe: probe.name.clone(),
+                        reason: format!("state store: {e}; not sent"),
+                    });
+                }
+            }
+        }
+        (started, refused)
+    }
+
     async fn release(&self, probes: &[&Probe]) {
         for probe in probes {
-            self.monitor.release(&probe.name, &self.holder).await;
+            self.monitor.release(&probe.name, self.holder.name()).await;
         }
     }
 

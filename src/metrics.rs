@@ -34,6 +34,7 @@ pub struct Metrics {
     gateway_errors: IntCounterVec,
     alerts_sent: IntCounterVec,
     outbox_pending: IntGauge,
+    outbox_dead_letters: IntGauge,
     webhook_requests: IntCounterVec,
 }
 
@@ -95,6 +96,11 @@ impl Metrics {
         let outbox_pending =
             IntGauge::new("outbox_pending", "Notifications waiting in the outbox.")
                 .expect("valid metric");
+        let outbox_dead_letters = IntGauge::new(
+            "outbox_dead_letters",
+            "Notifications that ran out of retries, kept in the outbox (`history` lists them).",
+        )
+        .expect("valid metric");
         let webhook_requests = IntCounterVec::new(
             Opts::new(
                 "webhook_requests_total",
@@ -122,6 +128,7 @@ impl Metrics {
             Box::new(gateway_errors.clone()),
             Box::new(alerts_sent.clone()),
             Box::new(outbox_pending.clone()),
+            Box::new(outbox_dead_letters.clone()),
             Box::new(webhook_requests.clone()),
             Box::new(build_info),
         ] {
@@ -136,6 +143,7 @@ impl Metrics {
             gateway_errors,
             alerts_sent,
             outbox_pending,
+            outbox_dead_letters,
             webhook_requests,
         }
     }
@@ -180,6 +188,10 @@ impl Metrics {
 
     pub fn set_outbox_pending(&self, n: u64) {
         self.outbox_pending.set(n.min(i64::MAX as u64) as i64);
+    }
+
+    pub fn set_outbox_dead_letters(&self, n: u64) {
+        self.outbox_dead_letters.set(n.min(i64::MAX as u64) as i64);
     }
 
     pub fn webhook_request(&self, route: &str, result: &str) {

@@ -19,8 +19,8 @@ use crate::alert::{self, Channel, Notification, Observation, Policy, Transition}
 use crate::config::{Config, Probe};
 use crate::gateway::ErrorClass;
 use crate::metrics::Metrics;
-use crate::probe::RunResult;
-use crate::store::{OutboxItem, Store, StoreError};
+use crate::probe::{Correlation, RunResult};
+use crate::store::{OutboxItem, StartedRun, Store, StoreError};
 
 /// How long one delivery attempt may take.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -152,6 +152,27 @@ impl Monitor {
         }
     }
 
+    /// Writes a run ahead, before its message is sent (see [`StartedRun`]).
+    pub async fn start_run(
+        &self,
+        probe: &Probe,
+        correlation: &Correlation,
+        holder: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), MonitorError> {
+        let store = self.store.clone();
+        let started = StartedRun {
+            probe: probe.name.clone(),
+            correlation_id: correlation.id.clone(),
+            instance: self.instance.clone(),
+            holder: holder.to_string(),
+            started_at: now,
+            threshold: probe.threshold,
+            timeout: probe.timeout,
+        };
+        blocking(move || store.start_run(&started)).await
+    }
+
     /// Stores a finished run with its alert state and queued notifications.
     /// Returns the alert transition it caused, if any.
     pub async fn record(
@@ -198,9 +219,19 @@ impl Monitor {
     /// Sends every notification that is due; failures are rescheduled or
     /// dead-lettered in the store.
     pub async fn deliver_due(&self) -> Result<Delivered, MonitorError> {
+        self.deliver_due_at(|| (self.now)()).await
+    }
+
+    /// [`Monitor::deliver_due`] on the wall clock `now`: what is due, and when
+    /// a retry is due, follow it, so tests can step through a backoff schedule
+    /// of minutes without waiting for it.
+    pub async fn deliver_due_at(
+        &self,
+        now: impl Fn() -> DateTime<Utc> + Send + Sync,
+    ) -> Result<Delivered, MonitorError> {
         let store = self.store.clone();
-        let now = (self.now)();
-        let due = blocking(move || store.due_notifications(now, 200)).await?;
+        let at = now();
+        let due = blocking(move || store.due_notifications(at, 200)).await?;
         let mut result = Delivered::default();
         for entry in due {
             let id = entry.notification.id.clone();
@@ -225,7 +256,7 @@ impl Monitor {
             };
             let store = self.store.clone();
             let channel = entry.channel.clone();
-            let now = (self.now)();
+            let now = now();
             match outcome {
                 Ok(()) => {
                     if let Some(m) = &self.metrics {
@@ -267,8 +298,12 @@ impl Monitor {
         }
         if let Some(m) = &self.metrics {
             let store = self.store.clone();
-            if let Ok(pending) = blocking(move || store.pending_notifications()).await {
+            if let Ok((pending, dead)) =
+                blocking(move || Ok((store.pending_notifications()?, store.dead_letter_count()?)))
+                    .await
+            {
                 m.set_outbox_pending(pending);
+                m.set_outbox_dead_letters(dead);
             }
         }
         Ok(result)

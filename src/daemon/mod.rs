@@ -35,7 +35,7 @@ use crate::monitor::{Monitor, MonitorError};
 use crate::probe::{Correlation, RunResult};
 use crate::receiver::Inbox;
 use crate::receiver::webhook::Hooks;
-use crate::store::{Store, StoreError};
+use crate::store::{Holder, Recovered, Store, StoreError};
 use watchdog::Heartbeat;
 
 /// How the daemon runs.
@@ -49,6 +49,9 @@ pub struct DaemonOptions {
     pub grace: Duration,
     /// The watchdog exits the process after this long without a scheduler tick.
     pub stall_limit: Duration,
+    /// How often to look for processes sharing the store (a cron `check`)
+    /// that died mid-run, to record their runs as interrupted.
+    pub recovery_interval: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -58,6 +61,7 @@ impl Default for DaemonOptions {
             preflight: true,
             grace: Duration::from_secs(30),
             stall_limit: Duration::from_secs(60),
+            recovery_interval: Duration::from_secs(60),
         }
     }
 }
@@ -110,8 +114,9 @@ pub(crate) struct Shared {
     clock: Arc<Clock>,
     heartbeat: Arc<Heartbeat>,
     ready: AtomicBool,
-    /// Lease holder name of this daemon.
-    holder: String,
+    /// This daemon's claim on the store: the name of its leases and runs
+    /// written ahead, alive exactly as long as the process.
+    holder: Holder,
     /// Probes running now: their correlation and start, to record them as
     /// interrupted if shutdown cuts them off.
     in_flight: Mutex<HashMap<String, (Correlation, DateTime<Utc>)>>,
@@ -172,6 +177,20 @@ pub async fn run(
             .await
             .map_err(|e| DaemonError::Setup(e.to_string()))??
     };
+    // Before anything runs: runs a crashed predecessor (or a killed cron
+    // check) had in flight are recorded as interrupted and its leases freed.
+    let holder = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || {
+            let holder = Holder::claim(&store, "daemon")?;
+            let recovered = crate::store::recover_crashed(&store)?;
+            Ok::<_, StoreError>((holder, recovered))
+        })
+        .await
+        .map_err(|e| DaemonError::Setup(e.to_string()))??
+    };
+    let (holder, recovered) = holder;
+    report_recovered(&recovered);
     let addr = options.listen.unwrap_or(config.canary.listen);
     let listener = TcpListener::bind(addr)
         .await
@@ -207,7 +226,7 @@ pub async fn run(
         clock,
         heartbeat: Arc::clone(&heartbeat),
         ready: AtomicBool::new(false),
-        holder: format!("daemon-{}-{}", std::process::id(), ulid::Ulid::generate()),
+        holder,
         in_flight: Mutex::new(HashMap::new()),
         good_since_ping: Mutex::new(HashSet::new()),
         outbox_kick: Notify::new(),
@@ -230,6 +249,10 @@ pub async fn run(
         },
     ));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
+    let recovery = tokio::spawn(recovery_loop(
+        shared.store.clone(),
+        options.recovery_interval,
+    ));
     watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
     let enabled = config.probes.iter().filter(|p| p.enabled).count();
     info!(%bound, probes = enabled, "daemon started");
@@ -238,12 +261,37 @@ pub async fn run(
 
     heartbeat.stop();
     outbox.abort();
+    recovery.abort();
     // One last chance for notifications queued by the final runs.
     let _ = tokio::time::timeout(Duration::from_secs(5), shared.monitor().deliver_due()).await;
     let _ = stop_server.send(());
     let _ = server.await;
     info!("daemon stopped");
     Ok(())
+}
+
+fn report_recovered(recovered: &Recovered) {
+    if !recovered.holders.is_empty() {
+        warn!(
+            processes = recovered.holders.len(),
+            runs = recovered.runs.len(),
+            "found processes that stopped mid-work; their runs in flight are recorded as interrupted"
+        );
+    }
+}
+
+/// Looks now and then for processes sharing the store (cron checks) that
+/// died mid-run: their runs are recorded without waiting for a restart.
+async fn recovery_loop(store: Store, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || crate::store::recover_crashed(&store)).await {
+            Ok(Ok(recovered)) => report_recovered(&recovered),
+            Ok(Err(e)) => warn!("cannot look for runs cut off by a crash: {e}"),
+            Err(e) => warn!("cannot look for runs cut off by a crash: {e}"),
+        }
+    }
 }
 
 /// SIGHUP: load and validate the new config; keep the old one on any error.

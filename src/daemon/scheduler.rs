@@ -174,12 +174,25 @@ async fn run_one(
             "cost guard: max_messages_per_day ({cap}) reached in the last 24h"
         ));
     }
-    if !matches!(monitor.lease(probe, &shared.holder, now).await, Ok(true)) {
+    if !matches!(
+        monitor.lease(probe, shared.holder.name(), now).await,
+        Ok(true)
+    ) {
         info!(probe = %probe.name, "another process is running this probe: run skipped");
         return Err(format!(
             "probe `{}` is being run by another process (lease held)",
             probe.name
         ));
+    }
+    // Written ahead: if this process dies before recording the run, the next
+    // one to start records it as interrupted instead of losing it.
+    if let Err(e) = monitor
+        .start_run(probe, &correlation, shared.holder.name(), now)
+        .await
+    {
+        error!(probe = %probe.name, "cannot write the run ahead, so it is not sent: {e}");
+        monitor.release(&probe.name, shared.holder.name()).await;
+        return Err(format!("state store: {e}"));
     }
     let setup = shared.setup();
     let wiring = Wiring {
@@ -193,7 +206,7 @@ async fn run_one(
     if let Err(e) = monitor.record(probe, &result, false).await {
         error!(probe = %probe.name, "cannot record the run: {e}");
     }
-    monitor.release(&probe.name, &shared.holder).await;
+    monitor.release(&probe.name, shared.holder.name()).await;
     shared.outbox_kick.notify_one();
     heartbeat_after(shared, &result).await;
     Ok(result)
@@ -246,7 +259,7 @@ async fn shutdown(shared: &Shared, mut tasks: JoinSet<()>, grace: Duration) {
             Ok(_) => warn!(probe = %name, "run interrupted by shutdown, recorded as such"),
             Err(e) => error!(probe = %name, "cannot record the interrupted run: {e}"),
         }
-        monitor.release(&name, &shared.holder).await;
+        monitor.release(&name, shared.holder.name()).await;
     }
 }
 

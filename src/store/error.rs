@@ -56,6 +56,13 @@ pub enum StoreError {
         path: PathBuf,
         problems: Vec<String>,
     },
+    /// A process's liveness lock file could not be created or locked.
+    #[error("state store {}: holder lock file: {source}", path.display())]
+    Holder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// An outbox update named a notification the store does not hold.
     #[error("state store {}: no outbox entry for notification {notification_id} on channel {channel}", path.display())]
     UnknownNotification {

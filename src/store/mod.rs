@@ -13,9 +13,11 @@
 
 mod control;
 mod error;
+mod holder;
 mod outbox;
 mod runs;
 mod schema;
+mod started;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ use crate::probe::{Finding, Outcome, Phases};
 
 use error::Failure;
 pub use error::StoreError;
+pub use holder::{Holder, Recovered, recover_crashed};
+pub use started::{CRASH_REASON, StartedRun};
 
 /// The database file's name inside the `state_dir`.
 pub const DB_FILE: &str = "state.db";
@@ -155,8 +159,9 @@ impl Store {
         &self.inner.path
     }
 
-    /// Runs SQLite's full integrity check and a foreign-key check; `Ok` when
-    /// both are clean, otherwise every problem they reported.
+    /// Runs SQLite's full integrity check, a foreign-key check and a check
+    /// that no run is both written ahead and recorded; `Ok` when all are
+    /// clean, otherwise every problem they reported.
     pub fn integrity_check(&self) -> Result<(), StoreError> {
         self.with("integrity check", |conn| {
             let mut problems = Vec::new();
@@ -178,6 +183,14 @@ impl Store {
             })?;
             for orphan in orphans {
                 problems.push(orphan?);
+            }
+            // Recording a run deletes its started row in the same transaction.
+            let mut stmt = conn.prepare(
+                "SELECT correlation_id FROM started_runs
+                 WHERE correlation_id IN (SELECT correlation_id FROM runs)",
+            )?;
+            for id in stmt.query_map([], |row| row.get::<_, String>(0))? {
+                problems.push(format!("run {} is both started and recorded", id?));
             }
             if problems.is_empty() {
                 Ok(())

@@ -88,6 +88,18 @@ impl Store {
         })
     }
 
+    /// How many notifications ran out of retries and are kept as dead letters.
+    pub fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.with("count dead letters", |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND dead = 1",
+                [],
+                |row| row.get(0),
+            )?;
+            count(n)
+        })
+    }
+
     /// Notifications that ran out of retries, newest first.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         self.with("read dead letters", |conn| {
@@ -266,6 +278,7 @@ mod tests {
         let ids: Vec<_> = dead.iter().map(|e| e.notification.id.as_str()).collect();
         assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
         assert!(dead.iter().all(|e| e.dead && e.attempts == 1));
+        assert_eq!(store.dead_letter_count().unwrap(), 2);
         assert_eq!(store.dead_letters(1).unwrap().len(), 1);
     }
 

@@ -72,9 +72,15 @@ impl Store {
                     interrupted,
                 ],
             )?;
+            // Written ahead before its message was sent; recorded now.
+            tx.execute(
+                "DELETE FROM started_runs WHERE correlation_id = ?1",
+                [&run.correlation_id],
+            )?;
             if inserted == 0 {
                 // Already recorded (a retry after an unclear failure): the
                 // state and notices were stored with it the first time.
+                tx.commit()?;
                 return Ok(false);
             }
             tx.execute(
@@ -246,11 +252,14 @@ impl Store {
     }
 
     /// Messages submitted (runs the gateway accepted, so with a message id)
-    /// since `since`, across all probes: what the cost guard counts.
+    /// since `since`, across all probes: what the cost guard counts. A run
+    /// cut off by a shutdown or a crash counts too: its message may have
+    /// gone out before the answer was recorded, and a cost guard errs high.
     pub fn messages_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
         self.with("count messages", |conn| {
             let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM runs WHERE started_at >= ?1 AND message_id IS NOT NULL",
+                "SELECT COUNT(*) FROM runs
+                 WHERE started_at >= ?1 AND (message_id IS NOT NULL OR interrupted = 1)",
                 [millis(since)],
                 |row| row.get(0),
             )?;
@@ -574,9 +583,15 @@ mod tests {
         store
             .record_run(&rejected, "i", false, &AlertState::default(), &[], t(30))
             .unwrap();
-        assert_eq!(store.messages_since(t(0)).unwrap(), 3);
-        assert_eq!(store.messages_since(t(10)).unwrap(), 2);
-        assert_eq!(store.messages_since(t(31)).unwrap(), 0);
+        let mut cut = run("b", "cut", t(40), Outcome::Error);
+        cut.message_id = None;
+        store
+            .record_run(&cut, "i", true, &AlertState::default(), &[], t(40))
+            .unwrap();
+        assert_eq!(store.messages_since(t(0)).unwrap(), 4);
+        assert_eq!(store.messages_since(t(10)).unwrap(), 3);
+        assert_eq!(store.messages_since(t(31)).unwrap(), 1);
+        assert_eq!(store.messages_since(t(41)).unwrap(), 0);
     }
 
     #[test]

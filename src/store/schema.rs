@@ -84,6 +84,20 @@ CREATE TABLE heartbeat (
     at INTEGER NOT NULL
 ) STRICT;
 "#,
+    // 2: runs written ahead, before their message is sent, so that a run cut
+    // off by a crash is found and recorded as interrupted by the next start.
+    r#"
+CREATE TABLE started_runs (
+    correlation_id TEXT    PRIMARY KEY,
+    probe          TEXT    NOT NULL,
+    instance       TEXT    NOT NULL,
+    holder         TEXT    NOT NULL,
+    started_at     INTEGER NOT NULL,
+    threshold_ms   REAL    NOT NULL,
+    timeout_ms     REAL    NOT NULL
+) STRICT;
+CREATE INDEX started_runs_holder ON started_runs (holder);
+"#,
 ];
 
 /// The schema version this code writes.
@@ -137,7 +151,30 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 6);
+        assert_eq!(tables, 7);
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_runs_and_gains_started_runs() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO runs (probe, correlation_id, instance, started_at, outcome,
+                 threshold_ms, timeout_ms, attempts, findings, interrupted)
+             VALUES ('p', 'old', 'i', 0, 'ok', 1.0, 2.0, 1, '[]', 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), 2);
+        let runs: i64 = conn
+            .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
+            .unwrap();
+        let started: i64 = conn
+            .query_row("SELECT COUNT(*) FROM started_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((runs, started), (1, 0));
     }
 
     #[test]

@@ -570,7 +570,7 @@ const SMTP_SCRIPT: &str = concat!(
 );
 
 /// A Python with aiosmtpd.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let smtpd = crate::python::Package {
         pip: "aiosmtpd==1.4.6",
         check: "import aiosmtpd, sys; sys.exit(aiosmtpd.__version__ != '1.4.6')",
@@ -580,9 +580,9 @@ fn python() -> PathBuf {
 
 /// The SMTP server: killed on drop (and it exits by itself when its stdin,
 /// held here, closes with the test process).
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -595,11 +595,18 @@ impl Drop for SmtpServer {
 
 impl SmtpServer {
     fn start() -> SmtpServer {
+        SmtpServer::start_on(0)
+    }
+
+    /// On `port`, or on a free one for 0: a server stopped (dropped) and
+    /// started again on its port looks to clients like an outage that ended.
+    pub(crate) fn start_on(port: u16) -> SmtpServer {
         let python = python();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(python)
             .arg(SMTP_SCRIPT)
             .arg(dir.path())
+            .arg(port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -619,7 +626,7 @@ impl SmtpServer {
     }
 
     /// The messages received so far, in order.
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
             .expect("read the mail dir")
             .filter_map(|e| e.ok().map(|e| e.path()))

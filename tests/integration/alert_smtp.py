@@ -1,9 +1,10 @@
 """A real SMTP server (aiosmtpd) for the email alert tests.
 
-Usage: alert_smtp.py OUTDIR
+Usage: alert_smtp.py OUTDIR [PORT]
 
-Listens on 127.0.0.1 on a free port and prints the port on the first line of
-stdout. Each accepted message is saved as OUTDIR/NNNN.json with the envelope,
+Listens on 127.0.0.1 on PORT (by default a free one; a given one lets a test
+stop the server and start it again where clients expect it) and prints the
+port on the first line of stdout. Each accepted message is saved as OUTDIR/NNNN.json with the envelope,
 the headers and the decoded text body (written under a temporary name and
 renamed, so a reader never sees half a file). Recipients starting with
 `reject` get a permanent 550 and those starting with `busy` a transient 451,
@@ -52,11 +53,11 @@ class Handler:
         return "250 Message accepted for delivery"
 
 
-async def main(outdir):
+async def main(outdir, port):
     loop = asyncio.get_running_loop()
     handler = Handler(outdir)
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="smtp.test"), host="127.0.0.1", port=0
+        lambda: SMTP(handler, hostname="smtp.test"), host="127.0.0.1", port=port
     )
     print(server.sockets[0].getsockname()[1], flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
@@ -64,4 +65,4 @@ async def main(outdir):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0))

@@ -43,6 +43,7 @@ const METRICS: &[&str] = &[
     "gateway_errors_total",
     "alerts_sent_total",
     "outbox_pending",
+    "outbox_dead_letters",
     "webhook_requests_total",
     "build_info",
 ];
