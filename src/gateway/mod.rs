@@ -160,6 +160,56 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SubmitError> {
         .map_err(|e| SubmitError::permanent(format!("cannot build HTTP client: {e}")))
 }
 
+/// How much of a provider's answer is read: far more than any real API
+/// answer, so a runaway or hostile body is cut off instead of held in memory.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// A response body read up to a limit.
+#[derive(Debug, Default)]
+pub struct Body {
+    /// What was read: at most the limit.
+    pub bytes: Vec<u8>,
+    /// The answer went on past the limit; the rest was not read.
+    pub over_limit: bool,
+    /// The transport failed part way; `bytes` holds what arrived before.
+    pub cut: Option<reqwest::Error>,
+}
+
+/// Reads at most `limit` bytes of a response. Stopping early drops the
+/// connection, so a 50 MB answer costs 1 MiB of memory, not 50.
+pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Body {
+    let mut body = Body::default();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - body.bytes.len();
+                if chunk.len() > room {
+                    body.bytes.extend_from_slice(&chunk[..room]);
+                    body.over_limit = true;
+                    return body;
+                }
+                body.bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => return body,
+            Err(e) => {
+                body.cut = Some(e);
+                return body;
+            }
+        }
+    }
+}
+
+/// The error for an accepted (2xx) answer too large to read. Transient, like
+/// any other unreadable answer to a submit: a retry may duplicate the
+/// message, which token matching tolerates, while giving up would report a
+/// false loss.
+pub fn too_large(what: &str) -> SubmitError {
+    SubmitError::transient(format!(
+        "{what} is larger than {} MiB; it was not read to the end",
+        MAX_RESPONSE_BYTES >> 20
+    ))
+}
+
 /// The start of a response body, for error messages: enough to recognise, never huge.
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);

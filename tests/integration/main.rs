@@ -2,6 +2,7 @@
 //! the real code over real HTTP on 127.0.0.1:0.
 
 mod alert_channels;
+mod bad_config;
 mod capture;
 mod cli;
 mod cli_conventions;
