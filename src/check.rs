@@ -41,6 +41,8 @@ pub struct CheckOptions {
     pub stateless: bool,
     /// Count runs and notifications here (for a Pushgateway or a textfile).
     pub metrics: Option<Arc<Metrics>>,
+    /// Limits of the webhook listener.
+    pub limits: crate::server::Limits,
 }
 
 /// Why a check could not run at all (as opposed to a probe failing): UNKNOWN.
@@ -313,7 +315,7 @@ impl Listener {
         let server = tokio::spawn(crate::server::serve(
             listener,
             routes,
-            crate::server::Limits::default(),
+            options.limits,
             async {
                 let _ = stopped.await;
             },

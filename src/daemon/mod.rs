@@ -49,6 +49,8 @@ pub struct DaemonOptions {
     pub grace: Duration,
     /// The watchdog exits the process after this long without a scheduler tick.
     pub stall_limit: Duration,
+    /// Limits of the HTTP listener (webhooks, metrics, the API).
+    pub limits: crate::server::Limits,
 }
 
 impl Default for DaemonOptions {
@@ -58,6 +60,7 @@ impl Default for DaemonOptions {
             preflight: true,
             grace: Duration::from_secs(30),
             stall_limit: Duration::from_secs(60),
+            limits: crate::server::Limits::default(),
         }
     }
 }
@@ -221,14 +224,9 @@ pub async fn run(
 
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let app = server::router(Arc::clone(&shared));
-    let server = tokio::spawn(crate::server::serve(
-        listener,
-        app,
-        crate::server::Limits::default(),
-        async {
-            let _ = server_stopped.await;
-        },
-    ));
+    let server = tokio::spawn(crate::server::serve(listener, app, options.limits, async {
+        let _ = server_stopped.await;
+    }));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
     let enabled = config.probes.iter().filter(|p| p.enabled).count();

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -83,6 +84,8 @@ pub struct Counters {
     pub accepted: AtomicU64,
     pub forbidden: AtomicU64,
     pub malformed: AtomicU64,
+    /// Bodies over [`BODY_LIMIT`] (413).
+    pub too_large: AtomicU64,
     pub unmatched: AtomicU64,
 }
 
@@ -223,6 +226,7 @@ fn refuse(hooks: &Hooks, route: &str, status: StatusCode, why: &str) -> Response
     let (counter, result) = match status {
         StatusCode::FORBIDDEN => (&hooks.counters.forbidden, "forbidden"),
         StatusCode::NOT_FOUND => (&hooks.counters.unmatched, "not_found"),
+        StatusCode::PAYLOAD_TOO_LARGE => (&hooks.counters.too_large, "too_large"),
         _ => (&hooks.counters.malformed, "malformed"),
     };
     counter.fetch_add(1, Ordering::Relaxed);
@@ -272,8 +276,12 @@ async fn twilio_inbound(
     Path(receiver): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "twilio_inbound", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
         return refuse(
@@ -323,8 +331,12 @@ async fn twilio_status(
     Path(gateway): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "twilio_status", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(token) = hooks.gateways.get(&gateway).and_then(|k| k.twilio.as_ref()) else {
         return refuse(
@@ -440,8 +452,12 @@ async fn vonage_inbound(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "vonage_inbound", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
         return refuse(
@@ -492,8 +508,12 @@ async fn vonage_receipt(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "vonage_receipt", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.gateways.get(&gateway).filter(|k| k.is_vonage) else {
         return refuse(
@@ -556,8 +576,12 @@ async fn json_inbound(
     State(hooks): State<Arc<Hooks>>,
     Path(receiver): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "json", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
         return refuse(&hooks, "json", StatusCode::NOT_FOUND, "no such receiver");

@@ -3,6 +3,7 @@
 
 mod alert_channels;
 mod bad_config;
+mod bad_webhooks;
 mod capture;
 mod cli;
 mod cli_conventions;
