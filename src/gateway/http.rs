@@ -520,13 +520,7 @@ fn rule_error(
     }
 }
 
-fn clip(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &s[..end]),
-        None => s.to_string(),
-    }
-}
-
+use super::clip;
 pub(crate) use super::{read_body, snippet};
 
 #[cfg(test)]

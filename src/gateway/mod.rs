@@ -210,13 +210,49 @@ pub fn too_large(what: &str) -> SubmitError {
     ))
 }
 
-/// The start of a response body, for error messages: enough to recognise, never huge.
+/// How much of a body an error message quotes.
+const SNIPPET_CHARS: usize = 80;
+
+/// The start of a response body, for error messages: enough to recognise,
+/// never huge. An HTML page (a proxy's or load balancer's error page) is
+/// named by its title rather than quoted.
 pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.trim().is_empty() {
+    let head = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    if let Some(title) = html_title(&head) {
+        return format!("an HTML page, \"{}\"", clip(&title, SNIPPET_CHARS));
+    }
+    let text: String = head
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
         "(empty body)".to_string()
     } else {
-        text
+        clip(&text, SNIPPET_CHARS)
+    }
+}
+
+/// The `<title>` of what looks like an HTML page.
+fn html_title(head: &str) -> Option<String> {
+    let lower = head.to_ascii_lowercase();
+    if !lower.trim_start().starts_with('<') {
+        return None;
+    }
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    // Lowercasing ASCII keeps byte offsets, so they index `head` too.
+    let title = head[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!title.is_empty()).then_some(title)
+}
+
+/// `s` cut to `max_chars` characters, with `…` when cut.
+pub(crate) fn clip(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_string(),
     }
 }

@@ -3,6 +3,7 @@
 
 mod alert_channels;
 mod bad_config;
+mod bad_responses;
 mod bad_webhooks;
 mod capture;
 mod cli;
