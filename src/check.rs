@@ -43,6 +43,9 @@ pub struct CheckOptions {
     pub metrics: Option<Arc<Metrics>>,
     /// Limits of the webhook listener.
     pub limits: crate::server::Limits,
+    /// The token index to use; unset, a fresh one. Lets a caller watch the
+    /// inbox's bookkeeping while the check runs.
+    pub inbox: Option<Arc<Inbox>>,
 }
 
 /// Why a check could not run at all (as opposed to a probe failing): UNKNOWN.
@@ -142,7 +145,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
             leased
         }
     };
-    let inbox = Inbox::new();
+    let inbox = options.inbox.clone().unwrap_or_default();
     let listener = if !probes.is_empty() && needs_listener(config, &probes) {
         Some(Listener::start(config, options, &inbox).await?)
     } else {

@@ -12,6 +12,7 @@ mod config;
 mod cron;
 mod daemon;
 mod examples;
+mod flood;
 mod http_gateway;
 mod http_poll;
 mod junit;
