@@ -211,7 +211,7 @@ async fn a_webhook_flood_leaves_the_inbox_bounded_while_a_run_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slowloris_client_is_cut_off_while_a_probe_run_completes() {
-    let (_dir, config) = setup("1500ms", None);
+    let (_dir, config) = setup("2500ms", None);
     let addr = free_addr();
     let options = CheckOptions {
         listen: Some(addr),
@@ -252,7 +252,7 @@ async fn a_slowloris_client_is_cut_off_while_a_probe_run_completes() {
     );
     assert!(
         !running.is_finished(),
-        "the run (1.5s of carrier latency) is still going when the client is cut"
+        "the run (2.5s of carrier latency) is still going when the client is cut"
     );
     let report = running.await.unwrap();
     assert_eq!(report.runs[0].outcome, Outcome::Ok, "{:?}", report.runs[0]);
