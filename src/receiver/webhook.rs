@@ -52,6 +52,10 @@ pub struct Hooks {
     gateways: HashMap<String, GatewayKeys>,
     counters: Counters,
     metrics: Option<Arc<Metrics>>,
+    /// For rate-limiting warnings: when the routes were built, and the
+    /// second (counted from 1) of the last warning.
+    started: std::time::Instant,
+    last_warned: AtomicU64,
 }
 
 /// What signs a gateway's callbacks.
@@ -147,6 +151,8 @@ impl Hooks {
             gateways,
             counters: Counters::default(),
             metrics,
+            started: std::time::Instant::now(),
+            last_warned: AtomicU64::new(0),
         })
     }
 
@@ -233,7 +239,15 @@ fn refuse(hooks: &Hooks, route: &str, status: StatusCode, why: &str) -> Response
     if let Some(m) = &hooks.metrics {
         m.webhook_request(route, result);
     }
-    warn!(status = status.as_u16(), "webhook refused: {why}");
+    // A refusal is worth a warning (a wrong public_url makes every callback
+    // fail), but a flood of them must not become a flood of log lines: one a
+    // second at most, the rest at debug; the metric counts them all.
+    let second = hooks.started.elapsed().as_secs() + 1;
+    if hooks.last_warned.fetch_max(second, Ordering::Relaxed) < second {
+        warn!(%route, status = status.as_u16(), "webhook refused: {why} (at most one such warning a second)");
+    } else {
+        debug!(%route, status = status.as_u16(), "webhook refused: {why}");
+    }
     (status, why.to_string()).into_response()
 }
 

@@ -257,3 +257,52 @@ async fn a_slowloris_client_is_cut_off_while_a_probe_run_completes() {
     let report = running.await.unwrap();
     assert_eq!(report.runs[0].outcome, Outcome::Ok, "{:?}", report.runs[0]);
 }
+
+#[test]
+fn refused_webhooks_are_warned_about_at_most_once_a_second() {
+    use std::io::{Read, Write};
+    let (dir, _) = setup("3s", None);
+    let addr = free_addr();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+        .args([
+            "check",
+            "--no-state",
+            "--listen",
+            &addr.to_string(),
+            "--config",
+        ])
+        .arg(dir.path().join("config.toml"))
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = (0..500).any(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    assert!(up, "the check's listener never came up");
+    let started = std::time::Instant::now();
+    let body = "From=%2B15005550199&Body=unsigned";
+    for _ in 0..200 {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            tcp,
+            "POST /hooks/twilio/inbound/inbox HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    }
+    let seconds = started.elapsed().as_secs();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warned = stderr.matches("webhook refused").count();
+    assert!(
+        (1..=seconds as usize + 2).contains(&warned),
+        "200 refusals in {seconds}s gave {warned} warnings:\n{stderr}"
+    );
+}
