@@ -41,6 +41,11 @@ pub struct CheckOptions {
     pub stateless: bool,
     /// Count runs and notifications here (for a Pushgateway or a textfile).
     pub metrics: Option<Arc<Metrics>>,
+    /// Limits of the webhook listener.
+    pub limits: crate::server::Limits,
+    /// The token index to use; unset, a fresh one. Lets a caller watch the
+    /// inbox's bookkeeping while the check runs.
+    pub inbox: Option<Arc<Inbox>>,
 }
 
 /// Why a check could not run at all (as opposed to a probe failing): UNKNOWN.
@@ -140,7 +145,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
             leased
         }
     };
-    let inbox = Inbox::new();
+    let inbox = options.inbox.clone().unwrap_or_default();
     let listener = if !probes.is_empty() && needs_listener(config, &probes) {
         Some(Listener::start(config, options, &inbox).await?)
     } else {
@@ -358,7 +363,7 @@ impl Listener {
         let server = tokio::spawn(crate::server::serve(
             listener,
             routes,
-            crate::server::Limits::default(),
+            options.limits,
             async {
                 let _ = stopped.await;
             },

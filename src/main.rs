@@ -223,6 +223,7 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
         stateless: args.no_state,
         metrics: (args.push_gateway.is_some() || args.textfile.is_some())
             .then(|| std::sync::Arc::new(Metrics::new(&config.canary.instance))),
+        ..CheckOptions::default()
     };
     let waiting = if options.probes.is_empty() {
         "enabled probes".to_string()

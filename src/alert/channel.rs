@@ -105,7 +105,7 @@ pub(crate) async fn deliver(
     request: reqwest::RequestBuilder,
     who: &str,
 ) -> Result<(), ChannelError> {
-    let response = request.send().await.map_err(|e| transport_error(&e, who))?;
+    let mut response = request.send().await.map_err(|e| transport_error(&e, who))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -113,9 +113,12 @@ pub(crate) async fn deliver(
     let retry_after = crate::gateway::retry_after(response.headers());
     // The body says why (Slack: `invalid_token`, `channel_not_found`); a
     // failure to read it must not hide the status, so it is best effort.
-    let body = response.bytes().await.unwrap_or_default();
-    Err(classify_status(status, retry_after, &body, who))
+    let body = crate::gateway::read_body(&mut response, ERROR_BODY_BYTES).await;
+    Err(classify_status(status, retry_after, &body.bytes, who))
 }
+
+/// How much of an error answer is read: its start says why.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
 
 /// The error for a non-2xx answer: 408, 429 and 5xx are worth retrying; any
 /// other answer (bad payload, revoked token, deleted channel, a redirect)

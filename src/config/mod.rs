@@ -714,6 +714,24 @@ struct RawMain {
     defaults: Option<Spanned<Defaults>>,
 }
 
+/// A setting that deserialized but does not work, found by building what
+/// uses it (templates, the mock carrier): `field` is the key to point at.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 /// One problem in the configuration, with where it is.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -790,6 +808,26 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Reads a config file; text that is not UTF-8 is refused at the first bad byte.
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        // The prefix up to the bad byte is valid UTF-8 by definition.
+        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        let (line, column) = line_col(&before, valid);
+        ConfigError::At {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: "not valid UTF-8 text (save the file as UTF-8)".to_string(),
+        }
+    })
+}
+
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl Config {
@@ -801,12 +839,7 @@ impl Config {
     /// Loads with an explicit environment, so tests need not touch the process's.
     pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let text = std::fs::read_to_string(path).map_err(|source| {
-            ConfigErrors(vec![ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            }])
-        })?;
+        let text = read_text(path).map_err(|e| ConfigErrors(vec![e]))?;
         let main = parse_main(path, &text, env, &mut errors);
         let Some((raw, gateways, receivers, alerts, declared)) = main else {
             return Err(ConfigErrors(errors));
@@ -864,6 +897,8 @@ struct Declared {
     gateways: BTreeSet<String>,
     receivers: BTreeSet<String>,
     alerts: BTreeSet<String>,
+    /// Line and column of `[canary] probes`, for errors in its globs.
+    probes_at: Option<(usize, usize)>,
 }
 
 fn parse_main(
@@ -889,6 +924,12 @@ fn parse_main(
     if sink.errors.len() > before {
         return None;
     }
+    let probes_at = match root.get_ref().get("canary").map(|c| c.get_ref()) {
+        Some(DeValue::Table(canary)) => {
+            canary.get("probes").map(|p| line_col(text, p.span().start))
+        }
+        _ => None,
+    };
     let gateways_value = root.get_mut().remove("gateways");
     let receivers_value = root.get_mut().remove("receivers");
     let alerts_value = root.get_mut().remove("alerts");
@@ -899,7 +940,10 @@ fn parse_main(
             RawMain::default()
         }
     };
-    let mut declared = Declared::default();
+    let mut declared = Declared {
+        probes_at,
+        ..Declared::default()
+    };
     let gateways = parse_kinds(
         gateways_value,
         "gateways",
@@ -915,6 +959,11 @@ fn parse_main(
                 _ => GatewayConfig::Http(HttpGatewayConfig::deserialize(de)?),
             })
         },
+        |gateway| match gateway {
+            GatewayConfig::Http(h) => crate::gateway::http::HttpGateway::check_config(h),
+            GatewayConfig::Mock(m) => crate::gateway::mock::check_config(m),
+            _ => Ok(()),
+        },
     );
     let receivers = parse_kinds(
         receivers_value,
@@ -929,6 +978,10 @@ fn parse_main(
                 "twilio-poll" => ReceiverConfig::TwilioPoll(TwilioPollConfig::deserialize(de)?),
                 _ => ReceiverConfig::HttpPoll(HttpPollConfig::deserialize(de)?),
             })
+        },
+        |receiver| match receiver {
+            ReceiverConfig::HttpPoll(h) => crate::receiver::http_poll::HttpPoller::check_config(h),
+            _ => Ok(()),
         },
     );
     let alerts = parse_kinds(
@@ -946,6 +999,7 @@ fn parse_main(
                 _ => AlertConfig::Alertmanager(AlertmanagerConfig::deserialize(de)?),
             })
         },
+        |_| Ok(()),
     );
     for name in &raw
         .defaults
@@ -974,6 +1028,7 @@ fn parse_kinds<T>(
     sink: &mut Sink<'_>,
     declared: &mut BTreeSet<String>,
     build: impl Fn(&str, Spanned<DeValue<'_>>) -> Result<T, toml::de::Error>,
+    check: impl Fn(&T) -> Result<(), Invalid>,
 ) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
     let Some(value) = value else { return out };
@@ -1021,8 +1076,19 @@ fn parse_kinds<T>(
                 continue;
             }
         };
-        match build(&kind, Spanned::new(entry_span, DeValue::Table(fields))) {
+        let field_spans: BTreeMap<String, std::ops::Range<usize>> = fields
+            .iter()
+            .map(|(key, value)| (key.get_ref().to_string(), value.span()))
+            .collect();
+        match build(
+            &kind,
+            Spanned::new(entry_span.clone(), DeValue::Table(fields)),
+        ) {
             Ok(parsed) => {
+                if let Err(e) = check(&parsed) {
+                    let span = field_spans.get(e.field).cloned().unwrap_or(entry_span);
+                    sink.at(Some(span), format!("`{section}.{name}`: {}", e.message));
+                }
                 out.insert(name, parsed);
             }
             Err(e) => {
@@ -1148,19 +1214,30 @@ fn load_probes(
                     }
                 }
             }
-            Err(e) => errors.push(ConfigError::File {
-                file: config.path.clone(),
-                message: format!("[canary] probes: bad glob \"{pattern}\": {e}"),
-            }),
+            Err(e) => {
+                let message = format!("[canary] probes: bad glob \"{pattern}\": {e}");
+                errors.push(match declared.probes_at {
+                    Some((line, column)) => ConfigError::At {
+                        file: config.path.clone(),
+                        line,
+                        column,
+                        message,
+                    },
+                    None => ConfigError::File {
+                        file: config.path.clone(),
+                        message,
+                    },
+                });
+            }
         }
     }
     let mut probes: Vec<Probe> = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
-        let text = match std::fs::read_to_string(&file) {
+        let text = match read_text(&file) {
             Ok(t) => t,
-            Err(source) => {
-                errors.push(ConfigError::Read { path: file, source });
+            Err(e) => {
+                errors.push(e);
                 continue;
             }
         };

@@ -52,6 +52,8 @@ pub struct DaemonOptions {
     /// How often to look for processes sharing the store (a cron `check`)
     /// that died mid-run, to record their runs as interrupted.
     pub recovery_interval: Duration,
+    /// Limits of the HTTP listener (webhooks, metrics, the API).
+    pub limits: crate::server::Limits,
 }
 
 impl Default for DaemonOptions {
@@ -62,6 +64,7 @@ impl Default for DaemonOptions {
             grace: Duration::from_secs(30),
             stall_limit: Duration::from_secs(60),
             recovery_interval: Duration::from_secs(60),
+            limits: crate::server::Limits::default(),
         }
     }
 }
@@ -240,14 +243,9 @@ pub async fn run(
 
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let app = server::router(Arc::clone(&shared));
-    let server = tokio::spawn(crate::server::serve(
-        listener,
-        app,
-        crate::server::Limits::default(),
-        async {
-            let _ = server_stopped.await;
-        },
-    ));
+    let server = tokio::spawn(crate::server::serve(listener, app, options.limits, async {
+        let _ = server_stopped.await;
+    }));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     let recovery = tokio::spawn(recovery_loop(
         shared.store.clone(),

@@ -16,10 +16,10 @@ use tracing::warn;
 use url::Url;
 
 use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, retry_after,
-    transport_error,
+    Accepted, BoxFuture, ErrorClass, Gateway, MAX_RESPONSE_BYTES, SubmitError, SubmitRequest,
+    retry_after, transport_error,
 };
-use crate::config::{HttpGatewayConfig, HttpMethod, JsonPathExpr, ResponseRule};
+use crate::config::{HttpGatewayConfig, HttpMethod, Invalid, JsonPathExpr, ResponseRule};
 use crate::template::{Escape, Template, TemplateError};
 
 /// The placeholders a gateway template may use.
@@ -28,10 +28,6 @@ pub const PLACEHOLDERS: &[&str] = &["to", "from", "body", "correlation_id"];
 /// The message id recorded when the API accepted a message but its answer
 /// does not say which id it got.
 pub const UNKNOWN_MESSAGE_ID: &str = "unknown";
-
-/// How much of a response is read: enough for any sane API answer; a runaway
-/// body is cut off rather than held in memory.
-const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
 /// Values used to check templates when the gateway is built: plausible, and
 /// with a quote and a newline so that escaping is exercised too.
@@ -92,27 +88,51 @@ impl HttpGateway {
     /// placeholders and the URL and JSON body against sample values.
     pub fn new(name: &str, config: &HttpGatewayConfig) -> Result<Self, SubmitError> {
         // The caller prefixes the gateway's name, as for every other gateway.
-        let bad = |what: String| SubmitError::permanent(what);
+        Self::build(name, config).map_err(|e| SubmitError::permanent(e.message))
+    }
+
+    /// What [`HttpGateway::new`] checks, for loading the config: the error
+    /// names the setting at fault so that it can be pointed at in the file.
+    pub fn check_config(config: &HttpGatewayConfig) -> Result<(), Invalid> {
+        Self::build("check", config).map(|_| ())
+    }
+
+    fn build(name: &str, config: &HttpGatewayConfig) -> Result<Self, Invalid> {
+        let bad = Invalid::new;
 
         let url = Template::parse_allowed(&config.url, PLACEHOLDERS)
-            .map_err(|e| bad(format!("url: {e}")))?;
-        check_url(&url).map_err(|e| bad(format!("url: {e}")))?;
+            .map_err(|e| bad("url", format!("url: {e}")))?;
+        check_url(&url).map_err(|e| bad("url", format!("url: {e}")))?;
 
         let mut headers = Vec::new();
         let mut content_type_configured = false;
         for (key, value) in &config.headers {
-            let header = HeaderName::from_bytes(key.as_bytes())
-                .map_err(|_| bad(format!("header `{key}` is not a valid HTTP header name")))?;
-            let template = Template::parse_allowed(value.expose(), PLACEHOLDERS)
-                .map_err(|e| bad(format!("header `{key}`: {}", header_template_error(&e))))?;
-            let sample = template
-                .render(SAMPLE, Escape::None)
-                .map_err(|e| bad(format!("header `{key}`: {}", header_template_error(&e))))?;
+            let header = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+                bad(
+                    "headers",
+                    format!("header `{key}` is not a valid HTTP header name"),
+                )
+            })?;
+            let template = Template::parse_allowed(value.expose(), PLACEHOLDERS).map_err(|e| {
+                bad(
+                    "headers",
+                    format!("header `{key}`: {}", header_template_error(&e)),
+                )
+            })?;
+            let sample = template.render(SAMPLE, Escape::None).map_err(|e| {
+                bad(
+                    "headers",
+                    format!("header `{key}`: {}", header_template_error(&e)),
+                )
+            })?;
             if HeaderValue::from_str(&sample).is_err() {
-                return Err(bad(format!(
-                    "header `{key}`: the value is not a valid HTTP header value \
+                return Err(bad(
+                    "headers",
+                    format!(
+                        "header `{key}`: the value is not a valid HTTP header value \
                      (line breaks and control characters are not allowed)"
-                )));
+                    ),
+                ));
             }
             content_type_configured |= header == CONTENT_TYPE;
             headers.push((header, template));
@@ -121,14 +141,15 @@ impl HttpGateway {
         let body = match (&config.body, &config.form) {
             (Some(_), Some(_)) => {
                 return Err(bad(
-                    "set either `body` (JSON) or `form`, not both".to_string()
+                    "form",
+                    "set either `body` (JSON) or `form`, not both".to_string(),
                 ));
             }
             (Some(source), None) => {
                 let template = Template::parse_allowed(source, PLACEHOLDERS)
-                    .map_err(|e| bad(format!("body: {e}")))?;
+                    .map_err(|e| bad("body", format!("body: {e}")))?;
                 if !content_type_configured {
-                    check_json_body(&template).map_err(|e| bad(format!("body: {e}")))?;
+                    check_json_body(&template).map_err(|e| bad("body", format!("body: {e}")))?;
                 }
                 RequestBody::Json(template)
             }
@@ -136,7 +157,7 @@ impl HttpGateway {
                 let mut fields = Vec::new();
                 for (field, source) in form {
                     let template = Template::parse_allowed(source, PLACEHOLDERS)
-                        .map_err(|e| bad(format!("form field `{field}`: {e}")))?;
+                        .map_err(|e| bad("form", format!("form field `{field}`: {e}")))?;
                     fields.push((field.clone(), template));
                 }
                 RequestBody::Form(fields)
@@ -151,7 +172,7 @@ impl HttpGateway {
             // follow it to another host: better to say the URL is out of date.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| bad("url", format!("cannot build HTTP client: {e}")))?;
 
         Ok(HttpGateway {
             name: name.to_string(),
@@ -236,13 +257,18 @@ impl HttpGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let (body, cut) = read_body(&mut response, MAX_RESPONSE_BYTES).await;
-        if let Some(e) = cut {
+        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        if let Some(e) = &body.cut {
             // The status line is in: classify by it and whatever body arrived.
             // Retrying a 2xx here could send the message twice.
             warn!(gateway = %self.name, status, error = %e, "response body cut off");
         }
-        let mut result = self.classify(status, &body);
+        if body.over_limit {
+            // Classified like any answer that is not JSON: a 2xx is accepted
+            // with an unknown id, the run goes on, nothing is held in memory.
+            warn!(gateway = %self.name, status, "response body over 1 MiB, the rest not read");
+        }
+        let mut result = self.classify(status, &body.bytes);
         if let Err(e) = &mut result
             && e.class == ErrorClass::Transient
         {
@@ -358,7 +384,7 @@ impl Gateway for HttpGateway {
                     request = request.header(name.clone(), value);
                 }
             }
-            let response = request.send().await.map_err(|e| transport_error(&e))?;
+            let mut response = request.send().await.map_err(|e| transport_error(&e))?;
             let status = response.status();
             if status.is_success() {
                 Ok(Some(format!(
@@ -366,7 +392,7 @@ impl Gateway for HttpGateway {
                     status.as_u16()
                 )))
             } else {
-                let body = response.bytes().await.unwrap_or_default();
+                let body = read_body(&mut response, MAX_RESPONSE_BYTES).await.bytes;
                 Err(self
                     .classify(status.as_u16(), &body)
                     .err()
@@ -494,36 +520,8 @@ fn rule_error(
     }
 }
 
-fn clip(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &s[..end]),
-        None => s.to_string(),
-    }
-}
-
-/// Reads at most `limit` bytes of a body. A transport error part way returns
-/// what arrived with the error, so the caller can still use the status.
-pub(crate) async fn read_body(
-    response: &mut reqwest::Response,
-    limit: usize,
-) -> (Vec<u8>, Option<reqwest::Error>) {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = limit - body.len();
-                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= limit {
-                    return (body, None);
-                }
-            }
-            Ok(None) => return (body, None),
-            Err(e) => return (body, Some(e)),
-        }
-    }
-}
-
-pub(crate) use super::snippet;
+use super::clip;
+pub(crate) use super::{read_body, snippet};
 
 #[cfg(test)]
 mod tests {

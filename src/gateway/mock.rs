@@ -16,6 +16,26 @@ pub struct MockGateway {
     pub gateway: TwilioGateway,
 }
 
+/// What starting the mock checks, for loading the config.
+pub fn check_config(config: &MockGatewayConfig) -> Result<(), crate::config::Invalid> {
+    let numbers = config
+        .numbers
+        .iter()
+        .map(|(n, b)| (n.as_str().to_string(), b.clone()))
+        .collect();
+    crate::mock_carrier::validate(&mock_config(config, numbers)).map_err(|e| {
+        let message = e.to_string();
+        let field = if message.contains("account sid") {
+            "account_sid"
+        } else if message.contains("auth token") {
+            "auth_token"
+        } else {
+            "numbers"
+        };
+        crate::config::Invalid::new(field, message)
+    })
+}
+
 /// Starts the mock for gateway `name`. `inbound` lists the numbers it owns and
 /// the webhook, if any, each one's inbound messages are posted to (without one
 /// they can still be listed, for polling receivers).
@@ -36,15 +56,7 @@ pub async fn start(
             entry.inbound_url = url;
         }
     }
-    let mock_config = MockConfig {
-        account_sid: config.account_sid.clone(),
-        auth_token: config.auth_token.clone(),
-        latency: config.latency.clone(),
-        seed: config.seed,
-        numbers,
-        faults: config.faults.clone(),
-        ..MockConfig::default()
-    };
+    let mock_config = mock_config(config, numbers);
     let listener = TcpListener::bind(("127.0.0.1", 0))
         .await
         .map_err(|e| format!("gateway `{name}`: cannot start the mock carrier: {e}"))?;
@@ -62,4 +74,19 @@ pub async fn start(
     )
     .map_err(|e| e.to_string())?;
     Ok(MockGateway { carrier, gateway })
+}
+
+fn mock_config(
+    config: &MockGatewayConfig,
+    numbers: std::collections::BTreeMap<String, NumberConfig>,
+) -> MockConfig {
+    MockConfig {
+        account_sid: config.account_sid.clone(),
+        auth_token: config.auth_token.clone(),
+        latency: config.latency.clone(),
+        seed: config.seed,
+        numbers,
+        faults: config.faults.clone(),
+        ..MockConfig::default()
+    }
 }

@@ -160,13 +160,99 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SubmitError> {
         .map_err(|e| SubmitError::permanent(format!("cannot build HTTP client: {e}")))
 }
 
-/// The start of a response body, for error messages: enough to recognise, never huge.
+/// How much of a provider's answer is read: far more than any real API
+/// answer, so a runaway or hostile body is cut off instead of held in memory.
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// A response body read up to a limit.
+#[derive(Debug, Default)]
+pub struct Body {
+    /// What was read: at most the limit.
+    pub bytes: Vec<u8>,
+    /// The answer went on past the limit; the rest was not read.
+    pub over_limit: bool,
+    /// The transport failed part way; `bytes` holds what arrived before.
+    pub cut: Option<reqwest::Error>,
+}
+
+/// Reads at most `limit` bytes of a response. Stopping early drops the
+/// connection, so a 50 MB answer costs 1 MiB of memory, not 50.
+pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Body {
+    let mut body = Body::default();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - body.bytes.len();
+                if chunk.len() > room {
+                    body.bytes.extend_from_slice(&chunk[..room]);
+                    body.over_limit = true;
+                    return body;
+                }
+                body.bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => return body,
+            Err(e) => {
+                body.cut = Some(e);
+                return body;
+            }
+        }
+    }
+}
+
+/// The error for an accepted (2xx) answer too large to read. Transient, like
+/// any other unreadable answer to a submit: a retry may duplicate the
+/// message, which token matching tolerates, while giving up would report a
+/// false loss.
+pub fn too_large(what: &str) -> SubmitError {
+    SubmitError::transient(format!(
+        "{what} is larger than {} MiB; it was not read to the end",
+        MAX_RESPONSE_BYTES >> 20
+    ))
+}
+
+/// How much of a body an error message quotes.
+const SNIPPET_CHARS: usize = 80;
+
+/// The start of a response body, for error messages: enough to recognise,
+/// never huge. An HTML page (a proxy's or load balancer's error page) is
+/// named by its title rather than quoted.
 pub fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.trim().is_empty() {
+    let head = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+    if let Some(title) = html_title(&head) {
+        return format!("an HTML page, \"{}\"", clip(&title, SNIPPET_CHARS));
+    }
+    let text: String = head
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
         "(empty body)".to_string()
     } else {
-        text
+        clip(&text, SNIPPET_CHARS)
+    }
+}
+
+/// The `<title>` of what looks like an HTML page.
+fn html_title(head: &str) -> Option<String> {
+    let lower = head.to_ascii_lowercase();
+    if !lower.trim_start().starts_with('<') {
+        return None;
+    }
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    // Lowercasing ASCII keeps byte offsets, so they index `head` too.
+    let title = head[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    (!title.is_empty()).then_some(title)
+}
+
+/// `s` cut to `max_chars` characters, with `…` when cut.
+pub(crate) fn clip(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None => s.to_string(),
     }
 }

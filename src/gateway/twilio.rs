@@ -11,8 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, retry_after, snippet,
-    transport_error,
+    Accepted, BoxFuture, ErrorClass, Gateway, MAX_RESPONSE_BYTES, SubmitError, SubmitRequest,
+    read_body, retry_after, snippet, too_large, transport_error,
 };
 use crate::redact::Secret;
 
@@ -61,7 +61,7 @@ impl TwilioGateway {
         if let Some(cb) = &req.status_callback {
             form.push(("StatusCallback", cb));
         }
-        let response = self
+        let mut response = self
             .client
             .post(self.messages_url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
@@ -72,7 +72,14 @@ impl TwilioGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        if let Some(e) = &body.cut {
+            return Err(transport_error(e));
+        }
+        if body.over_limit && status.is_success() {
+            return Err(too_large("Twilio's answer"));
+        }
+        let body = body.bytes;
         if status.is_success() {
             return parse_message(&body);
         }
@@ -101,7 +108,7 @@ impl Gateway for TwilioGateway {
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
             let url = self.account_url.clone();
-            let response = self
+            let mut response = self
                 .client
                 .get(url)
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
@@ -109,7 +116,14 @@ impl Gateway for TwilioGateway {
                 .await
                 .map_err(|e| transport_error(&e))?;
             let status = response.status();
-            let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+            let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+            if let Some(e) = &body.cut {
+                return Err(transport_error(e));
+            }
+            if body.over_limit && status.is_success() {
+                return Err(too_large("Twilio's answer"));
+            }
+            let body = body.bytes;
             if !status.is_success() {
                 return Err(classify_error(status.as_u16(), &body));
             }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, retry_after,
-    transport_error,
+    Accepted, BoxFuture, ErrorClass, Gateway, MAX_RESPONSE_BYTES, SubmitError, SubmitRequest,
+    read_body, retry_after, too_large, transport_error,
 };
 use crate::redact::Secret;
 
@@ -64,7 +64,7 @@ impl VonageGateway {
             form.push(("callback", cb));
             form.push(("status-report-req", "1"));
         }
-        let response = self
+        let mut response = self
             .client
             .post(self.sms_url.clone())
             .header("X-Correlation-ID", req.correlation_id)
@@ -74,7 +74,14 @@ impl VonageGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        if let Some(e) = &body.cut {
+            return Err(transport_error(e));
+        }
+        if body.over_limit && status.is_success() {
+            return Err(too_large("Vonage's answer"));
+        }
+        let body = body.bytes;
         let mut result = if status.is_success() {
             parse_response(&body)
         } else {
@@ -105,7 +112,7 @@ impl Gateway for VonageGateway {
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
-            let response = self
+            let mut response = self
                 .client
                 .get(self.balance_url.clone())
                 .query(&[
@@ -116,7 +123,14 @@ impl Gateway for VonageGateway {
                 .await
                 .map_err(|e| transport_error(&e))?;
             let status = response.status();
-            let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+            let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+            if let Some(e) = &body.cut {
+                return Err(transport_error(e));
+            }
+            if body.over_limit && status.is_success() {
+                return Err(too_large("Vonage's answer"));
+            }
+            let body = body.bytes;
             if !status.is_success() {
                 return Err(classify_http(status.as_u16(), &body));
             }

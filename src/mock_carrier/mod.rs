@@ -274,7 +274,7 @@ impl MockCarrier {
     }
 }
 
-fn validate(config: &MockConfig) -> Result<(), MockError> {
+pub(crate) fn validate(config: &MockConfig) -> Result<(), MockError> {
     let sid = &config.account_sid;
     // Real sids are "AC" + 32 hex digits; anything that fits in a path segment will do.
     if sid.is_empty() || !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {

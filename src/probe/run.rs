@@ -157,15 +157,26 @@ async fn run_with(probe: &Probe, wiring: Wiring<'_>, correlation: Correlation) -
         since: started_at,
         correlation_id: correlation.id.clone(),
     };
+    let failing = std::sync::Mutex::new(None);
     let polling = async {
         match poller {
-            Some((receiver, poller)) => {
-                (receiver, poll::watch(poller, &watch, inbox, receiver).await)
-            }
+            Some((receiver, poller)) => (
+                receiver,
+                poll::watch_reporting(poller, &watch, inbox, receiver, &failing).await,
+            ),
             None => std::future::pending().await,
         }
     };
     wait_for_arrival(&mut waiter, polling, t0, deadline, probe, &mut result).await;
+    let last_poll = failing.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let (Outcome::Lost, Some(e), Some((receiver, _))) = (result.outcome, last_poll, poller) {
+        // Nothing arrived, but the receiver could not look either: that is a
+        // receiver failure, not proof of a lost message.
+        result.outcome = Outcome::Error;
+        result.reason = Some(format!(
+            "receiver `{receiver}` could not look for the message: its last poll failed: {e}"
+        ));
+    }
     match result.outcome {
         Outcome::Ok => info!(latency_ms = millis(result.latency), "arrived"),
         _ => {

@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::poll::{PollError, Polled, Poller, Watch};
-use crate::config::{HttpPollConfig, JsonPathExpr};
-use crate::gateway::BoxFuture;
+use crate::config::{HttpPollConfig, Invalid, JsonPathExpr};
 use crate::gateway::http::{read_body, snippet};
+use crate::gateway::{Body, BoxFuture};
 use crate::template::{Escape, Template};
 
 /// The placeholders the URL template may use.
@@ -66,30 +66,50 @@ impl HttpPoller {
     /// Builds the poller, checking the URL template with sample values.
     pub fn new(config: &HttpPollConfig) -> Result<Self, PollError> {
         // The caller prefixes the receiver's name.
-        let bad = |what: String| PollError::permanent(what);
+        Self::build(config).map_err(|e| PollError::permanent(e.message))
+    }
+
+    /// What [`HttpPoller::new`] checks, for loading the config: the error
+    /// names the setting at fault so that it can be pointed at in the file.
+    pub fn check_config(config: &HttpPollConfig) -> Result<(), Invalid> {
+        Self::build(config).map(|_| ())
+    }
+
+    fn build(config: &HttpPollConfig) -> Result<Self, Invalid> {
+        let bad = Invalid::new;
         let url = Template::parse_allowed(&config.url, PLACEHOLDERS)
-            .map_err(|e| bad(format!("url: {e}")))?;
+            .map_err(|e| bad("url", format!("url: {e}")))?;
         let sample = url
             .render(SAMPLE, Escape::Url)
-            .map_err(|e| bad(format!("url: {e}")))?;
+            .map_err(|e| bad("url", format!("url: {e}")))?;
         let parsed = Url::parse(&sample)
-            .map_err(|e| bad(format!("url: not a valid URL once filled in: {e}")))?;
+            .map_err(|e| bad("url", format!("url: not a valid URL once filled in: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-            return Err(bad(format!(
-                "url: must be an http:// or https:// URL with a host, not `{}:`",
-                parsed.scheme()
-            )));
+            return Err(bad(
+                "url",
+                format!(
+                    "url: must be an http:// or https:// URL with a host, not `{}:`",
+                    parsed.scheme()
+                ),
+            ));
         }
 
         let mut headers = HeaderMap::new();
         for (key, value) in &config.headers {
-            let name = HeaderName::from_bytes(key.as_bytes())
-                .map_err(|_| bad(format!("header `{key}` is not a valid HTTP header name")))?;
+            let name = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
+                bad(
+                    "headers",
+                    format!("header `{key}` is not a valid HTTP header name"),
+                )
+            })?;
             let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
-                bad(format!(
-                    "header `{key}`: the value is not a valid HTTP header value \
+                bad(
+                    "headers",
+                    format!(
+                        "header `{key}`: the value is not a valid HTTP header value \
                      (line breaks and control characters are not allowed)"
-                ))
+                    ),
+                )
             })?;
             value.set_sensitive(true);
             headers.insert(name, value);
@@ -101,7 +121,7 @@ impl HttpPoller {
             // Credentials in custom headers must not follow a redirect to another host.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| bad(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| bad("url", format!("cannot build HTTP client: {e}")))?;
 
         Ok(HttpPoller {
             client,
@@ -139,12 +159,16 @@ impl HttpPoller {
         }
         let mut response = request.send().await.map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
-        let (body, cut) = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        let Body {
+            bytes: body,
+            over_limit,
+            cut,
+        } = read_body(&mut response, MAX_RESPONSE_BYTES).await;
         check_status(status, &body)?;
         if let Some(e) = cut {
             return Err(transport_error(&e));
         }
-        if body.len() >= MAX_RESPONSE_BYTES {
+        if over_limit {
             return Err(PollError::permanent(format!(
                 "the receiver API answered with more than {} MiB: filter the url by time, \
                  e.g. with {{{{since}}}}",

@@ -8,7 +8,7 @@
 //! counted as late instead, so a carrier duplicating messages is not mistaken
 //! for somebody else texting the number.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -80,14 +80,47 @@ impl DeliveryStatus {
 #[derive(Debug, Default)]
 pub struct Inbox {
     waiting: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
-    /// Tokens of runs that ended, oldest first, to tell late arrivals from strangers.
-    finished: Mutex<std::collections::VecDeque<String>>,
+    /// Tokens of runs that ended, to tell late arrivals from strangers.
+    finished: Mutex<Finished>,
     strangers: AtomicU64,
     late: AtomicU64,
 }
 
 /// How many ended runs' tokens are remembered (a FIFO: memory stays bounded).
-const FINISHED_KEPT: usize = 10_000;
+pub const FINISHED_KEPT: usize = 10_000;
+
+/// Ended runs' tokens: a set to look arrivals up in (a flood of strangers
+/// must not cost a scan each), and their order, to forget the oldest.
+#[derive(Debug, Default)]
+struct Finished {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Finished {
+    fn insert(&mut self, token: String) {
+        if !self.set.insert(token.clone()) {
+            return;
+        }
+        if self.order.len() >= FINISHED_KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.set.remove(&oldest);
+        }
+        self.order.push_back(token);
+    }
+}
+
+/// The sizes of the inbox's bookkeeping, to show that it stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxStats {
+    /// Runs waiting now.
+    pub waiting: usize,
+    /// Ended runs' tokens remembered (at most [`FINISHED_KEPT`]).
+    pub finished: usize,
+    pub strangers: u64,
+    pub late: u64,
+}
 
 impl Inbox {
     pub fn new() -> Arc<Inbox> {
@@ -118,7 +151,7 @@ impl Inbox {
         };
         if matched == 0 {
             let finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-            let late = candidate_tokens(body).any(|t| finished.contains(&t));
+            let late = candidate_tokens(body).any(|t| finished.set.contains(&t));
             let counter = if late { &self.late } else { &self.strangers };
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -143,6 +176,16 @@ impl Inbox {
 
     pub fn waiting(&self) -> usize {
         self.lock().len()
+    }
+
+    pub fn stats(&self) -> InboxStats {
+        let finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        InboxStats {
+            waiting: self.waiting(),
+            finished: finished.order.len().max(finished.set.len()),
+            strangers: self.strangers(),
+            late: self.late(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Event>>> {
@@ -189,10 +232,7 @@ impl Drop for Waiter {
             .finished
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if finished.len() >= FINISHED_KEPT {
-            finished.pop_front();
-        }
-        finished.push_back(std::mem::take(&mut self.token));
+        finished.insert(std::mem::take(&mut self.token));
     }
 }
 
@@ -239,6 +279,20 @@ mod tests {
             "an ended run's token is late, not a stranger"
         );
         assert_eq!(inbox.late(), 1);
+    }
+
+    #[tokio::test]
+    async fn ended_runs_are_remembered_up_to_a_bound_oldest_forgotten_first() {
+        let inbox = Inbox::new();
+        let token = |i: usize| format!("t{i:09}");
+        for i in 0..FINISHED_KEPT + 5 {
+            drop(inbox.register(&token(i)));
+        }
+        assert_eq!(inbox.stats().finished, FINISHED_KEPT);
+        inbox.arrival(&format!("x {}", token(0)), arrival());
+        inbox.arrival(&format!("x {}", token(FINISHED_KEPT + 4)), arrival());
+        let stats = inbox.stats();
+        assert_eq!((stats.strangers, stats.late), (1, 1), "{stats:?}");
     }
 
     #[tokio::test]

@@ -11,4 +11,4 @@ pub mod poll;
 pub mod twilio_poll;
 pub mod webhook;
 
-pub use inbox::{Arrival, DeliveryStatus, Event, Inbox, Receipt, Waiter};
+pub use inbox::{Arrival, DeliveryStatus, Event, Inbox, InboxStats, Receipt, Waiter};

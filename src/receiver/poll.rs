@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -79,10 +80,25 @@ impl fmt::Debug for dyn Poller {
 /// Polls until a permanent error (returned) or until the caller drops the future.
 /// Transient errors are logged and retried at the next interval.
 pub async fn watch(poller: &dyn Poller, watch: &Watch, inbox: &Inbox, receiver: &str) -> PollError {
+    watch_reporting(poller, watch, inbox, receiver, &Mutex::new(None)).await
+}
+
+/// As [`watch`], keeping in `failing` the error of the last poll when it
+/// failed (and `None` once one succeeds): a run that times out while its
+/// receiver cannot look has not shown that the message was lost.
+pub async fn watch_reporting(
+    poller: &dyn Poller,
+    watch: &Watch,
+    inbox: &Inbox,
+    receiver: &str,
+    failing: &Mutex<Option<PollError>>,
+) -> PollError {
     let mut seen: HashSet<String> = HashSet::new();
+    let set = |e: Option<PollError>| *failing.lock().unwrap_or_else(|p| p.into_inner()) = e;
     loop {
         match poller.poll(watch).await {
             Ok(messages) => {
+                set(None);
                 let at = Instant::now();
                 for m in messages {
                     if seen.insert(m.id.clone()) {
@@ -97,7 +113,10 @@ pub async fn watch(poller: &dyn Poller, watch: &Watch, inbox: &Inbox, receiver: 
                 }
             }
             Err(e) if e.class == ErrorClass::Permanent => return e,
-            Err(e) => warn!(%receiver, error = %e, "poll failed, retrying at the next interval"),
+            Err(e) => {
+                warn!(%receiver, error = %e, "poll failed, retrying at the next interval");
+                set(Some(e));
+            }
         }
         sleep(poller.interval()).await;
     }

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use url::Url;
 
 use super::poll::{PollError, Polled, Poller, Watch};
-use crate::gateway::{BoxFuture, SubmitError, http_client, join_base, snippet};
+use crate::gateway::{
+    BoxFuture, MAX_RESPONSE_BYTES, SubmitError, http_client, join_base, read_body, snippet,
+};
 use crate::redact::Secret;
 
 /// Newest messages read per poll.
@@ -50,7 +52,7 @@ impl TwilioPoller {
 
     async fn list(&self, watch: &Watch) -> Result<Vec<Polled>, PollError> {
         let day = watch.since.format("%Y-%m-%d").to_string();
-        let response = self
+        let mut response = self
             .client
             .get(self.list_url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
@@ -64,10 +66,20 @@ impl TwilioPoller {
             .await
             .map_err(|e| PollError::transient(crate::gateway::transport_error(&e).reason))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| PollError::transient(format!("listing cut off: {e}")))?;
+        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        if let Some(e) = &body.cut {
+            return Err(PollError::transient(format!(
+                "listing cut off: {}",
+                crate::gateway::transport_error(e).reason
+            )));
+        }
+        if body.over_limit && status.is_success() {
+            return Err(PollError::permanent(format!(
+                "the listing is larger than {} MiB; it was not read to the end",
+                MAX_RESPONSE_BYTES >> 20
+            )));
+        }
+        let body = body.bytes;
         match status.as_u16() {
             200 => {}
             401 | 403 => {

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
@@ -51,6 +52,10 @@ pub struct Hooks {
     gateways: HashMap<String, GatewayKeys>,
     counters: Counters,
     metrics: Option<Arc<Metrics>>,
+    /// For rate-limiting warnings: when the routes were built, and the
+    /// second (counted from 1) of the last warning.
+    started: std::time::Instant,
+    last_warned: AtomicU64,
 }
 
 /// What signs a gateway's callbacks.
@@ -83,6 +88,8 @@ pub struct Counters {
     pub accepted: AtomicU64,
     pub forbidden: AtomicU64,
     pub malformed: AtomicU64,
+    /// Bodies over [`BODY_LIMIT`] (413).
+    pub too_large: AtomicU64,
     pub unmatched: AtomicU64,
 }
 
@@ -144,6 +151,8 @@ impl Hooks {
             gateways,
             counters: Counters::default(),
             metrics,
+            started: std::time::Instant::now(),
+            last_warned: AtomicU64::new(0),
         })
     }
 
@@ -223,13 +232,22 @@ fn refuse(hooks: &Hooks, route: &str, status: StatusCode, why: &str) -> Response
     let (counter, result) = match status {
         StatusCode::FORBIDDEN => (&hooks.counters.forbidden, "forbidden"),
         StatusCode::NOT_FOUND => (&hooks.counters.unmatched, "not_found"),
+        StatusCode::PAYLOAD_TOO_LARGE => (&hooks.counters.too_large, "too_large"),
         _ => (&hooks.counters.malformed, "malformed"),
     };
     counter.fetch_add(1, Ordering::Relaxed);
     if let Some(m) = &hooks.metrics {
         m.webhook_request(route, result);
     }
-    warn!(status = status.as_u16(), "webhook refused: {why}");
+    // A refusal is worth a warning (a wrong public_url makes every callback
+    // fail), but a flood of them must not become a flood of log lines: one a
+    // second at most, the rest at debug; the metric counts them all.
+    let second = hooks.started.elapsed().as_secs() + 1;
+    if hooks.last_warned.fetch_max(second, Ordering::Relaxed) < second {
+        warn!(%route, status = status.as_u16(), "webhook refused: {why} (at most one such warning a second)");
+    } else {
+        debug!(%route, status = status.as_u16(), "webhook refused: {why}");
+    }
     (status, why.to_string()).into_response()
 }
 
@@ -272,8 +290,12 @@ async fn twilio_inbound(
     Path(receiver): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "twilio_inbound", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
         return refuse(
@@ -323,8 +345,12 @@ async fn twilio_status(
     Path(gateway): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "twilio_status", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(token) = hooks.gateways.get(&gateway).and_then(|k| k.twilio.as_ref()) else {
         return refuse(
@@ -440,8 +466,12 @@ async fn vonage_inbound(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "vonage_inbound", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
         return refuse(
@@ -492,8 +522,12 @@ async fn vonage_receipt(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "vonage_receipt", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.gateways.get(&gateway).filter(|k| k.is_vonage) else {
         return refuse(
@@ -556,8 +590,12 @@ async fn json_inbound(
     State(hooks): State<Arc<Hooks>>,
     Path(receiver): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return refuse(&hooks, "json", e.status(), &e.body_text()),
+    };
     let at = Instant::now();
     let Some(keys) = hooks.receivers.get(&receiver) else {
         return refuse(&hooks, "json", StatusCode::NOT_FOUND, "no such receiver");

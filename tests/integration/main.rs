@@ -2,6 +2,9 @@
 //! the real code over real HTTP on 127.0.0.1:0.
 
 mod alert_channels;
+mod bad_config;
+mod bad_responses;
+mod bad_webhooks;
 mod capture;
 mod cli;
 mod cli_conventions;
@@ -11,6 +14,7 @@ mod cron;
 mod daemon;
 mod drill;
 mod examples;
+mod flood;
 mod http_gateway;
 mod http_poll;
 mod junit;

@@ -1,0 +1,377 @@
+//! Providers that answer badly: a fake provider on 127.0.0.1:0 answers the
+//! Twilio, Vonage and HTTP gateways and the Twilio and HTTP pollers with
+//! garbage, truncated JSON, empty bodies, the wrong content type, HTML error
+//! pages, and 50 MB bodies (streamed). Each run must end `error` or
+//! `rejected` with a short reason holding no secret, without a panic or a
+//! hang, and a huge body must not be read to its end.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sms_canary::check::{CheckOptions, check};
+use sms_canary::config::Config;
+use sms_canary::probe::Outcome;
+
+const SECRETS: &[&str] = &[
+    "tw-secret-token-123",
+    "vg-secret-456",
+    "api-secret-789",
+    "poll-secret-000",
+];
+
+/// 50 MB: streamed in 64 KiB chunks, never built in memory.
+const HUGE: u64 = 50 * 1000 * 1000;
+const CHUNK: usize = 64 * 1024;
+
+/// How the fake provider answers.
+#[derive(Clone)]
+enum Answer {
+    Fixed(u16, &'static str, &'static str),
+    Huge(u16),
+    /// A valid submit answer for the probe's gateway.
+    Accept,
+}
+
+struct Fake {
+    submit: Answer,
+    list: Answer,
+    /// The most bytes of one huge body handed to the socket.
+    streamed: AtomicU64,
+}
+
+fn answer(fake: &Arc<Fake>, answer: &Answer, accepted: &'static str) -> Response {
+    match answer {
+        Answer::Fixed(status, content_type, body) => (
+            StatusCode::from_u16(*status).unwrap(),
+            [(header::CONTENT_TYPE, *content_type)],
+            *body,
+        )
+            .into_response(),
+        Answer::Accept => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            accepted,
+        )
+            .into_response(),
+        Answer::Huge(status) => {
+            let chunk = Bytes::from(vec![b'x'; CHUNK]);
+            let fake = Arc::clone(fake);
+            let chunks = (HUGE as usize).div_ceil(CHUNK);
+            // Counts what the server hands to the socket, chunk by chunk:
+            // a client that stops reading stops the stream.
+            let mut sent = 0u64;
+            let stream = futures_util::stream::iter((0..chunks).map(move |_| {
+                sent += CHUNK as u64;
+                fake.streamed.fetch_max(sent, Ordering::Relaxed);
+                Ok::<_, Infallible>(chunk.clone())
+            }));
+            (
+                StatusCode::from_u16(*status).unwrap(),
+                [
+                    (header::CONTENT_TYPE, "application/json".to_string()),
+                    (header::CONTENT_LENGTH, HUGE.to_string()),
+                ],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
+    }
+}
+
+const TWILIO_OK: &str = r#"{"sid":"SM00000000000000000000000000000001","status":"queued"}"#;
+const VONAGE_OK: &str =
+    r#"{"message-count":"1","messages":[{"status":"0","message-id":"0A000001"}]}"#;
+const HTTP_OK: &str = r#"{"id":"m-1"}"#;
+
+async fn serve_fake(fake: Arc<Fake>) -> String {
+    let app = Router::new()
+        .route(
+            "/2010-04-01/Accounts/{sid}/Messages.json",
+            post(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.submit, TWILIO_OK) })
+                .get(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.list, "") }),
+        )
+        .route(
+            "/sms/json",
+            post(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.submit, VONAGE_OK) }),
+        )
+        .route(
+            "/send",
+            post(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.submit, HTTP_OK) }),
+        )
+        .route(
+            "/inbound",
+            get(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.list, "") }),
+        )
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app).into_future());
+    base
+}
+
+fn config(base: &str) -> String {
+    format!(
+        r#"[canary]
+listen = "127.0.0.1:0"
+instance = "test"
+probes = ["probe.toml"]
+
+[defaults]
+retry = {{ attempts = 1 }}
+
+[gateways.tw]
+kind = "twilio"
+account_sid = "AC{zeros}"
+auth_token = "tw-secret-token-123"
+base_url = "{base}"
+
+[gateways.vg]
+kind = "vonage"
+api_key = "key"
+api_secret = "vg-secret-456"
+base_url = "{base}"
+
+[gateways.api]
+kind = "http"
+url = "{base}/send"
+headers = {{ Authorization = "Bearer api-secret-789" }}
+body = '{{"to":"{{{{to}}}}","text":"{{{{body}}}}"}}'
+message_id = "$.id"
+
+[receivers.hook]
+kind = "webhook"
+
+[receivers.twpoll]
+kind = "twilio-poll"
+gateway = "tw"
+interval = "200ms"
+
+[receivers.own]
+kind = "http-poll"
+url = "{base}/inbound"
+headers = {{ X-Key = "poll-secret-000" }}
+messages = "$.messages[*]"
+body = "$.text"
+interval = "200ms"
+"#,
+        zeros = "0".repeat(32)
+    )
+}
+
+struct Case {
+    name: &'static str,
+    /// What the run's reason must say.
+    needle: &'static str,
+    gateway: &'static str,
+    receiver: &'static str,
+    submit: Answer,
+    list: Answer,
+}
+
+struct Ran {
+    name: &'static str,
+    needle: &'static str,
+    outcome: Outcome,
+    reason: String,
+    streamed: u64,
+}
+
+/// One probe against its own fake provider, through `check` as the CLI runs it.
+async fn run(case: Case) -> Ran {
+    let fake = Arc::new(Fake {
+        submit: case.submit,
+        list: case.list,
+        streamed: AtomicU64::new(0),
+    });
+    let base = serve_fake(Arc::clone(&fake)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), config(&base)).unwrap();
+    // A bad submit answer ends the run at once, so a long timeout costs
+    // nothing and keeps a loaded machine from ending it mid-submit instead.
+    // A poller that keeps failing is only given up on at the timeout.
+    let timeout = if case.receiver == "hook" { "20s" } else { "3s" };
+    std::fs::write(
+        dir.path().join("probe.toml"),
+        format!(
+            "name = \"p\"\ngateway = \"{}\"\nreceiver = \"{}\"\nfrom = \"+15005550006\"\nto = \"+15005550100\"\n\
+             timeout = \"{timeout}\"\nthreshold = \"1s\"\n",
+            case.gateway, case.receiver
+        ),
+    )
+    .unwrap();
+    let config = Config::load_with_env(&dir.path().join("config.toml"), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let options = CheckOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        stateless: true,
+        ..CheckOptions::default()
+    };
+    let report = tokio::time::timeout(Duration::from_secs(30), check(&config, &options))
+        .await
+        .unwrap_or_else(|_| panic!("{}: the check hung", case.name))
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    let run = &report.runs[0];
+    let streamed = fake.streamed.load(Ordering::Relaxed);
+    Ran {
+        name: case.name,
+        needle: case.needle,
+        outcome: run.outcome,
+        reason: run.reason.clone().unwrap_or_default(),
+        streamed,
+    }
+}
+
+const HTML_PAGE: &str = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>\
+<body><h1>Bad Gateway</h1><p>The proxy server received an invalid response from an upstream server.</p>\
+<hr><address>nginx</address></body></html>";
+
+/// Each bad answer, by name, with the status a good one would have.
+fn bad_answers(ok_status: u16) -> Vec<(&'static str, Answer)> {
+    vec![
+        (
+            "garbage",
+            Answer::Fixed(ok_status, "application/json", "\u{1}\u{2}garbage\u{0}"),
+        ),
+        (
+            "truncated",
+            Answer::Fixed(ok_status, "application/json", "{\"sid\": \"SM12"),
+        ),
+        ("empty", Answer::Fixed(ok_status, "application/json", "")),
+        (
+            "wrong-type",
+            Answer::Fixed(ok_status, "text/plain", "OK, message queued"),
+        ),
+        ("html-502", Answer::Fixed(502, "text/html", HTML_PAGE)),
+        ("html-400", Answer::Fixed(400, "text/html", HTML_PAGE)),
+        ("huge-ok", Answer::Huge(ok_status)),
+        ("huge-503", Answer::Huge(503)),
+    ]
+}
+
+/// What a run's reason says for a bad answer `name` from `side`.
+fn needle(side: &str, name: &str) -> &'static str {
+    match (side, name) {
+        (_, "html-502" | "html-400") => "an HTML page, \"502 Bad Gateway\"",
+        (_, "huge-503") => "HTTP 503",
+        ("api", _) => "HTTP 500",
+        ("tw" | "twpoll", "huge-ok") => "larger than 1 MiB; it was not read to the end",
+        ("vg", "huge-ok") => "Vonage's answer is larger than 1 MiB",
+        ("own", "huge-ok") => "answered with more than 4 MiB",
+        ("tw", _) => "not a Twilio message resource",
+        ("vg", _) => "not a Vonage SMS response",
+        ("twpoll", _) => "not a Twilio message page",
+        ("own", _) => "the receiver API's answer is not JSON",
+        _ => unreachable!("{side} {name}"),
+    }
+}
+
+fn case(side: &'static str, name: &str, gateway: &'static str, receiver: &'static str) -> Case {
+    Case {
+        name: Box::leak(format!("{side} {name}").into_boxed_str()),
+        needle: needle(side, name),
+        gateway,
+        receiver,
+        submit: Answer::Accept,
+        list: Answer::Accept,
+    }
+}
+
+/// Every bad answer, for every place one can come from.
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for gateway in ["tw", "vg"] {
+        for (name, submit) in bad_answers(200) {
+            cases.push(Case {
+                submit,
+                ..case(gateway, name, gateway, "hook")
+            });
+        }
+    }
+    // The HTTP gateway takes a 2xx as accepted whatever its body says
+    // (see http_gateway.rs): its bad answers here are the non-2xx ones.
+    for (name, submit) in bad_answers(500) {
+        cases.push(Case {
+            submit,
+            ..case("api", name, "api", "hook")
+        });
+    }
+    for (gateway, receiver) in [("tw", "twpoll"), ("api", "own")] {
+        for (name, list) in bad_answers(200) {
+            cases.push(Case {
+                list,
+                ..case(receiver, name, gateway, receiver)
+            });
+        }
+    }
+    cases
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_provider_answers_end_runs_as_errors_with_short_clean_reasons() {
+    // Each case has its own fake and config, so they run side by side.
+    // A few at a time: each builds its own HTTP clients, which is not free
+    // on a loaded machine, and a starved run would time out while submitting.
+    let slots = Arc::new(tokio::sync::Semaphore::new(10));
+    let handles: Vec<_> = cases()
+        .into_iter()
+        .map(|case| {
+            let slots = Arc::clone(&slots);
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.unwrap();
+                run(case).await
+            })
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for handle in handles {
+        let ran = handle.await.expect("no panic while running a probe");
+        count += 1;
+        if !matches!(ran.outcome, Outcome::Error | Outcome::Rejected) {
+            problems.push(format!(
+                "{}: outcome {:?}, want error or rejected ({})",
+                ran.name, ran.outcome, ran.reason
+            ));
+        }
+        if !ran.reason.contains(ran.needle) {
+            problems.push(format!(
+                "{}: want a reason saying `{}`, got {:?}",
+                ran.name, ran.needle, ran.reason
+            ));
+        }
+        if ran.reason.chars().count() > 300 {
+            problems.push(format!(
+                "{}: the reason must be short and say why: {:?}",
+                ran.name, ran.reason
+            ));
+        }
+        if ran.reason.contains("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")
+        {
+            problems.push(format!("{}: the reason dumps the body", ran.name));
+        }
+        if let Some(secret) = SECRETS.iter().find(|s| ran.reason.contains(*s)) {
+            problems.push(format!(
+                "{}: the reason shows the secret {secret}",
+                ran.name
+            ));
+        }
+        // The client stops reading after 1 MiB; what the socket buffers took
+        // on top is bounded, and far from the 50 MB on offer.
+        if ran.streamed > 16 << 20 {
+            problems.push(format!(
+                "{}: {} bytes of a huge body were read",
+                ran.name, ran.streamed
+            ));
+        }
+    }
+    assert_eq!(count, 40);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
