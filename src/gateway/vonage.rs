@@ -150,7 +150,8 @@ struct MessageStatus {
     error_text: Option<String>,
 }
 
-fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
+/// Reads a 2xx answer to a submit: the first message's `status` is the verdict.
+pub fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
     let parsed: Response = serde_json::from_slice(body).map_err(|_| {
         SubmitError::transient(format!(
             "gateway answer is not a Vonage SMS response: {}",
@@ -194,7 +195,8 @@ fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
     }
 }
 
-fn classify_http(status: u16, body: &[u8]) -> SubmitError {
+/// Classifies a non-2xx answer by its HTTP status.
+pub fn classify_http(status: u16, body: &[u8]) -> SubmitError {
     match status {
         401 | 403 => SubmitError::permanent(format!(
             "authentication failed: check api_key and api_secret (HTTP {status})"
