@@ -67,8 +67,8 @@ fuzz_target!(|input: Input| {
     signed.insert(0, ("sig".to_string(), sig.to_uppercase()));
     assert!(verify_vonage_signature(&signed, &secret, method));
     if let Some(first) = signed.get_mut(1) {
-        // `&` and `=` are written as `_` before signing, so only a value that
-        // differs after that replacement must change the signature.
+        // A letter, not `&` or `=`: those are signed as `_`, so a value
+        // changed only in them would rightly keep its signature.
         first.1.push('x');
         assert!(!verify_vonage_signature(&signed, &secret, method));
     }
