@@ -158,7 +158,8 @@ struct ErrorBody {
     message: Option<String>,
 }
 
-fn parse_message(body: &[u8]) -> Result<Accepted, SubmitError> {
+/// Reads a 2xx answer to a submit: Twilio's message resource, whose `sid` is the message id.
+pub fn parse_message(body: &[u8]) -> Result<Accepted, SubmitError> {
     match serde_json::from_slice::<MessageResource>(body) {
         Ok(m) if !m.sid.is_empty() => Ok(Accepted { message_id: m.sid }),
         // We cannot tell whether the message went out; a retry may duplicate it,

@@ -164,7 +164,8 @@ struct MessageStatus {
     error_text: Option<String>,
 }
 
-fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
+/// Reads a 2xx answer to a submit: the first message's `status` is the verdict.
+pub fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
     let parsed: Response = serde_json::from_slice(body).map_err(|_| {
         SubmitError::transient(format!(
             "gateway answer is not a Vonage SMS response: {}",
@@ -178,7 +179,8 @@ fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
     };
     let code = match &first.status {
         serde_json::Value::String(s) => s.trim().parse::<u32>().ok(),
-        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
+        // Out of range is unreadable: truncated, 2^32 would read as 0, "accepted".
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
         _ => None,
     };
     match (code, first.message_id) {
@@ -208,7 +210,8 @@ fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
     }
 }
 
-fn classify_http(status: u16, body: &[u8]) -> SubmitError {
+/// Classifies a non-2xx answer by its HTTP status.
+pub fn classify_http(status: u16, body: &[u8]) -> SubmitError {
     match status {
         401 | 403 => SubmitError::permanent(format!(
             "authentication failed: check api_key and api_secret (HTTP {status})"
@@ -306,6 +309,16 @@ mod tests {
             parse_response(throttled).unwrap_err().class,
             ErrorClass::Transient
         );
+    }
+
+    #[test]
+    fn a_numeric_status_out_of_range_is_not_read_as_accepted() {
+        let huge = br#"{"messages":[{"status":4294967296,"message-id":"0A00"}]}"#;
+        let e = parse_response(huge).unwrap_err();
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert!(e.reason.contains("unreadable status"), "{e}");
+        let numeric = br#"{"messages":[{"status":0,"message-id":"0A00"}]}"#;
+        assert_eq!(parse_response(numeric).unwrap().message_id, "0A00");
     }
 
     #[test]

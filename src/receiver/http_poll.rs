@@ -175,10 +175,15 @@ impl HttpPoller {
                 MAX_RESPONSE_BYTES >> 20
             )));
         }
-        let json: Value = serde_json::from_slice(&body).map_err(|e| {
+        self.read_answer(&body)
+    }
+
+    /// The messages in a 2xx answer's body (see [`check_status`] for the status).
+    pub fn read_answer(&self, body: &[u8]) -> Result<Vec<Polled>, PollError> {
+        let json: Value = serde_json::from_slice(body).map_err(|e| {
             PollError::transient(format!(
                 "the receiver API's answer is not JSON ({e}): {}",
-                snippet(&body)
+                snippet(body)
             ))
         })?;
         Ok(self.extract(&json))
@@ -231,7 +236,8 @@ fn text_id(text: &str) -> String {
     format!("text-sha256:{hex}")
 }
 
-fn check_status(status: u16, body: &[u8]) -> Result<(), PollError> {
+/// Whether an answer's HTTP status lets us read its body, and if not, why.
+pub fn check_status(status: u16, body: &[u8]) -> Result<(), PollError> {
     match status {
         200..=299 => Ok(()),
         401 | 403 => Err(PollError::permanent(format!(

@@ -80,42 +80,7 @@ impl TwilioPoller {
             )));
         }
         let body = body.bytes;
-        match status.as_u16() {
-            200 => {}
-            401 | 403 => {
-                return Err(PollError::permanent(format!(
-                    "Twilio refused to list messages: check the account's credentials (HTTP {status})"
-                )));
-            }
-            404 => {
-                return Err(PollError::permanent(
-                    "Twilio has no such account (HTTP 404): check account_sid",
-                ));
-            }
-            _ => {
-                return Err(PollError::transient(format!(
-                    "listing messages failed (HTTP {status}): {}",
-                    snippet(&body)
-                )));
-            }
-        }
-        let page: Page = serde_json::from_slice(&body).map_err(|_| {
-            PollError::transient(format!(
-                "listing is not a Twilio message page: {}",
-                snippet(&body)
-            ))
-        })?;
-        Ok(page
-            .messages
-            .into_iter()
-            .filter(|m| m.direction.as_deref() == Some("inbound"))
-            .filter_map(|m| {
-                Some(Polled {
-                    id: m.sid?,
-                    body: m.body?,
-                })
-            })
-            .collect())
+        parse_listing(status.as_u16(), &body)
     }
 }
 
@@ -127,6 +92,46 @@ impl Poller for TwilioPoller {
     fn poll<'a>(&'a self, watch: &'a Watch) -> BoxFuture<'a, Result<Vec<Polled>, PollError>> {
         Box::pin(self.list(watch))
     }
+}
+
+/// Reads an answer to the message listing: the inbound messages on its page.
+pub fn parse_listing(status: u16, body: &[u8]) -> Result<Vec<Polled>, PollError> {
+    match status {
+        200 => {}
+        401 | 403 => {
+            return Err(PollError::permanent(format!(
+                "Twilio refused to list messages: check the account's credentials (HTTP {status})"
+            )));
+        }
+        404 => {
+            return Err(PollError::permanent(
+                "Twilio has no such account (HTTP 404): check account_sid",
+            ));
+        }
+        _ => {
+            return Err(PollError::transient(format!(
+                "listing messages failed (HTTP {status}): {}",
+                snippet(body)
+            )));
+        }
+    }
+    let page: Page = serde_json::from_slice(body).map_err(|_| {
+        PollError::transient(format!(
+            "listing is not a Twilio message page: {}",
+            snippet(body)
+        ))
+    })?;
+    Ok(page
+        .messages
+        .into_iter()
+        .filter(|m| m.direction.as_deref() == Some("inbound"))
+        .filter_map(|m| {
+            Some(Polled {
+                id: m.sid?,
+                body: m.body?,
+            })
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]

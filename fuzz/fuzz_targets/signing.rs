@@ -1,0 +1,87 @@
+//! Webhook signature checks: any URL, parameters, secret and signature are
+//! answered without a panic, and a signature made for any input verifies,
+//! while the same signature over a changed input does not.
+
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use sms_canary::signing::{
+    VonageMethod, body_signature, twilio_signature, verify_body_signature, verify_twilio_signature,
+    verify_vonage_signature, vonage_signature,
+};
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    url: String,
+    params: Vec<(String, String)>,
+    secret: String,
+    /// A signature as an attacker would send it.
+    given: String,
+    body: Vec<u8>,
+    method: u8,
+}
+
+const METHODS: [VonageMethod; 5] = [
+    VonageMethod::Md5hash,
+    VonageMethod::Md5,
+    VonageMethod::Sha1,
+    VonageMethod::Sha256,
+    VonageMethod::Sha512,
+];
+
+fuzz_target!(|input: Input| {
+    let Input {
+        url,
+        params,
+        secret,
+        given,
+        body,
+        method,
+    } = input;
+    let method = METHODS[usize::from(method) % METHODS.len()];
+
+    // Attacker-chosen signatures: any answer, but no panic.
+    let _ = verify_twilio_signature(&url, &params, &secret, &given);
+    let _ = verify_body_signature(&body, &secret, &given);
+    let mut with_given = params.clone();
+    with_given.push(("sig".to_string(), given.clone()));
+    let _ = verify_vonage_signature(&with_given, &secret, method);
+    let _ = given.parse::<VonageMethod>();
+
+    // Twilio: what we sign verifies, in any parameter order, and not for another URL.
+    let sig = twilio_signature(&url, &params, &secret);
+    assert!(verify_twilio_signature(&url, &params, &secret, &sig));
+    let mut reversed = params.clone();
+    reversed.reverse();
+    assert!(verify_twilio_signature(&url, &reversed, &secret, &sig));
+    let other_url = format!("{url}x");
+    assert!(!verify_twilio_signature(&other_url, &params, &secret, &sig));
+
+    // Vonage: a `sig` computed over the other parameters verifies, in upper
+    // case too, wherever it sits; changing a signed value breaks it.
+    let unsigned: Vec<(String, String)> =
+        params.iter().filter(|(k, _)| k != "sig").cloned().collect();
+    let sig = vonage_signature(&unsigned, &secret, method);
+    let mut signed = unsigned.clone();
+    signed.insert(0, ("sig".to_string(), sig.to_uppercase()));
+    assert!(verify_vonage_signature(&signed, &secret, method));
+    if let Some(first) = signed.get_mut(1) {
+        // A letter, not `&` or `=`: those are signed as `_`, so a value
+        // changed only in them would rightly keep its signature.
+        first.1.push('x');
+        assert!(!verify_vonage_signature(&signed, &secret, method));
+    }
+
+    // JSON body: the header verifies with or without its prefix, not for another body.
+    let header = body_signature(&body, &secret);
+    assert!(verify_body_signature(&body, &secret, &header));
+    assert!(verify_body_signature(
+        &body,
+        &secret,
+        header.trim_start_matches("sha256=")
+    ));
+    let mut changed = body.clone();
+    changed.push(0);
+    assert!(!verify_body_signature(&changed, &secret, &header));
+});
