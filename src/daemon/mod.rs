@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tracing::{info, warn};
 use url::Url;
 
@@ -37,6 +37,14 @@ use crate::receiver::Inbox;
 use crate::receiver::webhook::Hooks;
 use crate::store::{Store, StoreError};
 use watchdog::Heartbeat;
+
+/// How many store calls (cost guard, lease, record) scheduled runs make at
+/// once. The store is one SQLite connection behind a lock, so more callers
+/// only park blocking-pool threads on it: at 10,000 runs in flight that was
+/// tokio's limit of 512 threads, ~190 MB of RSS, and wake-up storms that
+/// delayed the webhooks whose arrival times the runs measure. Runs wait for
+/// a slot as tasks instead, in order.
+const STORE_CALLS: usize = 2;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -119,6 +127,8 @@ pub(crate) struct Shared {
     good_since_ping: Mutex<HashSet<String>>,
     /// Wakes the outbox loop when a run queued notifications.
     outbox_kick: Notify,
+    /// Store calls of scheduled runs in progress at once (see [`STORE_CALLS`]).
+    store_calls: Semaphore,
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
@@ -211,6 +221,7 @@ pub async fn run(
         in_flight: Mutex::new(HashMap::new()),
         good_since_ping: Mutex::new(HashSet::new()),
         outbox_kick: Notify::new(),
+        store_calls: Semaphore::new(STORE_CALLS),
         control: control_tx,
         metrics,
         http: reqwest::Client::builder()
