@@ -227,7 +227,7 @@ async fn run_one(
     let monitor = shared.monitor();
     let cap = config.defaults.max_messages_per_day;
     let left = {
-        let _slot = shared.store_calls.acquire().await;
+        let _slot = shared.store_starts.acquire().await;
         monitor.messages_left(cap, now).await
     };
     if left == 0 {
@@ -237,7 +237,7 @@ async fn run_one(
         ));
     }
     let leased = {
-        let _slot = shared.store_calls.acquire().await;
+        let _slot = shared.store_starts.acquire().await;
         monitor.lease(probe, &shared.holder, now).await
     };
     if !matches!(leased, Ok(true)) {
@@ -257,7 +257,7 @@ async fn run_one(
     let result = probe::run_as(probe, wiring, correlation).await;
     shared.metrics.observe_run(&result);
     {
-        let _slot = shared.store_calls.acquire().await;
+        let _slot = shared.store_ends.acquire().await;
         if let Err(e) = monitor.record(probe, &result, false).await {
             error!(probe = %probe.name, "cannot record the run: {e}");
         }
