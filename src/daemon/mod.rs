@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tracing::{info, warn};
 use url::Url;
 
@@ -37,6 +37,16 @@ use crate::receiver::Inbox;
 use crate::receiver::webhook::Hooks;
 use crate::store::{Holder, Recovered, Store, StoreError};
 use watchdog::Heartbeat;
+
+/// Store calls that scheduled runs make at once, per side: one for starts
+/// (cost guard, lease), one for the end (record, release). The store is one
+/// SQLite connection behind a lock, so more callers only park blocking-pool
+/// threads on it: at 10,000 runs in flight that was tokio's limit of 512
+/// threads, and wake-up storms that delayed the webhooks whose arrival times
+/// the runs measure. Runs wait for a slot as tasks instead, in order; a start
+/// never queues behind the records of runs that have ended, since its delay
+/// is schedule lag and theirs is not.
+const STORE_CALLS: usize = 1;
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -127,6 +137,10 @@ pub(crate) struct Shared {
     good_since_ping: Mutex<HashSet<String>>,
     /// Wakes the outbox loop when a run queued notifications.
     outbox_kick: Notify,
+    /// Store calls of starting runs in progress at once (see [`STORE_CALLS`]).
+    store_starts: Semaphore,
+    /// Store calls of ending runs in progress at once.
+    store_ends: Semaphore,
     control: mpsc::Sender<Control>,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
@@ -233,6 +247,8 @@ pub async fn run(
         in_flight: Mutex::new(HashMap::new()),
         good_since_ping: Mutex::new(HashSet::new()),
         outbox_kick: Notify::new(),
+        store_starts: Semaphore::new(STORE_CALLS),
+        store_ends: Semaphore::new(STORE_CALLS),
         control: control_tx,
         metrics,
         http: reqwest::Client::builder()

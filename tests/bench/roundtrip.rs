@@ -5,7 +5,8 @@
 //! Run: `cargo bench --bench roundtrip`. It makes two passes: one run at a
 //! time (the accuracy target, p99 ≤ 1 ms), then `BENCH_CONCURRENCY` (10) runs
 //! in flight, to show what contention for the 2 cores adds. Other knobs:
-//! `BENCH_RUNS` (1000), `BENCH_LATENCY_MS` (20). Prints figures, asserts nothing.
+//! `BENCH_RUNS` (1000), `BENCH_LATENCY_MS` (20). Prints figures, asserts nothing;
+//! each pass ends with a `RESULT key=value …` line for `bench/run`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,5 +130,13 @@ async fn bench(runs: usize, latency_ms: u64, concurrency: usize) {
         "  never early: min(measured - injected) = {:.0} us; failed runs: {failed}; wall {:.1} s",
         signed_min * 1e6,
         elapsed.as_secs_f64()
+    );
+    println!(
+        "RESULT mode=accuracy concurrency={concurrency} runs={runs} ok={} err_p50_ms={:.3} err_p99_ms={:.3} err_max_ms={:.3} min_signed_ms={:.3}",
+        errors_us.len(),
+        pct(0.50) / 1e3,
+        pct(0.99) / 1e3,
+        pct(1.0) / 1e3,
+        signed_min * 1e3
     );
 }
