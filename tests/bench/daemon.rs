@@ -133,6 +133,7 @@ fn start_daemon(
         preflight: false,
         grace: Duration::from_secs(2),
         stall_limit: Duration::from_secs(600),
+        ..DaemonOptions::default()
     };
     let control = tx.clone();
     let task = tokio::spawn(async move {
