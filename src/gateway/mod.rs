@@ -203,6 +203,25 @@ pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Body {
 /// any other unreadable answer to a submit: a retry may duplicate the
 /// message, which token matching tolerates, while giving up would report a
 /// false loss.
+/// Reads a provider's answer to a submit or preflight, at most
+/// [`MAX_RESPONSE_BYTES`]: a transfer cut part way is a transport error, and a
+/// success too large to read whole is refused rather than parsed in half. An
+/// error answer keeps its start, which is enough to classify it.
+pub async fn read_answer(
+    response: &mut reqwest::Response,
+    what: &str,
+) -> Result<Vec<u8>, SubmitError> {
+    let status = response.status();
+    let body = read_body(response, MAX_RESPONSE_BYTES).await;
+    if let Some(e) = &body.cut {
+        return Err(transport_error(e));
+    }
+    if body.over_limit && status.is_success() {
+        return Err(too_large(what));
+    }
+    Ok(body.bytes)
+}
+
 pub fn too_large(what: &str) -> SubmitError {
     SubmitError::transient(format!(
         "{what} is larger than {} MiB; it was not read to the end",

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, MAX_RESPONSE_BYTES, SubmitError, SubmitRequest,
-    read_body, retry_after, snippet, too_large, transport_error,
+    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, read_answer, retry_after,
+    snippet, transport_error,
 };
 use crate::redact::Secret;
 
@@ -72,14 +72,7 @@ impl TwilioGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
-        if let Some(e) = &body.cut {
-            return Err(transport_error(e));
-        }
-        if body.over_limit && status.is_success() {
-            return Err(too_large("Twilio's answer"));
-        }
-        let body = body.bytes;
+        let body = read_answer(&mut response, "Twilio's answer").await?;
         if status.is_success() {
             return parse_message(&body);
         }
@@ -116,14 +109,7 @@ impl Gateway for TwilioGateway {
                 .await
                 .map_err(|e| transport_error(&e))?;
             let status = response.status();
-            let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
-            if let Some(e) = &body.cut {
-                return Err(transport_error(e));
-            }
-            if body.over_limit && status.is_success() {
-                return Err(too_large("Twilio's answer"));
-            }
-            let body = body.bytes;
+            let body = read_answer(&mut response, "Twilio's answer").await?;
             if !status.is_success() {
                 return Err(classify_error(status.as_u16(), &body));
             }

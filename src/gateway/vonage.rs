@@ -11,8 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, MAX_RESPONSE_BYTES, SubmitError, SubmitRequest,
-    read_body, retry_after, too_large, transport_error,
+    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, read_answer, retry_after,
+    transport_error,
 };
 use crate::redact::Secret;
 
@@ -74,14 +74,7 @@ impl VonageGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
-        if let Some(e) = &body.cut {
-            return Err(transport_error(e));
-        }
-        if body.over_limit && status.is_success() {
-            return Err(too_large("Vonage's answer"));
-        }
-        let body = body.bytes;
+        let body = read_answer(&mut response, "Vonage's answer").await?;
         let mut result = if status.is_success() {
             parse_response(&body)
         } else {
@@ -123,14 +116,7 @@ impl Gateway for VonageGateway {
                 .await
                 .map_err(|e| transport_error(&e))?;
             let status = response.status();
-            let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
-            if let Some(e) = &body.cut {
-                return Err(transport_error(e));
-            }
-            if body.over_limit && status.is_success() {
-                return Err(too_large("Vonage's answer"));
-            }
-            let body = body.bytes;
+            let body = read_answer(&mut response, "Vonage's answer").await?;
             if !status.is_success() {
                 return Err(classify_http(status.as_u16(), &body));
             }
