@@ -132,8 +132,7 @@ async fn run_now(
 
 /// Hands the request to the webhook routes of the config in force.
 async fn webhooks(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let routes = crate::receiver::webhook::router(shared.hooks());
-    match routes.oneshot(request).await {
+    match shared.hook_routes().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     }
