@@ -219,18 +219,8 @@ impl Monitor {
     /// Sends every notification that is due; failures are rescheduled or
     /// dead-lettered in the store.
     pub async fn deliver_due(&self) -> Result<Delivered, MonitorError> {
-        self.deliver_due_at(|| (self.now)()).await
-    }
-
-    /// [`Monitor::deliver_due`] on the wall clock `now`: what is due, and when
-    /// a retry is due, follow it, so tests can step through a backoff schedule
-    /// of minutes without waiting for it.
-    pub async fn deliver_due_at(
-        &self,
-        now: impl Fn() -> DateTime<Utc> + Send + Sync,
-    ) -> Result<Delivered, MonitorError> {
         let store = self.store.clone();
-        let at = now();
+        let at = (self.now)();
         let due = blocking(move || store.due_notifications(at, 200)).await?;
         let mut result = Delivered::default();
         for entry in due {
@@ -256,7 +246,7 @@ impl Monitor {
             };
             let store = self.store.clone();
             let channel = entry.channel.clone();
-            let now = now();
+            let now = (self.now)();
             match outcome {
                 Ok(()) => {
                     if let Some(m) = &self.metrics {

@@ -454,8 +454,8 @@ impl World {
     /// A run's figures and reason in probe time, for the alerts it causes.
     fn in_probe_time(&self, mut run: RunResult) -> RunResult {
         let up = |d: Duration| d.mul_f64(self.speed);
-        let scaled_timeout = humantime::format_duration(round_ms(run.timeout)).to_string();
-        let timeout = humantime::format_duration(round_ms(self.timeout)).to_string();
+        let scaled_timeout = humantime::format_duration(probe::round_ms(run.timeout)).to_string();
+        let timeout = humantime::format_duration(probe::round_ms(self.timeout)).to_string();
         run.latency = run.latency.map(up);
         run.threshold = up(run.threshold);
         run.timeout = self.timeout;
@@ -490,10 +490,6 @@ impl World {
         let _ = stop_listener.send(());
         let _ = listener.await;
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
 }
 
 /// A loopback URL nobody listens on: where a downed receiver's messages go.

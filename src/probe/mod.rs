@@ -8,8 +8,8 @@ mod outcome;
 mod run;
 
 pub use outcome::{Finding, Outcome, Phases, RunResult, Status};
-pub(crate) use run::slow_reason;
 pub use run::{Correlation, Wiring, run, run_as};
+pub(crate) use run::{round_ms, slow_reason};
 
 /// Length of the token that ties an arriving message to its run.
 pub const TOKEN_LEN: usize = 10;

@@ -373,7 +373,8 @@ pub(crate) fn slow_reason(latency: Duration, threshold: Duration) -> String {
     )
 }
 
-fn round_ms(d: Duration) -> Duration {
+/// To the millisecond, as reasons quote durations.
+pub(crate) fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 

@@ -1,6 +1,6 @@
 //! Alert sinks going down and coming back, through the real outbox path:
 //! notifications queued by `Monitor::record`, delivered by
-//! `Monitor::deliver_due_at` to real channels — Slack and a webhook on small
+//! `Monitor::deliver_due`, on a clock the test sets, to real channels — Slack and a webhook on small
 //! HTTP servers, email on a real SMTP server (aiosmtpd). Slack answers 503
 //! during its outage; the webhook's and the SMTP server's ports are closed
 //! (connections refused) and opened again on the same port. Time is injected:
@@ -186,11 +186,20 @@ fn run_result(i: usize, outcome: Outcome) -> RunResult {
 
 /// The monitor, with `n` notifications (firing, resolved, firing, …) queued
 /// for each of the three channels.
-async fn queue(dir: &Path, n: usize) -> (Arc<Monitor>, Arc<Metrics>) {
+async fn queue(dir: &Path, n: usize) -> (Stepped, Arc<Metrics>) {
     let config = Config::load(&dir.join("config.toml")).unwrap();
     let store = Store::open(&config.canary.state_dir).unwrap();
     let metrics = Arc::new(Metrics::new("outage-test"));
-    let monitor = Monitor::new(&config, store, Some(Arc::clone(&metrics))).unwrap();
+    let now = Arc::new(Mutex::new(Utc::now()));
+    let clock = Arc::clone(&now);
+    let monitor = Monitor::with_clock(
+        &config,
+        store,
+        Some(Arc::clone(&metrics)),
+        Arc::new(move || *clock.lock().unwrap()),
+    )
+    .unwrap();
+    let monitor = Stepped { monitor, now };
     let probe = config.probe("p").unwrap();
     for i in 0..n {
         let outcome = if i % 2 == 0 {
@@ -219,16 +228,38 @@ fn outbox(dir: &Path) -> Vec<(String, String)> {
         .unwrap()
 }
 
+/// The monitor on a clock the test sets, so a backoff schedule of minutes
+/// is stepped through without waiting for it.
+struct Stepped {
+    monitor: Arc<Monitor>,
+    now: Arc<Mutex<DateTime<Utc>>>,
+}
+
+impl std::ops::Deref for Stepped {
+    type Target = Monitor;
+    fn deref(&self) -> &Monitor {
+        &self.monitor
+    }
+}
+
+impl Stepped {
+    /// One delivery pass with the clock at `at`.
+    async fn deliver_at(&self, at: DateTime<Utc>) -> Delivered {
+        *self.now.lock().unwrap() = at;
+        self.monitor.deliver_due().await.unwrap()
+    }
+}
+
 /// One delivery pass at the moment the next entry is due (the injected
 /// clock jumps there), and that moment.
-async fn next_pass(monitor: &Monitor, floor: DateTime<Utc>) -> (Delivered, DateTime<Utc>) {
+async fn next_pass(monitor: &Stepped, floor: DateTime<Utc>) -> (Delivered, DateTime<Utc>) {
     let due = monitor
         .store()
         .next_notification_due()
         .unwrap()
         .expect("something pending");
     let at = due.max(floor);
-    (monitor.deliver_due_at(|| at).await.unwrap(), at)
+    (monitor.deliver_at(at).await, at)
 }
 
 /// How often each key arrived.
@@ -272,10 +303,7 @@ async fn sinks_down_for_a_while_then_up_get_every_notification_at_most_twice() {
     let (d, at) = next_pass(&monitor, t0).await;
     assert_eq!((d.sent, d.retrying, d.dead), (0, 12, 0), "all down: {d:?}");
     // Backoff: nothing is retried before its time (30 s after the failure).
-    let early = monitor
-        .deliver_due_at(|| at + chrono::Duration::seconds(29))
-        .await
-        .unwrap();
+    let early = monitor.deliver_at(at + chrono::Duration::seconds(29)).await;
     assert_eq!(early, Delivered::default(), "retried before its backoff");
     let (d, at) = next_pass(&monitor, at).await;
     assert_eq!((d.sent, d.retrying), (0, 12), "still down: {d:?}");
