@@ -17,6 +17,7 @@ mod holder;
 mod outbox;
 mod runs;
 mod schema;
+mod sent;
 mod started;
 
 use std::fmt;
@@ -57,6 +58,8 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// The cost guard's running count; taken only while holding `conn`.
+    sent: Mutex<sent::SentWindow>,
 }
 
 impl fmt::Debug for Store {
@@ -150,6 +153,7 @@ impl Store {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
+                sent: Mutex::default(),
             }),
         })
     }
@@ -197,6 +201,22 @@ impl Store {
             } else {
                 Err(Failure::Integrity(problems))
             }
+        })
+    }
+
+    /// Messages submitted (runs the gateway accepted, so with a message id)
+    /// since `since`, across all probes: what the cost guard counts. A run
+    /// cut off by a shutdown or a crash counts too: its message may have
+    /// gone out before the answer was recorded, and a cost guard errs high.
+    /// Counted incrementally (see `sent`): a call costs the runs recorded
+    /// since the last one, not the day's.
+    pub fn messages_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.with("count messages", |conn| {
+            self.inner
+                .sent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .count_since(conn, since)
         })
     }
 

@@ -250,22 +250,6 @@ impl Store {
             }))
         })
     }
-
-    /// Messages submitted (runs the gateway accepted, so with a message id)
-    /// since `since`, across all probes: what the cost guard counts. A run
-    /// cut off by a shutdown or a crash counts too: its message may have
-    /// gone out before the answer was recorded, and a cost guard errs high.
-    pub fn messages_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.with("count messages", |conn| {
-            let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM runs
-                 WHERE started_at >= ?1 AND (message_id IS NOT NULL OR interrupted = 1)",
-                [millis(since)],
-                |row| row.get(0),
-            )?;
-            count(n)
-        })
-    }
 }
 
 /// Adds `<joiner> probe = ?N` when filtering by probe. A separate SQL text
