@@ -1,7 +1,8 @@
 //! The daemon, in-process and as a process: probes run on their schedules,
 //! alerts fire and resolve, /healthz and /readyz answer, manual runs return
 //! their result, a bad reload keeps the old config, SIGTERM stops it cleanly,
-//! and a kill -9 mid-write leaves a store that passes its integrity check.
+//! a kill -9 mid-write leaves a store that passes its integrity check, and the
+//! cost guard stops sending at the day's cap.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -346,4 +347,125 @@ async fn runs_cut_off_by_shutdown_are_recorded_as_interrupted() {
     assert!(runs[0].reason.as_deref().unwrap().contains("interrupted"));
     // An interrupted run says nothing about the pipeline: no failure counted.
     assert_eq!(store.alert_state("p").unwrap().consecutive_failures, 0);
+}
+
+/// The cost guard in a long-running daemon: a run recorded by another process
+/// (a cron check) counts, the daemon sends until the day's cap and then skips
+/// every slot, however many calls of the guard follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
+    let listen = free_addr();
+    let mut mock = MockConfig {
+        latency: sms_canary::mock_carrier::LatencyModel::Fixed(Duration::from_millis(10)),
+        ..MockConfig::default()
+    };
+    mock.numbers.insert(
+        "+15005550100".into(),
+        NumberConfig {
+            owned: true,
+            inbound_url: Some(format!("http://{listen}/hooks/twilio/inbound/inbox")),
+            ..NumberConfig::default()
+        },
+    );
+    let carrier = MockCarrier::start(
+        mock,
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let (_capture, alerts) = Capture::start(free_addr()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let config = daemon_config(listen, &carrier.base_url(), alerts).replace(
+        "failure_threshold = 2",
+        "failure_threshold = 2\nmax_messages_per_day = 3",
+    );
+    std::fs::write(&path, config).unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    std::fs::write(dir.path().join("probes/p.toml"), PROBE).unwrap();
+    // A cron check sent one message an hour ago, through the same store.
+    let cron_run = {
+        let store = Store::open(&dir.path().join(".sms-canary")).unwrap();
+        let run = sms_canary::probe::RunResult {
+            probe: "p".into(),
+            gateway: "carrier".into(),
+            receiver: "inbox".into(),
+            correlation_id: "cron-run".into(),
+            started_at: chrono::Utc::now() - chrono::Duration::hours(1),
+            outcome: sms_canary::probe::Outcome::Ok,
+            reason: None,
+            code: None,
+            latency: Some(Duration::from_millis(20)),
+            threshold: Duration::from_millis(800),
+            timeout: Duration::from_millis(900),
+            phases: Default::default(),
+            message_id: Some("SM-cron".into()),
+            attempts: 1,
+            findings: Vec::new(),
+            gateway_errors: Vec::new(),
+        };
+        store
+            .record_run(
+                &run,
+                "cron",
+                false,
+                &Default::default(),
+                &[],
+                chrono::Utc::now(),
+            )
+            .unwrap();
+        run
+    };
+
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let options = DaemonOptions {
+        preflight: false,
+        ..DaemonOptions::default()
+    };
+    let daemon = tokio::spawn(daemon::run(
+        path.clone(),
+        options,
+        Arc::new(Clock::system()),
+        rx,
+        tx.clone(),
+    ));
+    let messages = || async {
+        let list: serde_json::Value =
+            reqwest::get(format!("{}/_mock/messages", carrier.base_url()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        // Each round trip lists its outbound message and the inbound copy.
+        list["messages"].as_array().map_or(0, |all| {
+            all.iter().filter(|m| m["direction"] != "inbound").count()
+        })
+    };
+    // Two runs reach the cap of three; the slots after them are skipped.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while messages().await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the daemon sent nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(messages().await, 2, "sent past the daily cap");
+    tx.send(Control::Shutdown).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    let store = Store::open(&dir.path().join(".sms-canary")).unwrap();
+    let runs = store.recent_runs(Some("p"), 100).unwrap();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(
+        runs.iter()
+            .any(|r| r.correlation_id == cron_run.correlation_id)
+    );
+    assert_eq!(store.messages_since(cron_run.started_at).unwrap(), 3);
+    carrier.shutdown().await;
 }
