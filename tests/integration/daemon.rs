@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
-use sms_canary::mock_carrier::{Faults, MockCarrier, MockConfig, NumberConfig};
+use sms_canary::mock_carrier::{Faults, MockCarrier, MockConfig, MockHandle, NumberConfig};
 use sms_canary::store::Store;
 
 use crate::capture::Capture;
@@ -56,11 +56,15 @@ url = "http://{alerts}/alerts"
 
 const PROBE: &str = "name = \"p\"\ngateway = \"carrier\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"+15005550100\"\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
-    let listen = free_addr();
+/// A mock carrier that delivers the probe's number to the daemon at `listen`.
+async fn carrier_delivering_to(
+    listen: SocketAddr,
+    latency: Duration,
+    faults: Faults,
+) -> MockHandle {
     let mut mock = MockConfig {
-        latency: sms_canary::mock_carrier::LatencyModel::Fixed(Duration::from_millis(20)),
+        latency: sms_canary::mock_carrier::LatencyModel::Fixed(latency),
+        faults,
         ..MockConfig::default()
     };
     let owned = NumberConfig {
@@ -69,16 +73,22 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
         ..NumberConfig::default()
     };
     mock.numbers.insert("+15005550100".into(), owned);
-    mock.faults = Faults {
-        drop_rate: 1.0,
-        ..Faults::default()
-    };
-    let carrier = MockCarrier::start(
+    MockCarrier::start(
         mock,
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
+    let listen = free_addr();
+    let dropping = Faults {
+        drop_rate: 1.0,
+        ..Faults::default()
+    };
+    let carrier = carrier_delivering_to(listen, Duration::from_millis(20), dropping).await;
     let (capture, alerts) = Capture::start(free_addr()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
@@ -355,24 +365,7 @@ async fn runs_cut_off_by_shutdown_are_recorded_as_interrupted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
     let listen = free_addr();
-    let mut mock = MockConfig {
-        latency: sms_canary::mock_carrier::LatencyModel::Fixed(Duration::from_millis(10)),
-        ..MockConfig::default()
-    };
-    mock.numbers.insert(
-        "+15005550100".into(),
-        NumberConfig {
-            owned: true,
-            inbound_url: Some(format!("http://{listen}/hooks/twilio/inbound/inbox")),
-            ..NumberConfig::default()
-        },
-    );
-    let carrier = MockCarrier::start(
-        mock,
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await
-    .unwrap();
+    let carrier = carrier_delivering_to(listen, Duration::from_millis(10), Faults::default()).await;
     let (_capture, alerts) = Capture::start(free_addr()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
