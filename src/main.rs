@@ -15,7 +15,6 @@ use sms_canary::probe::Status;
 use sms_canary::report::{self, Format, progress::Spinner};
 use sms_canary::store::Store;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::LevelFilter;
 
 /// Nagios UNKNOWN: bad config, bad arguments, internal error.
 const UNKNOWN: u8 = Status::Unknown as u8;
@@ -46,17 +45,14 @@ fn main() -> ExitCode {
 
 fn init_tracing(cli: &Cli) {
     let default = match (cli.verbose, &cli.command) {
-        (0, Command::MockCarrier(_) | Command::Daemon(_)) => LevelFilter::INFO,
+        (0, Command::MockCarrier(_) | Command::Daemon(_)) => "info",
         // A drill's runs fail on purpose: their warnings are the table's rows.
-        (0, Command::Drill(_)) => LevelFilter::ERROR,
-        (0, _) => LevelFilter::WARN,
-        (1, _) => LevelFilter::INFO,
-        _ => LevelFilter::DEBUG,
+        (0, Command::Drill(_)) => "error",
+        (0, _) => "warn",
+        (1, _) => "info",
+        _ => "debug",
     };
-    // Only RUST_LOG is parsed: parsing a directive compiles the filter's
-    // regexes, which is a fair share of what a one-shot check loads.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::default().add_directive(default.into()));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
