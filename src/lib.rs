@@ -47,3 +47,4 @@ pub mod server;
 pub mod signing;
 pub mod store;
 pub mod template;
+mod trust;

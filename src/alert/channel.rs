@@ -96,7 +96,12 @@ pub(crate) fn http_client() -> Result<reqwest::Client, ChannelError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| ChannelError::permanent(format!("cannot build HTTP client: {e}")))
+        .map_err(|e| {
+            ChannelError::permanent(format!(
+                "cannot build HTTP client: {}",
+                crate::trust::describe(&e)
+            ))
+        })
 }
 
 /// Sends `request` and classifies the answer; `who` names the receiver in

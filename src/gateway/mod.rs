@@ -151,13 +151,17 @@ pub fn join_base(base: &url::Url, path: &str) -> Result<url::Url, SubmitError> {
         .map_err(|e| SubmitError::permanent(format!("bad gateway base URL: {e}")))
 }
 
-/// The HTTP client gateways share the settings of.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, SubmitError> {
-    reqwest::Client::builder()
+/// The HTTP client gateways share the settings of, for an API at `base`.
+pub fn http_client(timeout: Duration, base: &url::Url) -> Result<reqwest::Client, SubmitError> {
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
-        .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SubmitError::permanent(format!("cannot build HTTP client: {e}")))
+        .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")));
+    crate::trust::build(builder, crate::trust::may_call_https([base.as_str()])).map_err(|e| {
+        SubmitError::permanent(format!(
+            "cannot build HTTP client: {}",
+            crate::trust::describe(&e)
+        ))
+    })
 }
 
 /// How much of a provider's answer is read: far more than any real API

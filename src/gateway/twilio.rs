@@ -41,7 +41,7 @@ impl TwilioGateway {
         )?;
         let account_url =
             super::join_base(base_url, &format!("2010-04-01/Accounts/{account_sid}.json"))?;
-        let client = super::http_client(request_timeout)?;
+        let client = super::http_client(request_timeout, base_url)?;
         Ok(TwilioGateway {
             account_url,
             name: name.to_string(),

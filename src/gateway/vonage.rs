@@ -37,7 +37,7 @@ impl VonageGateway {
     ) -> Result<Self, SubmitError> {
         let sms_url = super::join_base(base_url, "sms/json")?;
         let balance_url = super::join_base(base_url, "account/get-balance")?;
-        let client = super::http_client(request_timeout)?;
+        let client = super::http_client(request_timeout, base_url)?;
         Ok(VonageGateway {
             balance_url,
             name: name.to_string(),

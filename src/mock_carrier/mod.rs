@@ -223,14 +223,15 @@ impl MockCarrier {
     ) -> Result<MockHandle, MockError> {
         validate(&config)?;
         let addr = listener.local_addr().map_err(MockError::LocalAddr)?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .user_agent("TwilioProxy/1.1")
-            // Callbacks mostly go to loopback or a local network; a proxy
-            // from the environment would only get in the way.
-            .no_proxy()
-            .build()
-            .map_err(MockError::HttpClient)?;
+        let http = crate::trust::build_or_plain(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .user_agent("TwilioProxy/1.1")
+                // Callbacks mostly go to loopback or a local network; a proxy
+                // from the environment would only get in the way.
+                .no_proxy()
+        })
+        .map_err(MockError::HttpClient)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             account_sid: config.account_sid,

@@ -115,13 +115,19 @@ impl HttpPoller {
             headers.insert(name, value);
         }
 
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
             // Credentials in custom headers must not follow a redirect to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| bad("url", format!("cannot build HTTP client: {e}")))?;
+            .redirect(reqwest::redirect::Policy::none());
+        let client =
+            crate::trust::build(builder, crate::trust::may_call_https([config.url.as_str()]))
+                .map_err(|e| {
+                    bad(
+                        "url",
+                        format!("cannot build HTTP client: {}", crate::trust::describe(&e)),
+                    )
+                })?;
 
         Ok(HttpPoller {
             client,

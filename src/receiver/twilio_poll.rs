@@ -40,7 +40,7 @@ impl TwilioPoller {
             &format!("2010-04-01/Accounts/{account_sid}/Messages.json"),
         )
         .map_err(setup)?;
-        let client = http_client(Duration::from_secs(10)).map_err(setup)?;
+        let client = http_client(Duration::from_secs(10), base_url).map_err(setup)?;
         Ok(TwilioPoller {
             client,
             list_url,

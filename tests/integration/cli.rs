@@ -103,6 +103,56 @@ fn the_shipped_example_round_trips_ok() {
     assert!((800.0..3000.0).contains(&latency), "latency {latency}ms");
 }
 
+/// A machine without a CA store (a minimal container) still runs the whole
+/// offline loop: nothing in it speaks HTTPS, so nothing needs the store. And
+/// a gateway configured for HTTPS there fails with a reason, not a panic.
+#[test]
+fn the_example_round_trips_on_a_machine_without_ca_certificates() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let empty = tempfile::tempdir().unwrap();
+    let no_store = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(repo)
+            .env("SSL_CERT_FILE", empty.path().join("none.pem"))
+            .env("SSL_CERT_DIR", empty.path())
+            .output()
+            .unwrap()
+    };
+    let out = no_store(&["check", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("1 probe: 1 ok"), "{}", stdout(&out));
+
+    // HTTPS needs the store: without one, the reason is said up front.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[canary]\nlisten = \"127.0.0.1:0\"\n\n[gateways.twilio]\nkind = \"twilio\"\n\
+             account_sid = \"AC{}\"\nauth_token = \"t\"\nbase_url = \"https://127.0.0.1:1\"\n\n\
+             [receivers.inbox]\nkind = \"webhook\"\ngateway = \"twilio\"\n",
+            "0".repeat(32)
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    std::fs::write(
+        dir.path().join("probes/p.toml"),
+        probe("p", "+15005550100").replace("sandbox", "twilio"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .current_dir(dir.path())
+        .env("SSL_CERT_FILE", empty.path().join("none.pem"))
+        .env("SSL_CERT_DIR", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}{}", stdout(&out), stderr(&out));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("No CA certificates"), "{said}");
+}
+
 #[test]
 fn ok_run_prints_outcome_latency_phases_and_correlation_id() {
     let dir = setup(&[("fast", "+15005550100")]);
