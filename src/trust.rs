@@ -7,6 +7,8 @@
 //! gateway on the local network) needs none of it, and must not fail on a
 //! machine that has no CA store at all: a minimal container, say.
 
+use std::time::Duration;
+
 use reqwest::{Client, ClientBuilder};
 use url::Url;
 
@@ -29,6 +31,19 @@ pub(crate) fn build(builder: ClientBuilder, https: bool) -> reqwest::Result<Clie
     } else {
         builder.tls_certs_only(std::iter::empty()).build()
     }
+}
+
+/// The client of a user-defined HTTP endpoint (the `http` gateway and
+/// poller), whose URL template is `url`. Redirects are not followed: a
+/// redirected POST turns into a GET, and credentials in custom headers would
+/// follow it to another host; better to say the URL is out of date.
+pub(crate) fn endpoint_client(timeout: Duration, url: &str) -> Result<Client, String> {
+    let builder = Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    build(builder, may_call_https([url]))
+        .map_err(|e| format!("cannot build HTTP client: {}", describe(&e)))
 }
 
 /// A client that could not be built, with its causes: reqwest's own message

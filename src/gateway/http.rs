@@ -165,20 +165,8 @@ impl HttpGateway {
             (None, None) => RequestBody::None,
         };
 
-        let builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
-            // A redirected POST turns into a GET, and custom auth headers would
-            // follow it to another host: better to say the URL is out of date.
-            .redirect(reqwest::redirect::Policy::none());
-        let client =
-            crate::trust::build(builder, crate::trust::may_call_https([config.url.as_str()]))
-                .map_err(|e| {
-                    bad(
-                        "url",
-                        format!("cannot build HTTP client: {}", crate::trust::describe(&e)),
-                    )
-                })?;
+        let client = crate::trust::endpoint_client(config.request_timeout, &config.url)
+            .map_err(|e| bad("url", e))?;
 
         Ok(HttpGateway {
             name: name.to_string(),

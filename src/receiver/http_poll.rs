@@ -115,19 +115,8 @@ impl HttpPoller {
             headers.insert(name, value);
         }
 
-        let builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
-            // Credentials in custom headers must not follow a redirect to another host.
-            .redirect(reqwest::redirect::Policy::none());
-        let client =
-            crate::trust::build(builder, crate::trust::may_call_https([config.url.as_str()]))
-                .map_err(|e| {
-                    bad(
-                        "url",
-                        format!("cannot build HTTP client: {}", crate::trust::describe(&e)),
-                    )
-                })?;
+        let client = crate::trust::endpoint_client(config.request_timeout, &config.url)
+            .map_err(|e| bad("url", e))?;
 
         Ok(HttpPoller {
             client,

@@ -108,12 +108,29 @@ fn the_shipped_example_round_trips_ok() {
 /// a gateway configured for HTTPS there fails with a reason, not a panic.
 #[test]
 fn the_example_round_trips_on_a_machine_without_ca_certificates() {
+    // A copy of the example, so that its state (and the probe's lease) is
+    // not shared with the other tests that run it.
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo.join("config.example.toml"),
+        copy.path().join("config.example.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir(copy.path().join("probes")).unwrap();
+    for probe in std::fs::read_dir(repo.join("probes")).unwrap() {
+        let probe = probe.unwrap().path();
+        std::fs::copy(
+            &probe,
+            copy.path().join("probes").join(probe.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     let empty = tempfile::tempdir().unwrap();
     let no_store = |args: &[&str]| {
         Command::new(BIN)
             .args(args)
-            .current_dir(repo)
+            .current_dir(copy.path())
             .env("SSL_CERT_FILE", empty.path().join("none.pem"))
             .env("SSL_CERT_DIR", empty.path())
             .output()
