@@ -467,9 +467,7 @@ async fn a_check_killed_mid_run_is_recorded_by_the_next_one() {
 /// that died mid-run, and records that run without waiting for a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_daemon_records_the_runs_of_a_check_that_died() {
-    use std::sync::Arc;
-
-    use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
+    use sms_canary::daemon::{Control, DaemonOptions};
     use sms_canary::store::StartedRun;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -479,19 +477,14 @@ async fn a_running_daemon_records_the_runs_of_a_check_that_died() {
         "[canary]\nlisten = \"127.0.0.1:0\"\nprobes = []\n",
     )
     .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let options = DaemonOptions {
-        preflight: false,
-        recovery_interval: Duration::from_millis(100),
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run(
+    let (tx, daemon) = crate::daemon::spawn_daemon(
         dir.join("config.toml"),
-        options,
-        Arc::new(Clock::system()),
-        rx,
-        tx.clone(),
-    ));
+        DaemonOptions {
+            preflight: false,
+            recovery_interval: Duration::from_millis(100),
+            ..DaemonOptions::default()
+        },
+    );
     let store_dir = dir.join(".sms-canary");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !store_dir.join("holders").exists() {

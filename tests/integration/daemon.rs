@@ -56,6 +56,26 @@ url = "http://{alerts}/alerts"
 
 const PROBE: &str = "name = \"p\"\ngateway = \"carrier\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"+15005550100\"\n";
 
+/// Starts the daemon in this process on the real clock, as `sms-canary
+/// daemon` would; returns its control channel and its task.
+pub(crate) fn spawn_daemon(
+    config: std::path::PathBuf,
+    options: DaemonOptions,
+) -> (
+    tokio::sync::mpsc::Sender<Control>,
+    tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let task = tokio::spawn(daemon::run(
+        config,
+        options,
+        Arc::new(Clock::system()),
+        rx,
+        tx.clone(),
+    ));
+    (tx, task)
+}
+
 /// A mock carrier that delivers the probe's number to the daemon at `listen`.
 async fn carrier_delivering_to(
     listen: SocketAddr,
@@ -112,19 +132,14 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
         + "enabled = false\n";
     std::fs::write(dir.path().join("probes/off.toml"), off).unwrap();
 
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let options = DaemonOptions {
-        preflight: false,
-        grace: Duration::from_secs(5),
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run(
+    let (tx, daemon) = crate::daemon::spawn_daemon(
         path.clone(),
-        options,
-        Arc::new(Clock::system()),
-        rx,
-        tx.clone(),
-    ));
+        DaemonOptions {
+            preflight: false,
+            grace: Duration::from_secs(5),
+            ..DaemonOptions::default()
+        },
+    );
 
     // Every message dropped: two lost runs in a row fire the alert.
     assert_eq!(
@@ -324,19 +339,14 @@ async fn runs_cut_off_by_shutdown_are_recorded_as_interrupted() {
         .replace("carrier", "sandbox")
         .replace("+15005550100", "+15005550191");
     std::fs::write(dir.path().join("probes/p.toml"), probe).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let options = DaemonOptions {
-        preflight: false,
-        grace: Duration::from_millis(300),
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run(
+    let (tx, daemon) = crate::daemon::spawn_daemon(
         dir.path().join("config.toml"),
-        options,
-        Arc::new(Clock::system()),
-        rx,
-        tx.clone(),
-    ));
+        DaemonOptions {
+            preflight: false,
+            grace: Duration::from_millis(300),
+            ..DaemonOptions::default()
+        },
+    );
     // The first run starts within a second and waits 30s for a message that never comes.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     let asked = tokio::time::Instant::now();
@@ -410,18 +420,13 @@ async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
         run
     };
 
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let options = DaemonOptions {
-        preflight: false,
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run(
+    let (tx, daemon) = crate::daemon::spawn_daemon(
         path.clone(),
-        options,
-        Arc::new(Clock::system()),
-        rx,
-        tx.clone(),
-    ));
+        DaemonOptions {
+            preflight: false,
+            ..DaemonOptions::default()
+        },
+    );
     let messages = || async {
         let list: serde_json::Value =
             reqwest::get(format!("{}/_mock/messages", carrier.base_url()))

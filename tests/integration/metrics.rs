@@ -5,10 +5,9 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
+use sms_canary::daemon::{Control, DaemonOptions};
 
 const CONFIG: &str = r#"[canary]
 listen = "127.0.0.1:0"
@@ -95,19 +94,14 @@ async fn the_daemon_exposition_passes_promtool() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let options = DaemonOptions {
-        listen: Some(listen),
-        preflight: false,
-        ..DaemonOptions::default()
-    };
-    let daemon = tokio::spawn(daemon::run(
+    let (tx, daemon) = crate::daemon::spawn_daemon(
         dir.path().join("config.toml"),
-        options,
-        Arc::new(Clock::system()),
-        rx,
-        tx.clone(),
-    ));
+        DaemonOptions {
+            listen: Some(listen),
+            preflight: false,
+            ..DaemonOptions::default()
+        },
+    );
     let url = format!("http://{listen}/metrics");
     let mut text = String::new();
     for _ in 0..100 {
