@@ -192,15 +192,11 @@ async fn run_drill(config: &Config, args: DrillArgs) -> anyhow::Result<u8> {
         notify: args.notify,
         jobs: args.jobs,
     };
-    let spinner = Spinner::start("drilling: playing fault scenarios…".to_string());
-    let result = sms_canary::drill::drill(config, &options).await;
-    spinner.finish();
-    let report = match result {
+    let drilled = sms_canary::drill::drill(config, &options);
+    let report = match behind_spinner("drilling: playing fault scenarios…".into(), drilled).await
+    {
         Ok(report) => report,
-        Err(e) => {
-            eprintln!("sms-canary: {e}");
-            return Ok(UNKNOWN);
-        }
+        Err(code) => return Ok(code),
     };
     let text = match args.format {
         Format::Json => report::drill::render_json(&report),
@@ -213,6 +209,21 @@ async fn run_drill(config: &Config, args: DrillArgs) -> anyhow::Result<u8> {
         Status::Ok.code()
     } else {
         Status::Critical.code()
+    })
+}
+
+/// Waits for `work` behind a spinner; an error is said on stderr and ends
+/// the command with UNKNOWN.
+async fn behind_spinner<T, E: std::fmt::Display>(
+    message: String,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, u8> {
+    let spinner = Spinner::start(message);
+    let result = work.await;
+    spinner.finish();
+    result.map_err(|e| {
+        eprintln!("sms-canary: {e}");
+        UNKNOWN
     })
 }
 
@@ -230,15 +241,10 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     } else {
         options.probes.join(", ")
     };
-    let spinner = Spinner::start(format!("checking {waiting}…"));
-    let result = check(config, &options).await;
-    spinner.finish();
-    let report = match result {
+    let report = match behind_spinner(format!("checking {waiting}…"), check(config, &options)).await
+    {
         Ok(report) => report,
-        Err(e) => {
-            eprintln!("sms-canary: {e}");
-            return Ok(UNKNOWN);
-        }
+        Err(code) => return Ok(code),
     };
     // Metrics failures are reported but do not hide the probes' own status.
     let mut code = report.status().code();
