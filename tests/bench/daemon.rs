@@ -25,12 +25,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
 use sms_canary::schedule::Schedule;
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common.rs"]
+mod common;
+use common::{knob, percentile};
 
 fn main() {
     let mode = std::env::args()
@@ -142,13 +139,6 @@ fn start_daemon(
         }
     });
     (control, task)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// Peak and current resident set size of this process, in MB.

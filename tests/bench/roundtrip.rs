@@ -17,12 +17,9 @@ use sms_canary::probe::{self, Outcome};
 use sms_canary::receiver::Inbox;
 use sms_canary::receiver::webhook::{Hooks, router};
 
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common.rs"]
+mod common;
+use common::{knob, percentile};
 
 fn main() {
     let runs = knob("BENCH_RUNS", 1000) as usize;
@@ -112,7 +109,7 @@ async fn bench(runs: usize, latency_ms: u64, concurrency: usize) {
     let elapsed = wall.elapsed();
     started.carrier.shutdown().await;
     errors_us.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| errors_us[((errors_us.len() as f64 - 1.0) * p).round() as usize];
+    let pct = |p: f64| percentile(&errors_us, p);
     println!(
         "accuracy: {runs} round trips, injected latency {latency_ms} ms, concurrency {concurrency}"
     );
