@@ -62,9 +62,9 @@ impl AlertmanagerChannel {
             .map_err(|e| ChannelError::permanent(format!("alerts.{name}: {}", e.reason)))?;
         Ok(AlertmanagerChannel {
             name: name.to_string(),
+            client: http_client(&endpoint)?,
             endpoint,
             labels: config.labels.clone(),
-            client: http_client()?,
         })
     }
 

@@ -90,18 +90,17 @@ pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Redirects are not followed: reqwest would turn a redirected POST into a
 /// GET without the body, and a 2xx from wherever that lands would count as
 /// delivered while nobody was told.
-pub(crate) fn http_client() -> Result<reqwest::Client, ChannelError> {
-    reqwest::Client::builder()
+pub(crate) fn http_client(url: &url::Url) -> Result<reqwest::Client, ChannelError> {
+    let builder = reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            ChannelError::permanent(format!(
-                "cannot build HTTP client: {}",
-                crate::trust::describe(&e)
-            ))
-        })
+        .user_agent(concat!("sms-canary/", env!("CARGO_PKG_VERSION")));
+    crate::trust::build(builder, crate::trust::may_call_https([url.as_str()])).map_err(|e| {
+        ChannelError::permanent(format!(
+            "cannot build HTTP client: {}",
+            crate::trust::describe(&e)
+        ))
+    })
 }
 
 /// Sends `request` and classifies the answer; `who` names the receiver in

@@ -41,8 +41,8 @@ impl SlackChannel {
         }
         Ok(SlackChannel {
             name: name.to_string(),
+            client: http_client(&url)?,
             url,
-            client: http_client()?,
         })
     }
 }

@@ -54,7 +54,7 @@ impl WebhookChannel {
             url: config.url.clone(),
             secret: config.secret.clone(),
             headers,
-            client: http_client()?,
+            client: http_client(&config.url)?,
         })
     }
 
