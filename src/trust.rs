@@ -5,8 +5,8 @@
 //! and a directory of ~150 files, parsed on every `check` a cron job starts.
 //! A client whose endpoints are all plain HTTP (the bundled mock carrier, a
 //! gateway, poller or alert webhook on the local network) needs none of it,
-//! and must not fail on a
-//! machine that has no CA store at all: a minimal container, say.
+//! and must not fail on a machine that has no CA store at all: a minimal
+//! container, say.
 
 use std::time::Duration;
 
