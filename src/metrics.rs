@@ -208,7 +208,7 @@ impl Metrics {
             .map_err(|_| format!("{gateway} cannot be a Pushgateway base URL"))?
             .pop_if_empty()
             .extend(["metrics", "job", "sms-canary", "instance", instance]);
-        let mut response = reqwest::Client::new()
+        let response = reqwest::Client::new()
             .put(url)
             .timeout(std::time::Duration::from_secs(10))
             .header("Content-Type", "text/plain; version=0.0.4")
@@ -220,7 +220,7 @@ impl Metrics {
             Ok(())
         } else {
             let status = response.status();
-            let body = crate::gateway::read_body(&mut response, 64 * 1024).await;
+            let body = crate::gateway::read_body(response, 64 * 1024).await;
             Err(format!(
                 "Pushgateway refused the push (HTTP {status}): {}",
                 crate::gateway::snippet(&body.bytes).trim()

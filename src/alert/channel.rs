@@ -109,7 +109,7 @@ pub(crate) async fn deliver(
     request: reqwest::RequestBuilder,
     who: &str,
 ) -> Result<(), ChannelError> {
-    let mut response = request.send().await.map_err(|e| transport_error(&e, who))?;
+    let response = request.send().await.map_err(|e| transport_error(&e, who))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -117,7 +117,7 @@ pub(crate) async fn deliver(
     let retry_after = crate::gateway::retry_after(response.headers());
     // The body says why (Slack: `invalid_token`, `channel_not_found`); a
     // failure to read it must not hide the status, so it is best effort.
-    let body = crate::gateway::read_body(&mut response, ERROR_BODY_BYTES).await;
+    let body = crate::gateway::read_body(response, ERROR_BODY_BYTES).await;
     Err(classify_status(status, retry_after, &body.bytes, who))
 }
 

@@ -244,14 +244,14 @@ impl HttpGateway {
             }
         }
 
-        let mut response = request
+        let response = request
             .headers(headers)
             .send()
             .await
             .map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        let body = read_body(response, MAX_RESPONSE_BYTES).await;
         if let Some(e) = &body.cut {
             // The status line is in: classify by it and whatever body arrived.
             // Retrying a 2xx here could send the message twice.
@@ -378,7 +378,7 @@ impl Gateway for HttpGateway {
                     request = request.header(name.clone(), value);
                 }
             }
-            let mut response = request.send().await.map_err(|e| transport_error(&e))?;
+            let response = request.send().await.map_err(|e| transport_error(&e))?;
             let status = response.status();
             if status.is_success() {
                 Ok(Some(format!(
@@ -386,7 +386,7 @@ impl Gateway for HttpGateway {
                     status.as_u16()
                 )))
             } else {
-                let body = read_body(&mut response, MAX_RESPONSE_BYTES).await.bytes;
+                let body = read_body(response, MAX_RESPONSE_BYTES).await.bytes;
                 Err(self
                     .classify(status.as_u16(), &body)
                     .err()

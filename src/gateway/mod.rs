@@ -179,9 +179,12 @@ pub struct Body {
     pub cut: Option<reqwest::Error>,
 }
 
-/// Reads at most `limit` bytes of a response. Stopping early drops the
-/// connection, so a 50 MB answer costs 1 MiB of memory, not 50.
-pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Body {
+/// Reads at most `limit` bytes of a response. It takes the response so that
+/// reaching the limit drops it there and then: hyper does not drain a body
+/// whose reader is gone, it closes the connection, so a 50 MB answer costs
+/// 1 MiB of memory and no more transfer than the kernel's socket buffers
+/// had already taken in.
+pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Body {
     let mut body = Body::default();
     loop {
         match response.chunk().await {
@@ -190,6 +193,7 @@ pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Body {
                 if chunk.len() > room {
                     body.bytes.extend_from_slice(&chunk[..room]);
                     body.over_limit = true;
+                    drop(response);
                     return body;
                 }
                 body.bytes.extend_from_slice(&chunk);
@@ -203,18 +207,11 @@ pub async fn read_body(response: &mut reqwest::Response, limit: usize) -> Body {
     }
 }
 
-/// The error for an accepted (2xx) answer too large to read. Transient, like
-/// any other unreadable answer to a submit: a retry may duplicate the
-/// message, which token matching tolerates, while giving up would report a
-/// false loss.
 /// Reads a provider's answer to a submit or preflight, at most
 /// [`MAX_RESPONSE_BYTES`]: a transfer cut part way is a transport error, and a
 /// success too large to read whole is refused rather than parsed in half. An
 /// error answer keeps its start, which is enough to classify it.
-pub async fn read_answer(
-    response: &mut reqwest::Response,
-    what: &str,
-) -> Result<Vec<u8>, SubmitError> {
+pub async fn read_answer(response: reqwest::Response, what: &str) -> Result<Vec<u8>, SubmitError> {
     let status = response.status();
     let body = read_body(response, MAX_RESPONSE_BYTES).await;
     if let Some(e) = &body.cut {
@@ -226,6 +223,10 @@ pub async fn read_answer(
     Ok(body.bytes)
 }
 
+/// The error for an accepted (2xx) answer too large to read. Transient, like
+/// any other unreadable answer to a submit: a retry may duplicate the
+/// message, which token matching tolerates, while giving up would report a
+/// false loss.
 pub fn too_large(what: &str) -> SubmitError {
     SubmitError::transient(format!(
         "{what} is larger than {} MiB; it was not read to the end",

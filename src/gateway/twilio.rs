@@ -61,7 +61,7 @@ impl TwilioGateway {
         if let Some(cb) = &req.status_callback {
             form.push(("StatusCallback", cb));
         }
-        let mut response = self
+        let response = self
             .client
             .post(self.messages_url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
@@ -72,7 +72,7 @@ impl TwilioGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = read_answer(&mut response, "Twilio's answer").await?;
+        let body = read_answer(response, "Twilio's answer").await?;
         if status.is_success() {
             return parse_message(&body);
         }
@@ -101,7 +101,7 @@ impl Gateway for TwilioGateway {
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
             let url = self.account_url.clone();
-            let mut response = self
+            let response = self
                 .client
                 .get(url)
                 .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
@@ -109,7 +109,7 @@ impl Gateway for TwilioGateway {
                 .await
                 .map_err(|e| transport_error(&e))?;
             let status = response.status();
-            let body = read_answer(&mut response, "Twilio's answer").await?;
+            let body = read_answer(response, "Twilio's answer").await?;
             if !status.is_success() {
                 return Err(classify_error(status.as_u16(), &body));
             }

@@ -64,7 +64,7 @@ impl VonageGateway {
             form.push(("callback", cb));
             form.push(("status-report-req", "1"));
         }
-        let mut response = self
+        let response = self
             .client
             .post(self.sms_url.clone())
             .header("X-Correlation-ID", req.correlation_id)
@@ -74,7 +74,7 @@ impl VonageGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let body = read_answer(&mut response, "Vonage's answer").await?;
+        let body = read_answer(response, "Vonage's answer").await?;
         let mut result = if status.is_success() {
             parse_response(&body)
         } else {
@@ -105,7 +105,7 @@ impl Gateway for VonageGateway {
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
-            let mut response = self
+            let response = self
                 .client
                 .get(self.balance_url.clone())
                 .query(&[
@@ -116,7 +116,7 @@ impl Gateway for VonageGateway {
                 .await
                 .map_err(|e| transport_error(&e))?;
             let status = response.status();
-            let body = read_answer(&mut response, "Vonage's answer").await?;
+            let body = read_answer(response, "Vonage's answer").await?;
             if !status.is_success() {
                 return Err(classify_http(status.as_u16(), &body));
             }

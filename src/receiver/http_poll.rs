@@ -27,7 +27,7 @@ use crate::template::{Escape, Template};
 pub const PLACEHOLDERS: &[&str] = &["to", "since", "since_unix", "correlation_id"];
 
 /// A message list larger than this is refused: the URL should filter by time.
-const MAX_RESPONSE_BYTES: usize = 4 << 20;
+pub const MAX_LISTING_BYTES: usize = 4 << 20;
 
 const SAMPLE: &[(&str, &str)] = &[
     ("to", "+15005550100"),
@@ -152,13 +152,13 @@ impl HttpPoller {
         {
             request = request.header("x-correlation-id", id);
         }
-        let mut response = request.send().await.map_err(|e| transport_error(&e))?;
+        let response = request.send().await.map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
         let Body {
             bytes: body,
             over_limit,
             cut,
-        } = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        } = read_body(response, MAX_LISTING_BYTES).await;
         check_status(status, &body)?;
         if let Some(e) = cut {
             return Err(transport_error(&e));
@@ -167,7 +167,7 @@ impl HttpPoller {
             return Err(PollError::permanent(format!(
                 "the receiver API answered with more than {} MiB: filter the url by time, \
                  e.g. with {{{{since}}}}",
-                MAX_RESPONSE_BYTES >> 20
+                MAX_LISTING_BYTES >> 20
             )));
         }
         self.read_answer(&body)

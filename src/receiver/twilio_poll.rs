@@ -52,7 +52,7 @@ impl TwilioPoller {
 
     async fn list(&self, watch: &Watch) -> Result<Vec<Polled>, PollError> {
         let day = watch.since.format("%Y-%m-%d").to_string();
-        let mut response = self
+        let response = self
             .client
             .get(self.list_url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
@@ -66,7 +66,7 @@ impl TwilioPoller {
             .await
             .map_err(|e| PollError::transient(crate::gateway::transport_error(&e).reason))?;
         let status = response.status();
-        let body = read_body(&mut response, MAX_RESPONSE_BYTES).await;
+        let body = read_body(response, MAX_RESPONSE_BYTES).await;
         if let Some(e) = &body.cut {
             return Err(PollError::transient(format!(
                 "listing cut off: {}",
