@@ -36,6 +36,7 @@ pub struct Metrics {
     outbox_pending: IntGauge,
     outbox_dead_letters: IntGauge,
     webhook_requests: IntCounterVec,
+    skipped: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,6 +110,14 @@ impl Metrics {
             &["route", "result"],
         )
         .expect("valid metric");
+        let skipped = IntCounterVec::new(
+            Opts::new(
+                "probe_skipped_total",
+                "Scheduled or requested runs not started, by reason (cost_guard, lease_held, store_error).",
+            ),
+            &["probe", "reason"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "build_info",
@@ -130,6 +139,7 @@ impl Metrics {
             Box::new(outbox_pending.clone()),
             Box::new(outbox_dead_letters.clone()),
             Box::new(webhook_requests.clone()),
+            Box::new(skipped.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -145,6 +155,17 @@ impl Metrics {
             outbox_pending,
             outbox_dead_letters,
             webhook_requests,
+            skipped,
+        }
+    }
+
+    /// Counts a run that was not started. A probe the canary cannot run
+    /// (the cost guard, a broken store) is not known to be up, so its
+    /// `probe_up` drops to 0; one another process is running keeps its value.
+    pub fn probe_skipped(&self, probe: &str, reason: &str) {
+        self.skipped.with_label_values(&[probe, reason]).inc();
+        if reason != "lease_held" {
+            self.up.with_label_values(&[probe]).set(0);
         }
     }
 

@@ -50,6 +50,26 @@ pub struct Config {
     pub probes: Vec<Probe>,
 }
 
+impl Config {
+    /// Where the canary's own alerts go: `[canary] alerts`, else every
+    /// channel an enabled probe notifies, so whoever hears about a probe
+    /// also hears when the canary stops checking it.
+    pub fn canary_channels(&self) -> Vec<String> {
+        match &self.canary.alerts {
+            Some(channels) => channels.clone(),
+            None => {
+                let used: std::collections::BTreeSet<&String> = self
+                    .probes
+                    .iter()
+                    .filter(|p| p.enabled)
+                    .flat_map(|p| &p.alerts)
+                    .collect();
+                used.into_iter().cloned().collect()
+            }
+        }
+    }
+}
+
 /// `[canary]`: settings of this sms-canary instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,6 +93,9 @@ pub struct Canary {
     pub api_token: Option<Secret>,
     /// Retries of alert notifications before they become dead letters.
     pub notify_retry: RetryPolicy,
+    /// Channels for the canary's own alerts (the cost guard's budget spent,
+    /// ...); unset, every channel an enabled probe notifies.
+    pub alerts: Option<Vec<String>>,
 }
 
 impl Default for Canary {
@@ -91,6 +114,7 @@ impl Default for Canary {
                 initial: Duration::from_secs(5),
                 factor: 3.0,
             },
+            alerts: None,
         }
     }
 }
@@ -924,12 +948,12 @@ fn parse_main(
     if sink.errors.len() > before {
         return None;
     }
-    let probes_at = match root.get_ref().get("canary").map(|c| c.get_ref()) {
-        Some(DeValue::Table(canary)) => {
-            canary.get("probes").map(|p| line_col(text, p.span().start))
-        }
+    let canary_key_at = |key: &str| match root.get_ref().get("canary").map(|c| c.get_ref()) {
+        Some(DeValue::Table(canary)) => canary.get(key).map(|p| p.span()),
         _ => None,
     };
+    let probes_at = canary_key_at("probes").map(|span| line_col(text, span.start));
+    let canary_alerts_at = canary_key_at("alerts");
     let gateways_value = root.get_mut().remove("gateways");
     let receivers_value = root.get_mut().remove("receivers");
     let alerts_value = root.get_mut().remove("alerts");
@@ -1012,6 +1036,17 @@ fn parse_main(
                 raw.defaults.as_ref().map(|d| d.span()),
                 format!(
                     "[defaults] alerts: no alert channel named `{name}` (known: {})",
+                    known(declared.alerts.iter())
+                ),
+            );
+        }
+    }
+    for name in raw.canary.alerts.iter().flatten() {
+        if !declared.alerts.contains(name) {
+            sink.at(
+                canary_alerts_at.clone(),
+                format!(
+                    "[canary] alerts: no alert channel named `{name}` (known: {})",
                     known(declared.alerts.iter())
                 ),
             );

@@ -19,7 +19,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
@@ -32,7 +31,7 @@ use crate::check::Setup;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::monitor::{Monitor, MonitorError};
-use crate::probe::{Correlation, RunResult};
+use crate::probe::RunResult;
 use crate::receiver::Inbox;
 use crate::receiver::webhook::Hooks;
 use crate::store::{Holder, Recovered, Store, StoreError};
@@ -132,9 +131,10 @@ pub(crate) struct Shared {
     /// This daemon's claim on the store: the name of its leases and runs
     /// written ahead, alive exactly as long as the process.
     holder: Holder,
-    /// Probes running now: their correlation and start, to record them as
-    /// interrupted if shutdown cuts them off.
-    in_flight: Mutex<HashMap<String, (Correlation, DateTime<Utc>)>>,
+    /// Probes with a run going: its correlation id once begun (`None` while
+    /// it waits for a permit), to record it as interrupted if shutdown cuts
+    /// it off.
+    in_flight: Mutex<HashMap<String, Option<String>>>,
     /// Enabled probes seen good since the last heartbeat ping.
     good_since_ping: Mutex<HashSet<String>>,
     /// Wakes the outbox loop when a run queued notifications.
@@ -168,9 +168,7 @@ impl Shared {
             .clone()
     }
 
-    fn in_flight(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Correlation, DateTime<Utc>)>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -269,7 +267,7 @@ pub async fn run(
     }));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     let recovery = tokio::spawn(recovery_loop(
-        shared.store.clone(),
+        Arc::clone(&shared),
         options.recovery_interval,
     ));
     watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
@@ -300,12 +298,27 @@ fn report_recovered(recovered: &Recovered) {
 }
 
 /// Looks now and then for processes sharing the store (cron checks) that
-/// died mid-run: their runs are recorded without waiting for a restart.
-async fn recovery_loop(store: Store, interval: Duration) {
+/// died mid-run: their runs are recorded and their leases freed without
+/// waiting for a restart. Leases of this daemon's own for probes it is not
+/// running (a release that failed) are freed too, so a live daemon never
+/// keeps a cron `check` out of a probe it is not running.
+async fn recovery_loop(shared: Arc<Shared>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || crate::store::recover_crashed(&store)).await {
+        let shared = Arc::clone(&shared);
+        let recovered = tokio::task::spawn_blocking(move || {
+            let recovered = crate::store::recover_crashed(&shared.store)?;
+            // A run is in `in_flight` before it takes its lease: holding the
+            // map while releasing keeps a run from starting in between.
+            let in_flight = shared.in_flight();
+            let running: Vec<String> = in_flight.keys().cloned().collect();
+            shared
+                .store
+                .release_leases_except(shared.holder.name(), &running)?;
+            drop(in_flight);
+            Ok::<_, StoreError>(recovered)
+        });
+        match recovered.await {
             Ok(Ok(recovered)) => report_recovered(&recovered),
             Ok(Err(e)) => warn!("cannot look for runs cut off by a crash: {e}"),
             Err(e) => warn!("cannot look for runs cut off by a crash: {e}"),

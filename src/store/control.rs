@@ -91,6 +91,28 @@ impl Store {
         })
     }
 
+    /// Gives back every lease `holder` has but for the probes in `keep`:
+    /// what a live process holds for probes it is no longer running.
+    pub fn release_leases_except(&self, holder: &str, keep: &[String]) -> Result<u64, StoreError> {
+        self.with("release stale leases", |conn| {
+            let tx = conn.transaction()?;
+            let mut freed = 0;
+            let held: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT probe FROM leases WHERE holder = ?1")?;
+                stmt.query_map([holder], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            for probe in held.iter().filter(|p| !keep.contains(p)) {
+                freed += tx.execute(
+                    "DELETE FROM leases WHERE probe = ?1 AND holder = ?2",
+                    [probe, holder],
+                )? as u64;
+            }
+            tx.commit()?;
+            Ok(freed)
+        })
+    }
+
     /// Gives the lease back if `holder` has it; someone else's lease is left alone.
     pub fn release_lease(&self, probe: &str, holder: &str) -> Result<(), StoreError> {
         self.with("release lease", |conn| {

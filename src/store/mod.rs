@@ -33,8 +33,8 @@ use crate::probe::{Finding, Outcome, Phases};
 
 use error::Failure;
 pub use error::StoreError;
-pub use holder::{Holder, Recovered, recover_crashed};
-pub use started::{CRASH_REASON, StartedRun};
+pub use holder::{Holder, Recovered, recover_crashed, recover_if_dead};
+pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};
 
 /// The database file's name inside the `state_dir`.
 pub const DB_FILE: &str = "state.db";

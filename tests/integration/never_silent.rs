@@ -1,0 +1,304 @@
+//! The canary never goes silent (issue 12): every path where it could stop
+//! watching or telling, through the real binary and daemon. A check that
+//! cannot start holds no lease; a process that ended frees its leases at
+//! once; skipped runs are counted and said louder when they repeat.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use sms_canary::store::{Holder, Store};
+
+pub(crate) fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A config dir like the shipped example: the in-process mock carrier and
+/// a webhook receiver on a fixed `listen`, one probe `p`.
+pub(crate) struct Canary {
+    pub dir: tempfile::TempDir,
+    pub listen: SocketAddr,
+}
+
+impl Canary {
+    pub fn new(extra_defaults: &str, extra: &str) -> Canary {
+        let dir = tempfile::tempdir().unwrap();
+        let listen = free_addr();
+        let config = format!(
+            r#"[canary]
+listen = "{listen}"
+instance = "test"
+
+[defaults]
+schedule = "every 1s"
+timeout = "5s"
+threshold = "4s"
+failure_threshold = 2
+{extra_defaults}
+
+[gateways.sandbox]
+kind = "mock"
+latency = "20ms"
+
+[receivers.inbox]
+kind = "webhook"
+gateway = "sandbox"
+{extra}"#
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        std::fs::create_dir(dir.path().join("probes")).unwrap();
+        let canary = Canary { dir, listen };
+        canary.probe("p", "+15005550100", "");
+        canary
+    }
+
+    pub fn probe(&self, name: &str, to: &str, extra: &str) {
+        std::fs::write(
+            self.path().join(format!("probes/{name}.toml")),
+            format!(
+                "name = \"{name}\"\ngateway = \"sandbox\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"{to}\"\n{extra}"
+            ),
+        )
+        .unwrap();
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.path().join(".sms-canary")).unwrap()
+    }
+
+    /// Runs the binary in the config dir.
+    pub async fn run(&self, args: &[&str]) -> Output {
+        let dir = self.path();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Starts `sms-canary daemon` with its log in `daemon.log`, and waits
+    /// until it answers `/readyz`.
+    pub async fn daemon(&self) -> Daemon {
+        let log = std::fs::File::create(self.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+            .args(["daemon", "--no-preflight"])
+            .current_dir(self.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Daemon {
+            child,
+            listen: self.listen,
+            dir: self.path(),
+        };
+        daemon.wait_until_ready().await;
+        daemon
+    }
+}
+
+pub(crate) struct Daemon {
+    child: Child,
+    listen: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    async fn wait_until_ready(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http
+                .get(format!("http://{}/readyz", self.listen))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the daemon did not get ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.listen))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Asks the daemon to run `probe` now: the HTTP status and body.
+    pub async fn run_now(&self, probe: &str) -> (u16, String) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/probes/{probe}/run", self.listen))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let waited = tokio::task::spawn_blocking(move || self.child.wait().unwrap());
+        tokio::time::timeout(Duration::from_secs(20), waited)
+            .await
+            .expect("the daemon stopped on SIGTERM")
+            .unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of a Prometheus sample, e.g. `sms_canary_probe_up{probe="p"}`
+/// (the instance label is matched loosely).
+pub(crate) fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels_part, value) = rest.rsplit_once(' ')?;
+        labels
+            .iter()
+            .all(|(k, v)| labels_part.contains(&format!("{k}=\"{v}\"")))
+            .then(|| value.parse().ok())?
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hold_lease(store: &Store, probe: &str, holder: &str) {
+    assert!(
+        store
+            .acquire_lease(probe, holder, Duration::from_secs(600), chrono::Utc::now())
+            .unwrap()
+    );
+}
+
+fn holders_dir(dir: &Path) -> PathBuf {
+    dir.join(".sms-canary/holders")
+}
+
+/// Issue 12, item 1: a `check` that cannot bind its listener (the daemon has
+/// it) fails UNKNOWN, but holds no lease: the daemon's manual run and the
+/// next `check` after the daemon stopped both run the probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_that_cannot_start_leaves_no_lease_behind() {
+    let canary = Canary::new("", "");
+    // Scheduled rarely: only the manual run below runs it in the daemon.
+    canary.probe("p", "+15005550100", "schedule = \"every 1h\"\n");
+    let daemon = canary.daemon().await;
+    let out = canary.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot listen"), "{}", stderr(&out));
+
+    let (status, body) = daemon.run_now("p").await;
+    assert_eq!(status, 200, "{body}\n{}", daemon.log());
+    assert!(body.contains("\"outcome\":\"ok\""), "{body}");
+    daemon.stop().await;
+
+    let out = canary.run(&["check"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// Issue 12, item 1: a lease whose holder has ended is taken over at once,
+/// whether the process removed its lock file (a normal exit) or not (kill
+/// -9), instead of locking the probe out until the lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_left_by_an_ended_process_is_taken_over_at_once() {
+    let canary = Canary::new("", "");
+    let store = canary.store();
+    // Ended cleanly: its lock file is gone, its lease (leaked) is not.
+    hold_lease(&store, "p", "check-1-01JCLEANEXIT");
+    let out = canary.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // Killed: its lock file is there, unlocked.
+    std::fs::create_dir_all(holders_dir(&canary.path())).unwrap();
+    std::fs::write(
+        holders_dir(&canary.path()).join("check-2-01JKILLED.lock"),
+        b"",
+    )
+    .unwrap();
+    hold_lease(&store, "p", "check-2-01JKILLED");
+    let out = canary.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // Alive (this process): its lease holds, and the refusal says who has it.
+    let alive = Holder::claim(&store, "daemon").unwrap();
+    hold_lease(&store, "p", alive.name());
+    let out = canary.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let text = stdout(&out);
+    assert!(
+        text.contains("another run of this probe is in progress (the daemon, pid"),
+        "{text}"
+    );
+}
+
+/// Issue 12, item 1: scheduled runs skipped because another process runs
+/// the probe are counted by reason, and a repeat is logged at WARN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_scheduled_runs_are_counted_and_warned_about() {
+    let canary = Canary::new("", "");
+    let store = canary.store();
+    let alive = Holder::claim(&store, "check").unwrap();
+    hold_lease(&store, "p", alive.name());
+    let daemon = canary.daemon().await;
+    let mut skipped = 0.0;
+    for _ in 0..100 {
+        let metrics = daemon.metrics().await;
+        skipped = sample(
+            &metrics,
+            "sms_canary_probe_skipped_total",
+            &[("probe", "p"), ("reason", "lease_held")],
+        )
+        .unwrap_or(0.0);
+        if skipped >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(skipped >= 2.0, "{}", daemon.log());
+    let log = daemon.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("run skipped")
+            && l.contains("another run of this probe is in progress")),
+        "{log}"
+    );
+    daemon.stop().await;
+}
