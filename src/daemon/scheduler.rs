@@ -19,6 +19,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::{Control, DaemonOptions, Shared, heartbeat_after, reload};
 use crate::config::{Config, Probe};
+use crate::monitor::Refusal;
 use crate::probe::{self, RunResult, Wiring};
 
 /// The longest the scheduler sleeps without ticking.
@@ -225,7 +226,13 @@ async fn run_one(
         let _slot = shared.store_starts.acquire().await;
         monitor.begin(probe, shared.holder.name(), now).await
     };
-    let ticket = ticket.map_err(|refusal| refusal.reason())?;
+    let ticket = ticket.map_err(|refusal| {
+        // The cost guard's refusal may have queued the canary's own alert.
+        if matches!(refusal, Refusal::CostGuard { .. }) {
+            shared.outbox_kick.notify_one();
+        }
+        refusal.reason()
+    })?;
     shared
         .in_flight()
         .insert(probe.name.clone(), Some(ticket.correlation().id.clone()));
