@@ -225,6 +225,11 @@ impl State {
         .map_err(|e| CheckError::Store(e.to_string()))?;
         let monitor =
             Monitor::new(config, store, metrics).map_err(|e| CheckError::Store(e.to_string()))?;
+        // Alerts of probes removed or disabled since the last run resolve,
+        // and what an expired silence held back is told (sent at the end).
+        if let Err(e) = monitor.reconcile(config).await {
+            warn!("cannot bring the alert states up to date: {e}");
+        }
         Ok(State { monitor, holder })
     }
 

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
-use crate::alert::{self, Channel, Notification, Observation, Policy, Transition};
+use crate::alert::{self, AlertState, Channel, Notification, Observation, Policy, Transition};
 use crate::config::{Config, Probe};
 use crate::gateway::ErrorClass;
 use crate::metrics::Metrics;
@@ -438,7 +438,7 @@ impl Monitor {
                 let reason =
                     failing.unwrap_or_else(|| "the canary's check passes again".to_string());
                 let firing = after.firing.as_ref().or(before.firing.as_ref());
-                let n = Notification::about_canary(t, key, reason, &instance, firing, now);
+                let n = Notification::without_run(t, key, reason, &instance, firing, now);
                 warn!(check = key, transition = ?t, channels = channels.len(), "{}", n.headline());
                 outbox = channels
                     .iter()
@@ -476,20 +476,16 @@ impl Monitor {
         let now = (self.now)();
         blocking(move || {
             let before = store.alert_state(&probe.name)?;
-            let silenced = store.silenced(&probe.name, now)?.is_some();
-            let policy = Policy {
-                failure_threshold: probe.failure_threshold,
-                success_threshold: probe.success_threshold,
-                reminder: probe.reminder,
-                fire_on_permanent: probe.alert_on_permanent,
-                silenced,
-            };
+            let policy = policy_of(&probe, store.silenced(&probe.name, now)?.is_some());
             // An interrupted run says nothing about the pipeline: store it, count nothing.
-            let (after, transition) = if interrupted {
+            let (mut after, transition) = if interrupted {
                 (before.clone(), None)
             } else {
                 alert::evaluate(&before, &Observation { outcome: run.outcome, at: now }, &policy)
             };
+            if let Some(firing) = &mut after.firing {
+                firing.channels = probe.alerts.clone();
+            }
             let mut outbox = Vec::new();
             if let Some(t) = transition {
                 let mut ids = vec![run.correlation_id.clone()];
@@ -585,6 +581,184 @@ impl Monitor {
             }
         }
         Ok(result)
+    }
+}
+
+/// The alert policy of `probe`.
+fn policy_of(probe: &Probe, silenced: bool) -> Policy {
+    Policy {
+        failure_threshold: probe.failure_threshold,
+        success_threshold: probe.success_threshold,
+        reminder: probe.reminder,
+        fire_on_permanent: probe.alert_on_permanent,
+        silenced,
+    }
+}
+
+/// Why a firing alert is resolved without a run of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfired {
+    /// Its probe's file is gone from the config.
+    Removed,
+    /// Its probe is `enabled = false`.
+    Disabled,
+    /// An operator ran `sms-canary alerts clear`.
+    ClearedByHand,
+}
+
+impl Unfired {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unfired::Removed => "resolved: the probe was removed from the config",
+            Unfired::Disabled => "resolved: the probe was disabled",
+            Unfired::ClearedByHand => "resolved by hand (`sms-canary alerts clear`)",
+        }
+    }
+}
+
+/// One alert state brought up to date by [`Monitor::reconcile`] or
+/// [`Monitor::clear`], and what was told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    pub probe: String,
+    pub transition: Transition,
+    /// Set when the alert was resolved without a run.
+    pub unfired: Option<Unfired>,
+}
+
+impl Monitor {
+    /// Brings every alert state in line with `config` and the silences in
+    /// force now: an alert whose probe is gone or disabled is resolved (told
+    /// where it was told, if it was), and what a silence that has ended held
+    /// back is told. Run on every start and reload, by `unsilence`, and by
+    /// the daemon when a silence expires.
+    pub async fn reconcile(&self, config: &Config) -> Result<Vec<Reconciled>, MonitorError> {
+        let store = self.store.clone();
+        let states = blocking(move || store.alert_states_to_reconcile()).await?;
+        let mut done = Vec::new();
+        for (key, state) in states {
+            if alert::is_canary_key(&key) {
+                continue;
+            }
+            let changed = match config.probe(&key) {
+                None => self.unfire(&key, &state, Unfired::Removed, &[]).await?,
+                Some(p) if !p.enabled => {
+                    self.unfire(&key, &state, Unfired::Disabled, &p.alerts)
+                        .await?
+                }
+                Some(p) => self.settle(p, state).await?,
+            };
+            done.extend(changed);
+        }
+        Ok(done)
+    }
+
+    /// Resolves `probe`'s alert by hand (`sms-canary alerts clear`); `None`
+    /// if it was not firing.
+    pub async fn clear(
+        &self,
+        config: &Config,
+        probe: &str,
+    ) -> Result<Option<Reconciled>, MonitorError> {
+        let store = self.store.clone();
+        let key = probe.to_string();
+        let state = blocking(move || store.alert_state(&key)).await?;
+        if state.firing.is_none() {
+            return Ok(None);
+        }
+        let channels = config
+            .probe(probe)
+            .map(|p| p.alerts.clone())
+            .unwrap_or_default();
+        self.unfire(probe, &state, Unfired::ClearedByHand, &channels)
+            .await
+    }
+
+    /// Resolves a firing alert without a run, and forgets its counts.
+    async fn unfire(
+        &self,
+        key: &str,
+        state: &AlertState,
+        why: Unfired,
+        channels: &[String],
+    ) -> Result<Option<Reconciled>, MonitorError> {
+        let Some(firing) = state.firing.clone() else {
+            return Ok(None);
+        };
+        let now = (self.now)();
+        // Where it was told; states from before channels were kept, or a
+        // probe gone with its file: where the probe says, else the canary's.
+        let channels: Vec<String> = [&firing.channels[..], channels, &self.canary_channels[..]]
+            .into_iter()
+            .find(|c| !c.is_empty())
+            .unwrap_or_default()
+            .to_vec();
+        let mut outbox = Vec::new();
+        if firing.told {
+            let n = Notification::without_run(
+                Transition::Resolved,
+                key,
+                why.reason().into(),
+                &self.instance,
+                Some(&firing),
+                now,
+            );
+            info!(probe = %key, channels = channels.len(), "alert {}", n.headline());
+            outbox = channels
+                .iter()
+                .map(|c| OutboxItem {
+                    channel: c.clone(),
+                    notification: n.clone(),
+                })
+                .collect();
+        }
+        let (store, name) = (self.store.clone(), key.to_string());
+        let told = !outbox.is_empty();
+        blocking(move || store.record_alert(&name, &AlertState::default(), &outbox, now)).await?;
+        Ok(told.then(|| Reconciled {
+            probe: key.to_string(),
+            transition: Transition::Resolved,
+            unfired: Some(why),
+        }))
+    }
+
+    /// Tells what a silence held back from `probe`, if the silence is over.
+    async fn settle(
+        &self,
+        probe: &Probe,
+        state: AlertState,
+    ) -> Result<Option<Reconciled>, MonitorError> {
+        if state.withheld.is_none() {
+            return Ok(None);
+        }
+        let store = self.store.clone();
+        let instance = self.instance.clone();
+        let probe = probe.clone();
+        let now = (self.now)();
+        blocking(move || {
+            let policy = policy_of(&probe, store.silenced(&probe.name, now)?.is_some());
+            let (mut after, transition) = alert::settle(&state, &policy, now);
+            let Some(t) = transition else {
+                return Ok(None);
+            };
+            if let Some(firing) = &mut after.firing {
+                firing.channels = probe.alerts.clone();
+            }
+            // Told with the facts of the probe's latest run.
+            let last = store.recent_runs(Some(&probe.name), 1)?.into_iter().next();
+            let n = match last {
+                Some(run) => {
+                    let ids = store.recent_correlation_ids(&probe.name, RECENT_IDS)?;
+                    Notification::new(t, &run.into_result(), &instance, &state, &after, ids, now)
+                }
+                None => Notification::without_run(t, &probe.name, "a silence ended".into(), &instance, after.firing.as_ref(), now),
+            };
+            info!(probe = %probe.name, transition = ?t, channels = probe.alerts.len(), "silence over: alert {}", n.headline());
+            let outbox: Vec<OutboxItem> = probe.alerts.iter().map(|c| OutboxItem { channel: c.clone(), notification: n.clone() }).collect();
+            store.record_alert(&probe.name, &after, &outbox, now)?;
+            Ok(Some(Reconciled { probe: probe.name.clone(), transition: t, unfired: None }))
+        })
+        .await
     }
 }
 

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use channel::{Channel, ChannelError, build as build_channel};
-pub use state::{AlertState, Firing, Observation, Policy, Severity, Transition, evaluate};
+pub use state::{AlertState, Firing, Observation, Policy, Severity, Transition, evaluate, settle};
 
 use crate::probe::{Outcome, RunResult};
 
@@ -79,10 +79,11 @@ impl Notification {
         }
     }
 
-    /// A notice about the canary itself (`key` is one of its own checks,
-    /// e.g. the cost guard): `reason` says what is wrong, or, resolved,
-    /// that it works again.
-    pub fn about_canary(
+    /// A notice with no run behind it: about the canary itself (`key` is
+    /// one of its own checks, e.g. the cost guard), or a probe's alert
+    /// resolved because the probe is gone. `reason` says what is wrong, or,
+    /// resolved, why it ended.
+    pub fn without_run(
         transition: Transition,
         key: &str,
         reason: String,
@@ -126,6 +127,14 @@ impl Notification {
             };
         }
         match self.transition {
+            // Resolved with no good run behind it: the reason says how.
+            Transition::Resolved if self.outcome != Outcome::Ok && self.reason.is_some() => {
+                format!(
+                    "RESOLVED {}: {}",
+                    self.probe,
+                    self.reason.as_deref().unwrap_or("")
+                )
+            }
             Transition::Resolved => format!("RESOLVED {}: SMS round trip works again", self.probe),
             t => {
                 let what = match self.outcome {

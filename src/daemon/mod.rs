@@ -139,6 +139,8 @@ pub(crate) struct Shared {
     good_since_ping: Mutex<HashSet<String>>,
     /// Wakes the outbox loop when a run queued notifications.
     outbox_kick: Notify,
+    /// Wakes the reconciling loop (after a reload).
+    reconcile_kick: Notify,
     /// Store calls of starting runs in progress at once (see [`STORE_CALLS`]).
     store_starts: Semaphore,
     /// Store calls of ending runs in progress at once.
@@ -250,6 +252,7 @@ pub async fn run(
         in_flight: Mutex::new(HashMap::new()),
         good_since_ping: Mutex::new(HashSet::new()),
         outbox_kick: Notify::new(),
+        reconcile_kick: Notify::new(),
         store_starts: Semaphore::new(STORE_CALLS),
         store_ends: Semaphore::new(STORE_CALLS),
         control: control_tx,
@@ -266,6 +269,7 @@ pub async fn run(
         let _ = server_stopped.await;
     }));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
+    let silences = tokio::spawn(silence_loop(Arc::clone(&shared)));
     let recovery = tokio::spawn(recovery_loop(
         Arc::clone(&shared),
         options.recovery_interval,
@@ -278,6 +282,7 @@ pub async fn run(
 
     heartbeat.stop();
     outbox.abort();
+    silences.abort();
     recovery.abort();
     // One last chance for notifications queued by the final runs.
     let _ = tokio::time::timeout(Duration::from_secs(5), shared.monitor().deliver_due()).await;
@@ -326,6 +331,37 @@ async fn recovery_loop(shared: Arc<Shared>, interval: Duration) {
     }
 }
 
+/// Brings the alert states in line with the config and the silences, on
+/// start, after each reload, when a silence ends, and every minute (for a
+/// silence lifted by another process): what a silence held back is told,
+/// and alerts of probes removed or disabled resolve.
+async fn silence_loop(shared: Arc<Shared>) {
+    const AT_LEAST: Duration = Duration::from_secs(60);
+    loop {
+        match shared.monitor().reconcile(&shared.config()).await {
+            Ok(done) if !done.is_empty() => shared.outbox_kick.notify_one(),
+            Ok(_) => {}
+            Err(e) => warn!("cannot bring the alert states up to date: {e}"),
+        }
+        let store = shared.store.clone();
+        let now = shared.clock.now();
+        let next = tokio::task::spawn_blocking(move || store.next_silence_end(now)).await;
+        let limit = tokio::time::Instant::now() + AT_LEAST;
+        let wake = match next {
+            // Just past its end, so the silence no longer counts.
+            Ok(Ok(Some(end))) => shared
+                .clock
+                .instant_at(end + chrono::Duration::milliseconds(10))
+                .min(limit),
+            _ => limit,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = shared.reconcile_kick.notified() => {}
+        }
+    }
+}
+
 /// SIGHUP: load and validate the new config; keep the old one on any error.
 pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
     let path = shared.config_path.clone();
@@ -355,6 +391,7 @@ pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
         .write()
         .unwrap_or_else(|e| e.into_inner()) = crate::receiver::webhook::router(hooks);
     *shared.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    shared.reconcile_kick.notify_one();
     Ok(())
 }
 

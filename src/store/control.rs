@@ -52,6 +52,22 @@ impl Store {
         })
     }
 
+    /// When the next silence in force at `now` ends, if any: the daemon
+    /// tells what it held back then.
+    pub fn next_silence_end(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with("read silences", |conn| {
+            let until: Option<i64> = conn.query_row(
+                "SELECT MIN(until) FROM silences WHERE until > ?1",
+                [millis(now)],
+                |row| row.get(0),
+            )?;
+            until.map(timestamp).transpose()
+        })
+    }
+
     /// Every silence in force at `now`, by probe name.
     pub fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
         self.with("read silences", |conn| {

@@ -114,6 +114,32 @@ pub struct StoredRun {
     pub interrupted: bool,
 }
 
+impl StoredRun {
+    /// The run as the engine reported it, for a notice told after the fact
+    /// (a silence that ended). The store keeps no gateway or receiver name,
+    /// nor the gateway errors: those are empty.
+    pub fn into_result(self) -> crate::probe::RunResult {
+        crate::probe::RunResult {
+            probe: self.probe,
+            gateway: String::new(),
+            receiver: String::new(),
+            correlation_id: self.correlation_id,
+            started_at: self.started_at,
+            outcome: self.outcome,
+            reason: self.reason,
+            code: self.code,
+            latency: self.latency,
+            threshold: self.threshold,
+            timeout: self.timeout,
+            phases: self.phases,
+            message_id: self.message_id,
+            attempts: self.attempts,
+            findings: self.findings,
+            gateway_errors: Vec::new(),
+        }
+    }
+}
+
 /// A maintenance silence: the probe runs and records, but notifies nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Silence {

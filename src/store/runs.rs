@@ -159,6 +159,29 @@ impl Store {
         })
     }
 
+    /// The alert states that may need telling without a run: firing, or
+    /// holding a notice a silence held back.
+    pub fn alert_states_to_reconcile(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
+        self.with("read alert states", |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT probe, state FROM alert_state
+                 WHERE json_extract(state, '$.firing') IS NOT NULL
+                    OR json_extract(state, '$.withheld') IS NOT NULL
+                 ORDER BY probe",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut states = Vec::new();
+            for row in rows {
+                let (probe, json) = row?;
+                let state = decode(&format!("alert state of {probe}"), &json)?;
+                states.push((probe, state));
+            }
+            Ok(states)
+        })
+    }
+
     /// The latest runs, newest first, of one probe or of all.
     pub fn recent_runs(
         &self,
@@ -408,7 +431,10 @@ mod tests {
                 since: at,
                 severity: Severity::Critical,
                 last_notified: at,
+                told: true,
+                channels: vec![],
             }),
+            withheld: None,
         }
     }
 

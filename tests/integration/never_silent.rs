@@ -302,3 +302,154 @@ async fn skipped_scheduled_runs_are_counted_and_warned_about() {
     );
     daemon.stop().await;
 }
+
+/// A canary whose probes alert to a capture after two failures; `p` is
+/// pointed at a number the mock drops (every run `lost`).
+async fn alerting_canary() -> (Canary, crate::capture::Capture) {
+    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let canary = Canary::new(
+        "alerts = [\"hook\"]\nreminder = \"1h\"",
+        &format!(
+            "[gateways.sandbox.numbers.\"{DROPPED}\"]\ndrop = true\n\n[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook}/alerts\"\n"
+        ),
+    );
+    canary.probe("p", DROPPED, "timeout = \"300ms\"\nthreshold = \"200ms\"\n");
+    (canary, capture)
+}
+
+const DROPPED: &str = "+15005550191";
+
+async fn code(canary: &Canary, args: &[&str]) -> i32 {
+    let out = canary.run(args).await;
+    out.status.code().unwrap_or(-1)
+}
+
+/// Issue 12, item 3: an alert that fires while its probe is silenced is
+/// told the moment the silence is lifted, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifting_a_silence_tells_an_alert_still_firing_at_once() {
+    let (canary, capture) = alerting_canary().await;
+    assert_eq!(code(&canary, &["silence", "p", "--for", "1h"]).await, 0);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert!(capture.transitions().is_empty(), "silenced: nothing told");
+    let out = canary.run(&["alerts"]).await;
+    let listed = stdout(&out);
+    assert!(
+        listed.contains("FIRING  p")
+            && listed.contains("silenced until")
+            && listed.contains("not told yet"),
+        "{listed}"
+    );
+
+    let out = canary.run(&["unsilence", "p"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        capture.transitions(),
+        ["firing"],
+        "told when the silence ended"
+    );
+    let told = capture.received.lock().unwrap()[0].clone();
+    assert_eq!(told["probe"], "p");
+    assert_eq!(told["outcome"], "lost");
+    // Told once: the next failing run is within the reminder interval.
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(capture.transitions(), ["firing"]);
+}
+
+/// Issue 12, item 3: a silence that expires under the daemon, with the
+/// alert still firing, is told when it ends: not at the next run (an hour
+/// away here), nor at the next reminder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_that_expires_under_the_daemon_tells_the_alert_when_it_ends() {
+    let (canary, capture) = alerting_canary().await;
+    canary.probe(
+        "p",
+        DROPPED,
+        "timeout = \"300ms\"\nthreshold = \"200ms\"\nschedule = \"every 1h\"\n",
+    );
+    assert_eq!(code(&canary, &["silence", "p", "--for", "4s"]).await, 0);
+    let silenced_at = std::time::Instant::now();
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    let daemon = canary.daemon().await;
+    let told = capture.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(told, ["firing"], "{}", daemon.log());
+    assert!(
+        silenced_at.elapsed() >= Duration::from_secs(4),
+        "told before the silence ended"
+    );
+    daemon.stop().await;
+}
+
+/// Issue 12, item 4: a firing alert of a probe that is disabled, or removed
+/// from the config, resolves with that reason at the next start; `alerts
+/// clear` resolves one by hand and sends the resolve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_of_disabled_removed_or_cleared_probes_resolve() {
+    let (canary, capture) = alerting_canary().await;
+    canary.probe("q", "+15005550100", "");
+    canary.probe("r", DROPPED, "timeout = \"300ms\"\nthreshold = \"200ms\"\n");
+    canary.probe("s", DROPPED, "timeout = \"300ms\"\nthreshold = \"200ms\"\n");
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(capture.transitions(), ["firing", "firing", "firing"]);
+    let listed = stdout(&canary.run(&["alerts"]).await);
+    for p in ["p", "r", "s"] {
+        assert!(listed.contains(&format!("FIRING  {p} ")), "{listed}");
+    }
+
+    // p disabled, r's file deleted: the next check (of q alone) resolves both.
+    canary.probe("p", DROPPED, "enabled = false\n");
+    std::fs::remove_file(canary.path().join("probes/r.toml")).unwrap();
+    assert_eq!(code(&canary, &["check", "q"]).await, 0);
+    let received = capture.received.lock().unwrap().clone();
+    let resolved: Vec<(String, String)> = received[3..]
+        .iter()
+        .map(|n| {
+            assert_eq!(n["transition"], "resolved", "{n}");
+            (
+                n["probe"].as_str().unwrap().to_string(),
+                n["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(resolved.len(), 2, "{received:?}");
+    assert!(
+        resolved.contains(&("p".into(), "resolved: the probe was disabled".into())),
+        "{resolved:?}"
+    );
+    assert!(
+        resolved.contains(&(
+            "r".into(),
+            "resolved: the probe was removed from the config".into()
+        )),
+        "{resolved:?}"
+    );
+    // Cleared by hand: resolved and sent.
+    let out = canary.run(&["alerts", "clear", "s"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("resolve sent to 1 channel"),
+        "{}",
+        stdout(&out)
+    );
+    let last = capture.received.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["probe"].as_str(), last["transition"].as_str()),
+        (Some("s"), Some("resolved"))
+    );
+    assert_eq!(
+        stdout(&canary.run(&["alerts"]).await),
+        "no alert is firing\n"
+    );
+    // Nothing to clear, and a probe that does not exist: said, exit 3.
+    assert!(stdout(&canary.run(&["alerts", "clear", "s"]).await).contains("no alert is firing"));
+    let out = canary.run(&["alerts", "clear", "nosuch"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("no probe named `nosuch` (known:"),
+        "{}",
+        stderr(&out)
+    );
+}
