@@ -691,7 +691,17 @@ pub struct Probe {
     pub body: String,
     /// Alert channels to notify.
     pub alerts: Vec<String>,
+    /// The probe file names its channels itself (`alerts = []` included):
+    /// an empty list is then meant, not forgotten.
+    pub alerts_explicit: bool,
     pub alert_on_permanent: bool,
+}
+
+impl Probe {
+    /// An enabled probe whose alerts go nowhere without anyone having said so.
+    pub fn alerts_forgotten(&self) -> bool {
+        self.enabled && self.alerts.is_empty() && !self.alerts_explicit
+    }
 }
 
 /// A probe file as written.
@@ -954,6 +964,7 @@ fn parse_main(
     };
     let probes_at = canary_key_at("probes").map(|span| line_col(text, span.start));
     let canary_alerts_at = canary_key_at("alerts");
+    let heartbeat_url_at = canary_key_at("heartbeat_url");
     let gateways_value = root.get_mut().remove("gateways");
     let receivers_value = root.get_mut().remove("receivers");
     let alerts_value = root.get_mut().remove("alerts");
@@ -1023,7 +1034,7 @@ fn parse_main(
                 _ => AlertConfig::Alertmanager(AlertmanagerConfig::deserialize(de)?),
             })
         },
-        |_| Ok(()),
+        crate::alert::channel::check_config,
     );
     for name in &raw
         .defaults
@@ -1038,6 +1049,17 @@ fn parse_main(
                     "[defaults] alerts: no alert channel named `{name}` (known: {})",
                     known(declared.alerts.iter())
                 ),
+            );
+        }
+    }
+    if let Some(url) = &raw.canary.heartbeat_url {
+        let usable = Url::parse(url.expose())
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !usable {
+            // The URL itself is not quoted: a ping URL is often a credential.
+            sink.at(
+                heartbeat_url_at,
+                "[canary] heartbeat_url must be an http:// or https:// URL with a host",
             );
         }
     }
@@ -1405,6 +1427,7 @@ fn parse_probe(
             Some(names) => names.iter().map(|n| n.get_ref().clone()).collect(),
             None => d.alerts.clone(),
         },
+        alerts_explicit: raw.alerts.is_some(),
         alert_on_permanent: raw.alert_on_permanent.unwrap_or(d.alert_on_permanent),
     };
     for name in raw.alerts.iter().flatten() {

@@ -189,6 +189,25 @@ impl Store {
         &self.inner.path
     }
 
+    /// SQLite's quick check (`PRAGMA quick_check`): the file's structure,
+    /// in time linear in its size. `doctor` and the daemon's start run it.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        self.with("quick check", |conn| {
+            let mut stmt = conn.prepare("PRAGMA quick_check")?;
+            let problems = stmt
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|line| line != "ok")
+                .collect::<Vec<_>>();
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Integrity(problems))
+            }
+        })
+    }
+
     /// Runs SQLite's full integrity check, a foreign-key check and a check
     /// that no run is both written ahead and recorded; `Ok` when all are
     /// clean, otherwise every problem they reported.

@@ -453,3 +453,52 @@ async fn alerts_of_disabled_removed_or_cleared_probes_resolve() {
         stderr(&out)
     );
 }
+
+/// Issue 12, item 5: a probe whose alerts go nowhere is warned about by
+/// `validate` and fails `doctor`, unless it says `alerts = []` itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_without_an_alert_channel_is_warned_about_and_fails_doctor() {
+    let canary = Canary::new("", "");
+    let out = canary.run(&["validate"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains("warning: probe `p` has no alert channel: its alerts go nowhere"),
+        "{}",
+        stdout(&out)
+    );
+    let out = canary.run(&["doctor", "--listen", "127.0.0.1:0"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("alerts    probes")
+            && stdout(&out).contains("no alert channel for p"),
+        "{}",
+        stdout(&out)
+    );
+    // Said on purpose: no warning, doctor passes.
+    canary.probe("p", "+15005550100", "alerts = []\n");
+    assert!(!stdout(&canary.run(&["validate"]).await).contains("no alert channel"));
+    let out = canary.run(&["doctor", "--listen", "127.0.0.1:0"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+/// Issue 12, item 12: `doctor` fails when the state store cannot be
+/// written, instead of passing and leaving `check` to fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_fails_when_the_state_store_cannot_be_written() {
+    let canary = Canary::new("", "");
+    canary.probe("p", "+15005550100", "alerts = []\n");
+    // A file where the state dir should be: no process, root included,
+    // can create the store under it.
+    std::fs::write(canary.path().join("blocked"), b"").unwrap();
+    let config = std::fs::read_to_string(canary.path().join("config.toml")).unwrap();
+    std::fs::write(
+        canary.path().join("config.toml"),
+        config.replace("[canary]\n", "[canary]\nstate_dir = \"blocked/state\"\n"),
+    )
+    .unwrap();
+    let out = canary.run(&["doctor", "--listen", "127.0.0.1:0"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("store") && text.contains("FAIL"), "{text}");
+    assert!(text.contains("cannot create the state dir"), "{text}");
+}
