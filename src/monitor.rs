@@ -36,6 +36,11 @@ use crate::store::{BeginRun, Begun, COST_GUARD_KEY, OutboxItem, StartedRun, Stor
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Correlation ids carried by a notification: this run and the ones before it.
 const RECENT_IDS: usize = 5;
+/// Notifications one outbox pass sends at most; the rest wait for the next.
+const MAX_PER_PASS: usize = 200;
+/// How long a sender's claim on a notification lasts: past one delivery
+/// attempt's limit, so only a sender that died lets it go to another.
+const CLAIM_HOLD: Duration = Duration::from_secs(SEND_TIMEOUT.as_secs() + 15);
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -75,6 +80,8 @@ pub struct Monitor {
     in_flight: Arc<AtomicU64>,
     /// Consecutive refusals per probe, so a refusal that repeats is said louder.
     refused: Mutex<HashMap<String, u32>>,
+    /// Who this monitor is when it claims outbox entries.
+    claimer: String,
 }
 
 /// Why a run was not started. Its [`Refusal::reason`] is what `check`
@@ -300,6 +307,12 @@ impl Monitor {
             reminder: config.defaults.reminder,
             in_flight: Arc::new(AtomicU64::new(0)),
             refused: Mutex::new(HashMap::new()),
+            claimer: format!(
+                "{}-{}-{}",
+                config.canary.instance,
+                std::process::id(),
+                ulid::Ulid::generate()
+            ),
         }))
     }
 
@@ -503,11 +516,15 @@ impl Monitor {
     /// Sends every notification that is due; failures are rescheduled or
     /// dead-lettered in the store.
     pub async fn deliver_due(&self) -> Result<Delivered, MonitorError> {
-        let store = self.store.clone();
-        let at = (self.now)();
-        let due = blocking(move || store.due_notifications(at, 200)).await?;
         let mut result = Delivered::default();
-        for entry in due {
+        // One at a time, each claimed before it is sent: another process
+        // sharing the store (a daemon, a cron check) never sends it too.
+        for _ in 0..MAX_PER_PASS {
+            let (store, claimer, at) = (self.store.clone(), self.claimer.clone(), (self.now)());
+            let claimed = blocking(move || store.claim_next(&claimer, at, CLAIM_HOLD)).await?;
+            let Some(entry) = claimed else {
+                break;
+            };
             let id = entry.notification.id.clone();
             let outcome = match self.channels.get(&entry.channel) {
                 None => Err(alert::ChannelError {

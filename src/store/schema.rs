@@ -98,6 +98,13 @@ CREATE TABLE started_runs (
 ) STRICT;
 CREATE INDEX started_runs_holder ON started_runs (holder);
 "#,
+    // 3: an outbox entry is claimed by one sender before it is sent, so a
+    // daemon and a cron check sharing the store never send it both. The
+    // claim expires, so a sender that died mid-send leaves it to the next.
+    r#"
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
+"#,
 ];
 
 /// The schema version this code writes.

@@ -502,3 +502,98 @@ async fn doctor_fails_when_the_state_store_cannot_be_written() {
     assert!(text.contains("store") && text.contains("FAIL"), "{text}");
     assert!(text.contains("cannot create the state dir"), "{text}");
 }
+
+/// An alert sink that holds each request until told to answer, and counts
+/// what it got.
+struct SlowSink {
+    received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    first: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+    addr: SocketAddr,
+}
+
+impl SlowSink {
+    async fn start() -> SlowSink {
+        use axum::extract::State;
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+            std::sync::Arc<tokio::sync::Notify>,
+            std::sync::Arc<tokio::sync::Semaphore>,
+        );
+        let shared: Shared = (
+            Default::default(),
+            Default::default(),
+            std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+        );
+        let app =
+            axum::Router::new()
+                .route(
+                    "/alerts",
+                    axum::routing::post(
+                        |State((received, first, release)): State<Shared>,
+                         body: axum::body::Bytes| async move {
+                            received
+                                .lock()
+                                .unwrap()
+                                .push(serde_json::from_slice(&body).unwrap_or_default());
+                            first.notify_one();
+                            // Held until the test says so (a slow channel).
+                            let _ = release.acquire().await.map(|p| p.forget());
+                            "ok"
+                        },
+                    ),
+                )
+                .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, app).into_future());
+        SlowSink {
+            received: shared.0,
+            first: shared.1,
+            release: shared.2,
+            addr,
+        }
+    }
+}
+
+/// Issue 12, item 6: a notification being sent by one process (a slow
+/// channel) is not sent again by another sharing the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_in_flight_is_not_sent_again_by_another_process() {
+    let sink = SlowSink::start().await;
+    let canary = Canary::new(
+        "alerts = [\"hook\"]",
+        &format!(
+            "[gateways.sandbox.numbers.\"{DROPPED}\"]\ndrop = true\n\n[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{}/alerts\"\n",
+            sink.addr
+        ),
+    );
+    canary.probe(
+        "p",
+        DROPPED,
+        "timeout = \"300ms\"\nthreshold = \"200ms\"\nfailure_threshold = 1\n",
+    );
+    canary.probe("q", "+15005550100", "");
+    // The first check fires p's alert and is still sending it...
+    let first = {
+        let dir = canary.path();
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+                .args(["check", "p"])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(20), sink.first.notified())
+        .await
+        .expect("the alert was sent");
+    // ...when another check, sharing the store, delivers its outbox.
+    let out = canary.run(&["check", "q"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    sink.release.add_permits(10);
+    let first = first.await.unwrap();
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    let received = sink.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "sent twice: {received:?}");
+}
