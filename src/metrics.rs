@@ -37,6 +37,8 @@ pub struct Metrics {
     outbox_dead_letters: IntGauge,
     webhook_requests: IntCounterVec,
     skipped: IntCounterVec,
+    store_errors: IntCounterVec,
+    store_up: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -118,6 +120,19 @@ impl Metrics {
             &["probe", "reason"],
         )
         .expect("valid metric");
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "store_errors_total",
+                "Failed state-store operations, by operation (a corrupt or read-only store, a lock held too long).",
+            ),
+            &["op"],
+        )
+        .expect("valid metric");
+        let store_up = IntGauge::new(
+            "store_up",
+            "1 if the state store had no failure in the last minute, else 0.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "build_info",
@@ -140,6 +155,8 @@ impl Metrics {
             Box::new(outbox_dead_letters.clone()),
             Box::new(webhook_requests.clone()),
             Box::new(skipped.clone()),
+            Box::new(store_errors.clone()),
+            Box::new(store_up.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -156,7 +173,19 @@ impl Metrics {
             outbox_dead_letters,
             webhook_requests,
             skipped,
+            store_errors,
+            store_up,
         }
+    }
+
+    /// Brings the store's error counts and `store_up` up to date.
+    pub fn observe_store(&self, store: &crate::store::Store) {
+        for (op, n) in store.error_counts() {
+            let counter = self.store_errors.with_label_values(&[op]);
+            counter.inc_by(n.saturating_sub(counter.get()));
+        }
+        let failing = store.failed_within(crate::store::HEALTH_WINDOW).is_some();
+        self.store_up.set(i64::from(!failing));
     }
 
     /// Counts a run that was not started. A probe the canary cannot run

@@ -601,6 +601,46 @@ impl Monitor {
     }
 }
 
+/// The alert key of the canary's own check of its state store.
+pub const STORE_KEY: &str = "canary:state-store";
+
+impl Monitor {
+    /// Sends a notice about the canary itself straight to its channels,
+    /// bypassing the outbox: for when the store (and so the outbox) is what
+    /// fails. Returns how many channels took it; the caller tries again
+    /// later when none did.
+    pub async fn tell_now(&self, transition: Transition, key: &str, reason: String) -> usize {
+        let n =
+            Notification::without_run(transition, key, reason, &self.instance, None, (self.now)());
+        warn!(check = key, transition = ?transition, "{} (sent directly, not through the outbox)", n.headline());
+        let mut took = 0;
+        for name in &self.canary_channels {
+            let Some(channel) = self.channels.get(name) else {
+                continue;
+            };
+            match tokio::time::timeout(SEND_TIMEOUT, channel.send(&n)).await {
+                Ok(Ok(())) => {
+                    took += 1;
+                    if let Some(m) = &self.metrics {
+                        m.alert_sent(name, true);
+                    }
+                }
+                outcome => {
+                    if let Some(m) = &self.metrics {
+                        m.alert_sent(name, false);
+                    }
+                    let why = match outcome {
+                        Ok(Err(e)) => e.reason,
+                        _ => format!("no answer within {}s", SEND_TIMEOUT.as_secs()),
+                    };
+                    warn!(channel = %name, check = key, "cannot send the canary's own alert: {why}");
+                }
+            }
+        }
+        took
+    }
+}
+
 /// The alert policy of `probe`.
 fn policy_of(probe: &Probe, silenced: bool) -> Policy {
     Policy {

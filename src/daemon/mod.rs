@@ -63,6 +63,9 @@ pub struct DaemonOptions {
     pub recovery_interval: Duration,
     /// Limits of the HTTP listener (webhooks, metrics, the API).
     pub limits: crate::server::Limits,
+    /// How often the state store's file is checked for damage (SQLite's
+    /// quick check, on a connection of its own) besides at start.
+    pub store_check_interval: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -74,6 +77,7 @@ impl Default for DaemonOptions {
             stall_limit: Duration::from_secs(60),
             recovery_interval: Duration::from_secs(60),
             limits: crate::server::Limits::default(),
+            store_check_interval: Duration::from_secs(600),
         }
     }
 }
@@ -101,6 +105,11 @@ pub enum DaemonError {
     Preflight(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "{source}\nthe state store is damaged: stop every sms-canary using it, then move the file \
+         aside to start with a new store (its runs and alert state are lost) or restore it from a backup"
+    )]
+    CorruptStore { source: StoreError },
     #[error(transparent)]
     Monitor(#[from] MonitorError),
     #[error("cannot listen on {addr}: {source}")]
@@ -199,6 +208,15 @@ pub async fn run(
             .await
             .map_err(|e| DaemonError::Setup(e.to_string()))??
     };
+    // A damaged file would leave runs unrecorded and the outbox unread
+    // while everything else looked fine: refuse to start on one.
+    {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.quick_check())
+            .await
+            .map_err(|e| DaemonError::Setup(e.to_string()))?
+            .map_err(|source| DaemonError::CorruptStore { source })?;
+    }
     // Before anything runs: runs a crashed predecessor (or a killed cron
     // check) had in flight are recorded as interrupted and its leases freed.
     let holder = {
@@ -270,6 +288,10 @@ pub async fn run(
     }));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     let silences = tokio::spawn(silence_loop(Arc::clone(&shared)));
+    let store_watch = tokio::spawn(store_watch(
+        Arc::clone(&shared),
+        options.store_check_interval,
+    ));
     let recovery = tokio::spawn(recovery_loop(
         Arc::clone(&shared),
         options.recovery_interval,
@@ -283,6 +305,7 @@ pub async fn run(
     heartbeat.stop();
     outbox.abort();
     silences.abort();
+    store_watch.abort();
     recovery.abort();
     // One last chance for notifications queued by the final runs.
     let _ = tokio::time::timeout(Duration::from_secs(5), shared.monitor().deliver_due()).await;
@@ -362,6 +385,56 @@ async fn silence_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Watches the state store: while its operations fail, runs may go
+/// unrecorded and the outbox unread, so the canary says so itself, straight
+/// to its channels (the outbox lives in the failing store), and again when
+/// it works. Until a channel took the notice it is tried every tick.
+async fn store_watch(shared: Arc<Shared>, check_every: Duration) {
+    let tick = check_every.min(Duration::from_secs(10));
+    let mut told_failing = false;
+    let mut next_check = tokio::time::Instant::now() + check_every;
+    loop {
+        tokio::time::sleep(tick).await;
+        if tokio::time::Instant::now() >= next_check {
+            let store = shared.store.clone();
+            // A failure is kept by the store's health, read just below.
+            let _ = tokio::task::spawn_blocking(move || store.quick_check()).await;
+            next_check = tokio::time::Instant::now() + check_every;
+        }
+        let failing = shared.store.failed_within(crate::store::HEALTH_WINDOW);
+        shared.metrics.observe_store(&shared.store);
+        let monitor = shared.monitor();
+        match (failing, told_failing) {
+            (Some(e), false) => {
+                let reason = format!(
+                    "state store failing: {e}; runs may go unrecorded and alerts queued in it unsent \
+                     (see `sms-canary doctor`)"
+                );
+                told_failing = monitor
+                    .tell_now(
+                        crate::alert::Transition::Firing,
+                        crate::monitor::STORE_KEY,
+                        reason,
+                    )
+                    .await
+                    > 0;
+            }
+            (None, true) => {
+                let reason = "state store works again".to_string();
+                told_failing = monitor
+                    .tell_now(
+                        crate::alert::Transition::Resolved,
+                        crate::monitor::STORE_KEY,
+                        reason,
+                    )
+                    .await
+                    == 0;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// SIGHUP: load and validate the new config; keep the old one on any error.
 pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
     let path = shared.config_path.clone();
@@ -396,18 +469,25 @@ pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
 }
 
 /// Pings the heartbeat URL (a dead-man's switch) once every enabled probe has
-/// had a good run since the last ping; a failure restarts the count.
+/// had a good run since the last ping; a failure (or a failing store)
+/// restarts the count.
 pub(crate) async fn heartbeat_after(shared: &Shared, run: &RunResult) {
     let config = shared.config();
     let Some(url) = &config.canary.heartbeat_url else {
         return;
     };
+    // A failing store means runs unrecorded: no "all is well" ping, so the
+    // dead-man's switch fires if it lasts.
+    let store_failing = shared
+        .store
+        .failed_within(crate::store::HEALTH_WINDOW)
+        .is_some();
     let complete = {
         let mut good = shared
             .good_since_ping
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if run.outcome != crate::probe::Outcome::Ok {
+        if run.outcome != crate::probe::Outcome::Ok || store_failing {
             good.clear();
             return;
         }

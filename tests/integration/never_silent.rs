@@ -597,3 +597,125 @@ async fn a_notification_in_flight_is_not_sent_again_by_another_process() {
     let received = sink.received.lock().unwrap().clone();
     assert_eq!(received.len(), 1, "sent twice: {received:?}");
 }
+
+/// Issue 12, item 7: a state store damaged under a running daemon fails
+/// `/healthz`, is counted in the metrics and is told to the canary's
+/// channels straight away (its outbox is in the damaged file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_fails_healthz_and_is_told() {
+    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let canary = Canary::new(
+        "alerts = [\"hook\"]",
+        &format!("[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook}/alerts\"\n"),
+    );
+    // A store with some history, all of it in the main file.
+    {
+        let store = canary.store();
+        let at = chrono::Utc::now() - chrono::Duration::hours(1);
+        for i in 0..300 {
+            let mut run = sms_canary::probe::RunResult {
+                probe: "p".into(),
+                gateway: "sandbox".into(),
+                receiver: "inbox".into(),
+                correlation_id: format!("seed-{i:04}"),
+                started_at: at + chrono::Duration::seconds(i),
+                outcome: sms_canary::probe::Outcome::Ok,
+                reason: None,
+                code: None,
+                latency: Some(Duration::from_millis(20)),
+                threshold: Duration::from_secs(4),
+                timeout: Duration::from_secs(5),
+                phases: Default::default(),
+                message_id: Some(format!("SM{i}")),
+                attempts: 1,
+                findings: Vec::new(),
+                gateway_errors: Vec::new(),
+            };
+            run.reason = None;
+            store
+                .record_run(&run, "test", false, &Default::default(), &[], at)
+                .unwrap();
+        }
+    }
+    let (tx, daemon) = crate::daemon::spawn_daemon(
+        canary.path().join("config.toml"),
+        sms_canary::daemon::DaemonOptions {
+            preflight: false,
+            store_check_interval: Duration::from_millis(500),
+            ..Default::default()
+        },
+    );
+    let http = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let r = http.get(format!("http://{}{path}", canary.listen)).send();
+        async move {
+            match r.await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while get("/healthz").await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 30 KB of garbage in the middle of the file.
+    let db = canary.path().join(".sms-canary/state.db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    assert!(len > 64 * 1024, "seeded store too small: {len}");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.seek(SeekFrom::Start(len / 2 - 15 * 1024)).unwrap();
+        f.write_all(&vec![0xA5; 30 * 1024]).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (status, body) = loop {
+        let (status, body) = get("/healthz").await;
+        if status == 503 || tokio::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("state store failing"), "{body}");
+    let metrics = get("/metrics").await.1;
+    assert_eq!(
+        sample(&metrics, "sms_canary_store_up", &[]),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "sms_canary_store_errors_total", &[]).is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    capture.wait_for(1, Duration::from_secs(20)).await;
+    let told = capture.received.lock().unwrap().clone();
+    assert!(
+        told.iter()
+            .any(|n| n["probe"] == "canary:state-store" && n["transition"] == "firing"),
+        "{told:?}"
+    );
+    tx.send(sms_canary::daemon::Control::Shutdown)
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
+}
+
+/// Issue 12, item 7: an empty (truncated) state.db is not taken silently
+/// for a new store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_store_file_is_warned_about() {
+    let canary = Canary::new("", "");
+    canary.probe("p", "+15005550100", "alerts = []\n");
+    std::fs::create_dir_all(canary.path().join(".sms-canary")).unwrap();
+    std::fs::write(canary.path().join(".sms-canary/state.db"), b"").unwrap();
+    let out = canary.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the state store is an empty file (0 bytes)"),
+        "{}",
+        stderr(&out)
+    );
+}
