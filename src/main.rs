@@ -13,7 +13,7 @@ use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
 use sms_canary::operate;
 use sms_canary::probe::Status;
-use sms_canary::report::{self, Format, progress::Spinner};
+use sms_canary::report::{self, Format, Output, progress::Spinner};
 use sms_canary::store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -186,12 +186,10 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
                 }
             }
         }
-        Command::Check(args) => {
-            let Some(config) = load(cli.config.as_deref()) else {
-                return Ok(UNKNOWN);
-            };
-            runtime.block_on(run_check(&config, args))
-        }
+        Command::Check(args) => match load_quietly(cli.config.as_deref()) {
+            Ok(config) => runtime.block_on(run_check(&config, args)),
+            Err(errors) => not_run(&args, &errors[..errors.len() - 1], &errors),
+        },
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
     }
@@ -219,20 +217,30 @@ fn config_path(given: Option<&Path>) -> PathBuf {
 
 /// Loads the config, printing every error on stderr; `None` means exit UNKNOWN.
 fn load(given: Option<&Path>) -> Option<Config> {
-    let path = config_path(given);
-    match Config::load(&path) {
+    match load_quietly(given) {
         Ok(config) => Some(config),
         Err(errors) => {
-            eprintln!("{errors}");
-            let n = errors.0.len();
-            eprintln!(
-                "sms-canary: {} has {n} error{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            );
+            for e in &errors {
+                eprintln!("{e}");
+            }
             None
         }
     }
+}
+
+/// Loads the config; on failure, every error and a last line counting them.
+fn load_quietly(given: Option<&Path>) -> Result<Config, Vec<String>> {
+    let path = config_path(given);
+    Config::load(&path).map_err(|errors| {
+        let n = errors.0.len();
+        let mut lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
+        lines.push(format!(
+            "sms-canary: {} has {n} error{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        ));
+        lines
+    })
 }
 
 async fn run_drill(config: &Config, args: DrillArgs) -> anyhow::Result<u8> {
@@ -280,7 +288,7 @@ async fn behind_spinner<T, E: std::fmt::Display>(
 
 async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     let options = CheckOptions {
-        probes: args.probes,
+        probes: args.probes.clone(),
         listen: args.listen,
         stateless: args.no_state,
         metrics: (args.push_gateway.is_some() || args.textfile.is_some())
@@ -292,47 +300,104 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     } else {
         options.probes.join(", ")
     };
-    let report = match behind_spinner(format!("checking {waiting}…"), check(config, &options)).await
-    {
+    let spinner = Spinner::start(format!("checking {waiting}…"));
+    let checked = check(config, &options).await;
+    spinner.finish();
+    let report = match checked {
         Ok(report) => report,
-        Err(code) => return Ok(code),
+        Err(e) => return not_run(&args, &[e.to_string()], &[format!("sms-canary: {e}")]),
     };
-    // Metrics failures are reported but do not hide the probes' own status.
-    let mut code = report.status().code();
+    // The exit code is the probes' verdict alone: what else the check
+    // writes is reported beside it, never folded into it.
+    let code = report.status().code();
+    let mut outputs = Vec::new();
     if let Some(metrics) = &options.metrics {
-        if let Some(url) = &args.push_gateway
-            && let Err(e) = metrics.push(url, &config.canary.instance).await
-        {
-            eprintln!("sms-canary: {e}");
-            code = code.max(UNKNOWN);
+        if let Some(url) = &args.push_gateway {
+            let error = metrics.push(url, &config.canary.instance).await.err();
+            outputs.push(Output {
+                kind: "pushgateway",
+                target: without_credentials(url),
+                error,
+            });
         }
-        if let Some(path) = &args.textfile
-            && let Err(e) = metrics.write_textfile(path)
-        {
-            eprintln!(
-                "sms-canary: cannot write the metrics textfile {}: {e}",
-                path.display()
-            );
-            code = code.max(UNKNOWN);
+        if let Some(path) = &args.textfile {
+            let error = metrics
+                .write_textfile(path)
+                .err()
+                .map(|e| format!("cannot write the metrics textfile {}: {e}", path.display()));
+            outputs.push(Output {
+                kind: "textfile",
+                target: path.display().to_string(),
+                error,
+            });
         }
     }
+    // Written whatever the outcome: a failed check is when CI needs it most.
+    if let Some(path) = &args.junit {
+        outputs.push(Output {
+            kind: "junit",
+            target: path.display().to_string(),
+            error: report::junit::write(&report, path)
+                .err()
+                .map(|e| e.to_string()),
+        });
+    }
     let text = match args.format {
-        Format::Json => report::json::render(&report),
+        Format::Json => report::json::render(&report, &outputs),
         Format::Human => {
             report::human::render(&report, cli::color_allowed(std::io::stdout().is_terminal()))
         }
     };
-    // Written whatever the outcome: a failed check is when CI needs it most.
-    let junit = args
-        .junit
-        .as_deref()
-        .map(|path| report::junit::write(&report, path));
     print_stdout(text.as_bytes()).context("writing the report")?;
-    if let Some(Err(e)) = junit {
-        eprintln!("sms-canary: {e}");
-        return Ok(UNKNOWN);
-    }
+    warn_outputs(&outputs);
     Ok(code)
+}
+
+/// A check that could not run: UNKNOWN, said on stderr (`said`), and still
+/// a JSON document (`--format json`) and a JUnit file (`--junit`) giving
+/// the `errors`.
+fn not_run(args: &CheckArgs, errors: &[String], said: &[String]) -> anyhow::Result<u8> {
+    for line in said {
+        eprintln!("{line}");
+    }
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.junit {
+        let written = report::junit::render_not_run(errors)
+            .and_then(|xml| report::junit::write_xml(&xml, path));
+        outputs.push(Output {
+            kind: "junit",
+            target: path.display().to_string(),
+            error: written.err().map(|e| e.to_string()),
+        });
+    }
+    if args.format == Format::Json {
+        print_stdout(report::json::render_not_run(errors, &outputs).as_bytes())
+            .context("writing the report")?;
+    }
+    warn_outputs(&outputs);
+    Ok(UNKNOWN)
+}
+
+/// Each output that failed, on stderr: a distinct line, since the exit code
+/// does not say it.
+fn warn_outputs(outputs: &[Output]) {
+    for o in outputs {
+        if let Some(e) = &o.error {
+            eprintln!(
+                "sms-canary: WARNING: the {} output was not written: {e}",
+                o.kind
+            );
+        }
+    }
+}
+
+/// A URL as shown in output: no userinfo, no query (either may hold a credential).
+fn without_credentials(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.to_string()
 }
 
 /// Prints to stdout. A closed pipe (`| head`) is not an error worth a non-zero

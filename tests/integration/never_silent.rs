@@ -719,3 +719,181 @@ async fn an_empty_store_file_is_warned_about() {
         stderr(&out)
     );
 }
+
+/// Issue 12, item 8: the exit code is the probes' verdict, whatever happens
+/// to the outputs around it, and the JSON agrees with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exit_code_is_the_verdict_and_the_output_agrees_with_it() {
+    let canary = Canary::new(
+        "",
+        "[gateways.sandbox.numbers.\"+15005550191\"]\ndrop = true\n",
+    );
+    canary.probe("p", "+15005550100", "alerts = []\n");
+    let closed = free_addr();
+    // A Pushgateway that is not there: reported, never the verdict.
+    let out = canary
+        .run(&[
+            "check",
+            "--format",
+            "json",
+            "--push-gateway",
+            &format!("http://{closed}"),
+        ])
+        .await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(doc["exit_code"], 0, "{doc}");
+    assert_eq!(doc["outputs"][0]["kind"], "pushgateway");
+    assert!(
+        doc["outputs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Pushgateway unreachable")
+    );
+    assert!(
+        stderr(&out).contains("WARNING: the pushgateway output was not written"),
+        "{}",
+        stderr(&out)
+    );
+    // A lost message with a metrics outage is still CRITICAL.
+    canary.probe(
+        "p",
+        DROPPED,
+        "alerts = []\ntimeout = \"300ms\"\nthreshold = \"200ms\"\n",
+    );
+    let out = canary
+        .run(&[
+            "check",
+            "--format",
+            "json",
+            "--textfile",
+            "/nonexistent-dir/x.prom",
+        ])
+        .await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        (doc["status"].as_str(), doc["exit_code"].as_u64()),
+        (Some("CRITICAL"), Some(2))
+    );
+    assert!(
+        doc["outputs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent-dir/x.prom")
+    );
+
+    // A config error: still a JSON document and a JUnit file saying why.
+    std::fs::write(
+        canary.path().join("probes/bad.toml"),
+        "name = \"bad\"\ntreshold = \"1s\"\n",
+    )
+    .unwrap();
+    let junit = canary.path().join("out.xml");
+    let out = canary
+        .run(&[
+            "check",
+            "--format",
+            "json",
+            "--junit",
+            junit.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(
+        (doc["status"].as_str(), doc["exit_code"].as_u64()),
+        (Some("UNKNOWN"), Some(3))
+    );
+    let errors = doc["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("bad.toml")),
+        "{doc}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<error") && xml.contains("bad.toml"), "{xml}");
+    assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
+}
+
+/// Issue 12, item 9: the first line is the overall status with performance
+/// data in the plugin convention, checked with a strict pattern from the
+/// Nagios plugin guidelines; per-probe lines follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_line_is_a_nagios_status_with_performance_data() {
+    let canary = Canary::new(
+        "",
+        "[gateways.sandbox.numbers.\"+15005550191\"]\ndrop = true\n",
+    );
+    canary.probe(
+        "sandbox-roundtrip",
+        "+15005550100",
+        "alerts = []\nthreshold = \"5s\"\n",
+    );
+    canary.probe(
+        "sandbox-lost",
+        DROPPED,
+        "alerts = []\ntimeout = \"300ms\"\nthreshold = \"200ms\"\n",
+    );
+    std::fs::remove_file(canary.path().join("probes/p.toml")).unwrap();
+    let out = canary.run(&["check"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    let first = text.lines().next().unwrap();
+    let (status, perfdata) = first.split_once(" | ").expect("perfdata after ` | `");
+    assert_eq!(status, "CRITICAL - 2 probes: 1 lost, 1 ok", "{text}");
+    // 'label'=value[UOM];[warn];[crit];[min];[max], space separated.
+    let series: Vec<&str> = perfdata.split(' ').collect();
+    for s in &series {
+        assert!(nagios_perfdata(s), "not in the plugin convention: {s}");
+    }
+    let by_label: std::collections::BTreeMap<&str, &str> =
+        series.iter().map(|s| s.split_once('=').unwrap()).collect();
+    assert_eq!(by_label["'sandbox-lost_latency'"], "U;0.2;;0");
+    assert_eq!(by_label["'sandbox-lost_up'"], "0;;;0;1");
+    assert_eq!(by_label["'sandbox-roundtrip_up'"], "1;;;0;1");
+    let latency = by_label["'sandbox-roundtrip_latency'"];
+    assert!(latency.ends_with("s;5;;0"), "{latency}");
+    let secs: f64 = latency.split('s').next().unwrap().parse().unwrap();
+    assert!(secs > 0.0 && secs < 5.0, "{latency}");
+    assert_eq!(series.len(), 4);
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("CRITICAL  sandbox-lost"),
+        "{text}"
+    );
+}
+
+/// One performance datum as the plugin guidelines define it.
+fn nagios_perfdata(s: &str) -> bool {
+    let Some((label, rest)) = s.split_once('=') else {
+        return false;
+    };
+    let quoted = label.len() > 2
+        && label.starts_with('\'')
+        && label.ends_with('\'')
+        && !label[1..label.len() - 1].contains(['=', '\'']);
+    let bare = !label.is_empty() && !label.contains([' ', '\'', '=']);
+    if !(quoted || bare) {
+        return false;
+    }
+    let mut fields = rest.split(';');
+    let value = fields.next().unwrap_or("");
+    let number = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+            && t.parse::<f64>().is_ok()
+    };
+    let value_ok = value == "U" || {
+        let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%');
+        let uom = &value[digits.len()..];
+        number(digits) && ["", "s", "ms", "us", "%", "B", "KB", "MB", "TB", "c"].contains(&uom)
+    };
+    let rest: Vec<&str> = fields.collect();
+    value_ok && rest.len() <= 4 && rest.iter().all(|f| f.is_empty() || number(f))
+}
