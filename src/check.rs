@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use url::Url;
 
 use crate::config::{Config, GatewayConfig, Probe, ReceiverConfig};
@@ -248,10 +248,15 @@ impl State {
         begun: Vec<(&Probe, Correlation, Option<Ticket>)>,
         runs: &[RunResult],
     ) -> Delivered {
-        for ((probe, _, ticket), run) in begun.into_iter().zip(runs) {
+        for ((probe, correlation, ticket), run) in begun.into_iter().zip(runs) {
             let Some(ticket) = ticket else { continue };
-            if let Err(e) = ticket.finish(&self.monitor, probe, run).await {
-                warn!(probe = %probe.name, "cannot record the run: {e}");
+            let span = probe::span(probe, &correlation);
+            if let Err(e) = ticket
+                .finish(&self.monitor, probe, run)
+                .instrument(span)
+                .await
+            {
+                warn!(probe = %probe.name, correlation_id = %correlation.id, "cannot record the run: {e}");
             }
         }
         match self.monitor.deliver_due().await {

@@ -37,11 +37,40 @@ fn main() -> ExitCode {
     let code = match run_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sms-canary: {e:#}");
+            eprintln!("sms-canary: {}", describe(&e));
             UNKNOWN
         }
     };
     ExitCode::from(code)
+}
+
+/// An error with its causes, each said once: our messages often quote
+/// their cause already, and `{:#}` would print it again ("… (os error 2):
+/// No such file or directory (os error 2)"). A permission problem says what
+/// to do about it.
+fn describe(e: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&text);
+    }
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    });
+    if denied {
+        said.push_str(
+            " (permission denied: run sms-canary as the user that owns the state dir and \
+             config, or give that user access to them)",
+        );
+    }
+    said
 }
 
 fn init_tracing(cli: &Cli) {
@@ -188,7 +217,7 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Check(args) => match load_quietly(cli.config.as_deref()) {
             Ok(config) => runtime.block_on(run_check(&config, args)),
-            Err(errors) => not_run(&args, &errors[..errors.len() - 1], &errors),
+            Err(failed) => not_run(&args, &failed.errors, &failed.said()),
         },
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
@@ -202,44 +231,69 @@ fn operate_failed(e: operate::OperateError) -> anyhow::Result<u8> {
     Ok(UNKNOWN)
 }
 
-/// The config path: as given, else `config.toml` if present, else the shipped example.
-fn config_path(given: Option<&Path>) -> PathBuf {
+/// The config files looked for, in order, when none is given.
+const CONFIG_SEARCH: [&str; 2] = ["config.toml", "config.example.toml"];
+
+/// The config path: as given (`--config` or `SMS_CANARY_CONFIG`), else the
+/// first of [`CONFIG_SEARCH`] that exists; `Err` says what was looked for.
+fn config_path(given: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = given {
-        return p.to_path_buf();
+        return Ok(p.to_path_buf());
     }
-    let own = PathBuf::from("config.toml");
-    if own.exists() {
-        own
-    } else {
-        PathBuf::from("config.example.toml")
+    if let Some(found) = CONFIG_SEARCH.iter().map(PathBuf::from).find(|p| p.exists()) {
+        return Ok(found);
     }
+    let here = std::env::current_dir()
+        .map(|d| format!(" in {}", d.display()))
+        .unwrap_or_default();
+    Err(format!(
+        "sms-canary: no config file: looked for {}{here}; point at one with --config PATH or \
+         SMS_CANARY_CONFIG=PATH (config.example.toml in the source tree is a working start)",
+        CONFIG_SEARCH.join(" and then ")
+    ))
 }
 
 /// Loads the config, printing every error on stderr; `None` means exit UNKNOWN.
 fn load(given: Option<&Path>) -> Option<Config> {
     match load_quietly(given) {
         Ok(config) => Some(config),
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
+        Err(failed) => {
+            for line in failed.said() {
+                eprintln!("{line}");
             }
             None
         }
     }
 }
 
-/// Loads the config; on failure, every error and a last line counting them.
-fn load_quietly(given: Option<&Path>) -> Result<Config, Vec<String>> {
-    let path = config_path(given);
+/// A config that did not load: each error, and a last line counting them.
+struct NotLoaded {
+    errors: Vec<String>,
+    summary: Option<String>,
+}
+
+impl NotLoaded {
+    /// What stderr says: the errors, then the count.
+    fn said(&self) -> Vec<String> {
+        self.errors.iter().chain(&self.summary).cloned().collect()
+    }
+}
+
+fn load_quietly(given: Option<&Path>) -> Result<Config, NotLoaded> {
+    let path = config_path(given).map_err(|e| NotLoaded {
+        errors: vec![e],
+        summary: None,
+    })?;
     Config::load(&path).map_err(|errors| {
         let n = errors.0.len();
-        let mut lines: Vec<String> = errors.0.iter().map(|e| e.to_string()).collect();
-        lines.push(format!(
-            "sms-canary: {} has {n} error{}",
-            path.display(),
-            if n == 1 { "" } else { "s" }
-        ));
-        lines
+        NotLoaded {
+            errors: errors.0.iter().map(|e| e.to_string()).collect(),
+            summary: Some(format!(
+                "sms-canary: {} has {n} error{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            )),
+        }
     })
 }
 
@@ -435,7 +489,13 @@ async fn run_daemon(config: Option<&Path>, args: DaemonArgs) -> anyhow::Result<u
     use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
     use tokio::signal::unix::{SignalKind, signal};
 
-    let path = config_path(config);
+    let path = match config_path(config) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(UNKNOWN);
+        }
+    };
     let options = DaemonOptions {
         listen: args.listen,
         preflight: !args.no_preflight,

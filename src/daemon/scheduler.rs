@@ -236,6 +236,7 @@ async fn run_one(
     shared
         .in_flight()
         .insert(probe.name.clone(), Some(ticket.correlation().id.clone()));
+    let span = probe::span(probe, ticket.correlation());
     let setup = shared.setup();
     let wiring = Wiring {
         gateway: setup.gateway(&probe.gateway),
@@ -245,14 +246,16 @@ async fn run_one(
     };
     let result = probe::run_as(probe, wiring, ticket.correlation().clone()).await;
     shared.metrics.observe_run(&result);
-    {
+    async {
         let _slot = shared.store_ends.acquire().await;
         if let Err(e) = ticket.finish(&monitor, probe, &result).await {
-            error!(probe = %probe.name, "cannot record the run: {e}");
+            error!("cannot record the run: {e}");
         }
     }
+    .instrument(span.clone())
+    .await;
     shared.outbox_kick.notify_one();
-    heartbeat_after(shared, &result).await;
+    heartbeat_after(shared, &result).instrument(span).await;
     Ok(result)
 }
 

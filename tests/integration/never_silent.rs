@@ -897,3 +897,94 @@ fn nagios_perfdata(s: &str) -> bool {
     let rest: Vec<&str> = fields.collect();
     value_ok && rest.len() <= 4 && rest.iter().all(|f| f.is_empty() || number(f))
 }
+
+/// Issue 12, item 10: at the default log level, a run's warning names its
+/// probe and correlation id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_log_lines_carry_its_probe_and_correlation_id() {
+    let canary = Canary::new(
+        "",
+        "[gateways.sandbox.numbers.\"+15005550192\"]\nfail = 30003\n",
+    );
+    canary.probe("p", "+15005550192", "alerts = []\n");
+    let dir = canary.path();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+            .args(["check", "--format", "json"])
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = doc["runs"][0]["correlation_id"].as_str().unwrap();
+    let log = stderr(&out);
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("undelivered"))
+        .unwrap_or_else(|| panic!("no warning: {log}"));
+    assert!(
+        warning.contains("probe=p") && warning.contains(&format!("correlation_id={id}")),
+        "{warning}"
+    );
+}
+
+/// Issue 12, items 11 to 13: common mistakes get an error that says what
+/// to do, causes are said once, and unknown probes are bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn common_mistakes_get_clear_errors() {
+    // No config at all: what was looked for, and how to point at one.
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+            .arg("check")
+            .current_dir(dir)
+            .env_remove("SMS_CANARY_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let said = stderr(&out);
+    assert!(
+        said.contains("looked for config.toml and then config.example.toml")
+            && said.contains("--config PATH")
+            && said.contains("SMS_CANARY_CONFIG"),
+        "{said}"
+    );
+
+    // A cause is said once, not twice.
+    let canary = Canary::new("", "");
+    let config = std::fs::read_to_string(canary.path().join("config.toml")).unwrap();
+    std::fs::write(canary.path().join("blocked"), b"").unwrap();
+    std::fs::write(
+        canary.path().join("config.toml"),
+        config.replace("[canary]\n", "[canary]\nstate_dir = \"blocked/state\"\n"),
+    )
+    .unwrap();
+    let out = canary.run(&["history"]).await;
+    assert_eq!(out.status.code(), Some(3));
+    let said = stderr(&out);
+    assert_eq!(said.matches("Not a directory").count(), 1, "{said}");
+
+    // Unknown probes: exit 3 naming the known ones, like `silence`.
+    let canary = Canary::new("", "");
+    for args in [
+        &["unsilence", "nosuch"][..],
+        &["history", "nosuch"],
+        &["silence", "nosuch", "--for", "1h"],
+    ] {
+        let out = canary.run(args).await;
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        assert!(
+            stderr(&out).contains("no probe named `nosuch` (known: p)"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
