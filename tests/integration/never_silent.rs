@@ -368,8 +368,9 @@ async fn a_silence_that_expires_under_the_daemon_tells_the_alert_when_it_ends() 
         DROPPED,
         "timeout = \"300ms\"\nthreshold = \"200ms\"\nschedule = \"every 1h\"\n",
     );
-    assert_eq!(code(&canary, &["silence", "p", "--for", "4s"]).await, 0);
+    // Before the command: the silence ends 4 s after a moment later than this.
     let silenced_at = std::time::Instant::now();
+    assert_eq!(code(&canary, &["silence", "p", "--for", "4s"]).await, 0);
     assert_eq!(code(&canary, &["check"]).await, 2);
     assert_eq!(code(&canary, &["check"]).await, 2);
     let daemon = canary.daemon().await;
