@@ -453,13 +453,7 @@ impl Monitor {
                 let firing = after.firing.as_ref().or(before.firing.as_ref());
                 let n = Notification::without_run(t, key, reason, &instance, firing, now);
                 warn!(check = key, transition = ?t, channels = channels.len(), "{}", n.headline());
-                outbox = channels
-                    .iter()
-                    .map(|c| OutboxItem {
-                        channel: c.clone(),
-                        notification: n.clone(),
-                    })
-                    .collect();
+                outbox = fan_out(&channels, &n);
             }
             store.record_alert(key, &after, &outbox, now)?;
             Ok(transition)
@@ -504,7 +498,7 @@ impl Monitor {
                 let mut ids = vec![run.correlation_id.clone()];
                 ids.extend(store.recent_correlation_ids(&probe.name, RECENT_IDS - 1)?);
                 let n = Notification::new(t, &run, &instance, &before, &after, ids, now);
-                outbox = probe.alerts.iter().map(|c| OutboxItem { channel: c.clone(), notification: n.clone() }).collect();
+                outbox = fan_out(&probe.alerts, &n);
                 info!(probe = %probe.name, transition = ?t, channels = outbox.len(), "alert {}", n.headline());
             }
             store.record_run(&run, &instance, interrupted, &after, &outbox, now)?;
@@ -761,13 +755,7 @@ impl Monitor {
                 now,
             );
             info!(probe = %key, channels = channels.len(), "alert {}", n.headline());
-            outbox = channels
-                .iter()
-                .map(|c| OutboxItem {
-                    channel: c.clone(),
-                    notification: n.clone(),
-                })
-                .collect();
+            outbox = fan_out(&channels, &n);
         }
         let (store, name) = (self.store.clone(), key.to_string());
         let told = !outbox.is_empty();
@@ -811,12 +799,23 @@ impl Monitor {
                 None => Notification::without_run(t, &probe.name, "a silence ended".into(), &instance, after.firing.as_ref(), now),
             };
             info!(probe = %probe.name, transition = ?t, channels = probe.alerts.len(), "silence over: alert {}", n.headline());
-            let outbox: Vec<OutboxItem> = probe.alerts.iter().map(|c| OutboxItem { channel: c.clone(), notification: n.clone() }).collect();
+            let outbox = fan_out(&probe.alerts, &n);
             store.record_alert(&probe.name, &after, &outbox, now)?;
             Ok(Some(Reconciled { probe: probe.name.clone(), transition: t, unfired: None }))
         })
         .await
     }
+}
+
+/// One notice queued once per channel.
+fn fan_out(channels: &[String], n: &Notification) -> Vec<OutboxItem> {
+    channels
+        .iter()
+        .map(|c| OutboxItem {
+            channel: c.clone(),
+            notification: n.clone(),
+        })
+        .collect()
 }
 
 fn retry_time(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {

@@ -94,16 +94,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.with("acquire lease", |conn| {
-            let now = millis(now);
-            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-            let taken = conn.execute(
-                "INSERT INTO leases (probe, holder, expires_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (probe) DO UPDATE
-                 SET holder = excluded.holder, expires_at = excluded.expires_at
-                 WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
-                params![probe, holder, now.saturating_add(ttl), now],
-            )?;
-            Ok(taken > 0)
+            let tx = conn.transaction()?;
+            let held_by_another = super::started::take_lease(&tx, probe, holder, ttl, now)?;
+            tx.commit()?;
+            Ok(held_by_another.is_none())
         })
     }
 

@@ -144,41 +144,18 @@ impl Store {
 
     /// Every probe's alert state, by probe name: what the daemon re-evaluates on start.
     pub fn alert_states(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
-        self.with("read alert states", |conn| {
-            let mut stmt = conn.prepare("SELECT probe, state FROM alert_state ORDER BY probe")?;
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?;
-            let mut states = Vec::new();
-            for row in rows {
-                let (probe, json) = row?;
-                let state = decode(&format!("alert state of {probe}"), &json)?;
-                states.push((probe, state));
-            }
-            Ok(states)
-        })
+        self.with("read alert states", |conn| read_alert_states(conn, "TRUE"))
     }
 
     /// The alert states that may need telling without a run: firing, or
     /// holding a notice a silence held back.
     pub fn alert_states_to_reconcile(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
         self.with("read alert states", |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT probe, state FROM alert_state
-                 WHERE json_extract(state, '$.firing') IS NOT NULL
-                    OR json_extract(state, '$.withheld') IS NOT NULL
-                 ORDER BY probe",
-            )?;
-            let rows = stmt.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })?;
-            let mut states = Vec::new();
-            for row in rows {
-                let (probe, json) = row?;
-                let state = decode(&format!("alert state of {probe}"), &json)?;
-                states.push((probe, state));
-            }
-            Ok(states)
+            read_alert_states(
+                conn,
+                "json_extract(state, '$.firing') IS NOT NULL
+                 OR json_extract(state, '$.withheld') IS NOT NULL",
+            )
         })
     }
 
@@ -331,6 +308,26 @@ struct RawRun {
     attempts: i64,
     findings: String,
     interrupted: bool,
+}
+
+/// The alert states `filter` (an SQL condition) picks, by probe name.
+fn read_alert_states(
+    conn: &rusqlite::Connection,
+    filter: &str,
+) -> Result<Vec<(String, AlertState)>, Failure> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT probe, state FROM alert_state WHERE {filter} ORDER BY probe"
+    ))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut states = Vec::new();
+    for row in rows {
+        let (probe, json) = row?;
+        let state = decode(&format!("alert state of {probe}"), &json)?;
+        states.push((probe, state));
+    }
+    Ok(states)
 }
 
 /// Queues `outbox` (each item with its encoded payload) in `tx`.

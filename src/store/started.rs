@@ -199,7 +199,7 @@ impl Store {
 
 /// Takes `probe`'s lease for `holder` (free, expired, or its own: renewed);
 /// when another holder's lease is live, leaves it and names that holder.
-fn take_lease(
+pub(super) fn take_lease(
     tx: &Transaction<'_>,
     probe: &str,
     holder: &str,
