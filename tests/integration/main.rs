@@ -23,6 +23,7 @@ mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
 mod own_api;
+mod peers;
 mod python;
 mod reliability;
 mod server;
