@@ -73,6 +73,8 @@ pub enum Command {
     Drill(DrillArgs),
     /// Check the config and print the plan; exit 0 if valid, 3 if not.
     Validate,
+    /// Print the JSON Schema of the config file, for editors (taplo, Even Better TOML).
+    ConfigSchema(ConfigSchemaArgs),
     /// Preflight without sending an SMS: credentials, listener, poll endpoints.
     /// Exit 0 if all pass, 2 if one fails, 3 for bad config.
     Doctor(DoctorArgs),
@@ -90,6 +92,16 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `sms-canary man | man -l -`.
     Man,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigSchemaArgs {
+    /// The schema of a probe file instead of the main file.
+    #[arg(long)]
+    pub probe: bool,
+    /// The whole configuration reference as markdown instead.
+    #[arg(long, conflicts_with = "probe")]
+    pub markdown: bool,
 }
 
 #[derive(Debug, Args)]

@@ -79,6 +79,7 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             print!("{}", report::plan::render(&config));
             Ok(0)
         }
+        Command::ConfigSchema(args) => print_config_schema(&args),
         Command::Doctor(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
@@ -303,13 +304,25 @@ fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `man`: the man page in roff, built from the same definitions as `--help`.
+/// `man`: the man page in roff, built from the same definitions as `--help`
+/// and the configuration reference.
 fn print_man() -> anyhow::Result<u8> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut page)
-        .context("rendering the man page")?;
+    let page = sms_canary::manual::render().context("rendering the man page")?;
     print_stdout(&page).context("writing the man page")?;
+    Ok(0)
+}
+
+/// `config-schema`: the JSON Schema of a config or probe file, or the
+/// reference as markdown.
+fn print_config_schema(args: &cli::ConfigSchemaArgs) -> anyhow::Result<u8> {
+    use sms_canary::config::reference;
+    let text = if args.markdown {
+        reference::markdown()
+    } else {
+        let schema = reference::schema(args.probe);
+        serde_json::to_string_pretty(&schema).context("rendering the schema")? + "\n"
+    };
+    print_stdout(text.as_bytes()).context("writing the schema")?;
     Ok(0)
 }
 

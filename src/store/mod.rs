@@ -33,7 +33,7 @@ use crate::probe::{Finding, Outcome, Phases};
 
 use error::Failure;
 pub use error::StoreError;
-pub use holder::{Holder, Recovered, recover_crashed};
+pub use holder::{HOLDERS_DIR, Holder, Recovered, recover_crashed};
 pub use started::{CRASH_REASON, StartedRun};
 
 /// The database file's name inside the `state_dir`.

@@ -235,7 +235,7 @@ fn python() -> PathBuf {
 }
 
 /// Every document of a YAML example, as JSON.
-fn yaml_docs(path: &str) -> Vec<Value> {
+pub(crate) fn yaml_docs(path: &str) -> Vec<Value> {
     let out = Command::new(python())
         .args([
             "-c",
@@ -732,7 +732,7 @@ fn crontab_runs_check_all_every_five_minutes_under_flock() {
 // GitHub Actions
 
 /// The files a shell script writes with `cat > PATH <<'EOF'` … `EOF`.
-fn heredocs(script: &str) -> Vec<(String, String)> {
+pub(crate) fn heredocs(script: &str) -> Vec<(String, String)> {
     let mut files = Vec::new();
     let mut lines = script.lines();
     while let Some(line) = lines.next() {

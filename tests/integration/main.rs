@@ -25,6 +25,7 @@ mod mock_vonage;
 mod own_api;
 mod peers;
 mod python;
+mod reference;
 mod reliability;
 mod server;
 mod sink_outage;

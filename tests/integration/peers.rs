@@ -47,6 +47,10 @@ pub const PEERS: &[Peer] = &[
         install: "Debian/Ubuntu package `systemd` (apt-get install systemd)",
     },
     Peer {
+        name: "groff",
+        install: "Debian/Ubuntu package `groff-base` (installed by default)",
+    },
+    Peer {
         name: "git",
         install: "Debian/Ubuntu package `git` (apt-get install git), and a git checkout of the repository",
     },
