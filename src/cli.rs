@@ -80,6 +80,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Run probes on their schedules: scheduler, webhooks, /healthz, /readyz.
     Daemon(DaemonArgs),
+    /// Ask the running daemon's /healthz; exit 0 if healthy, 1 if not (for a
+    /// container's HEALTHCHECK: the image has no shell or curl).
+    Healthcheck(HealthcheckArgs),
     /// Recent runs, outcome counts, latency percentiles, alerts and notifications.
     History(HistoryArgs),
     /// Silence a probe's alerts for a while (maintenance): runs still count.
@@ -115,6 +118,17 @@ pub struct DaemonArgs {
     /// How long runs in flight may take to finish on SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::config::parse_duration)]
     pub grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Ask this URL [default: /healthz on `[canary] listen`, on loopback when
+    /// that is 0.0.0.0 or [::]].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<url::Url>,
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -95,6 +95,9 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             runtime.block_on(run_drill(&config, args))
         }
         Command::Daemon(args) => runtime.block_on(run_daemon(cli.config.as_deref(), args)),
+        Command::Healthcheck(args) => {
+            runtime.block_on(run_healthcheck(cli.config.as_deref(), args))
+        }
         Command::History(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
@@ -324,6 +327,29 @@ fn print_config_schema(args: &cli::ConfigSchemaArgs) -> anyhow::Result<u8> {
     };
     print_stdout(text.as_bytes()).context("writing the schema")?;
     Ok(0)
+}
+
+/// `healthcheck`: 0 when the daemon's /healthz answers 200, else 1 whatever
+/// the reason (a bad config included), as a container engine reads it.
+async fn run_healthcheck(config: Option<&Path>, args: cli::HealthcheckArgs) -> anyhow::Result<u8> {
+    use sms_canary::daemon::healthcheck;
+    let url = match args.url {
+        Some(url) => url,
+        None => match load(config) {
+            Some(config) => healthcheck::url(&config.canary),
+            None => return Ok(1),
+        },
+    };
+    match healthcheck::check(&url, args.timeout).await {
+        Ok(said) => {
+            println!("healthy: {url} answered {said}");
+            Ok(0)
+        }
+        Err(why) => {
+            eprintln!("sms-canary: unhealthy: {why}");
+            Ok(1)
+        }
+    }
 }
 
 /// Runs the daemon with signals wired to its control channel: SIGHUP reloads,
