@@ -16,6 +16,7 @@ mod daemon;
 mod drill;
 mod examples;
 mod flood;
+mod fresh_clone;
 mod http_gateway;
 mod http_poll;
 mod junit;
