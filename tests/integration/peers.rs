@@ -166,3 +166,107 @@ fn a_missing_peer_is_a_skip_that_says_so_or_a_failure_when_required() {
     );
     assert!(!said.contains("skipped:"), "{said}");
 }
+
+/// The test functions of a test module's source, with their bodies.
+fn test_functions(source: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("\nfn ").or_else(|| rest.find("\nasync fn ")) {
+        let head = &rest[..at];
+        let is_test = head
+            .lines()
+            .rev()
+            .take_while(|l| l.trim_start().starts_with("#[") || l.trim_start().starts_with("///"))
+            .any(|l| l.contains("test]") || l.contains("test(") || l.contains("::test"));
+        let tail = &rest[at + 1..];
+        let name_at = tail.find("fn ").unwrap() + 3;
+        let name: String = tail[name_at..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let body_end = tail.find("\n}").map_or(tail.len(), |i| i + 2);
+        out.push((
+            if is_test {
+                name
+            } else {
+                format!("helper:{name}")
+            },
+            tail[..body_end].to_string(),
+        ));
+        rest = &tail[body_end..];
+    }
+    out
+}
+
+/// Every test that asks for `peer`, directly or through a helper of its module.
+fn tests_needing(peer: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration");
+    let calls = [
+        format!("require_peer(\"{peer}\")"),
+        format!("require(\n        \"{peer}\""),
+        format!("require(\"{peer}\""),
+    ];
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") || path.ends_with("peers.rs") {
+            continue;
+        }
+        let module = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let source = std::fs::read_to_string(&path).unwrap();
+        let functions = test_functions(&source);
+        for (name, body) in &functions {
+            if !calls.iter().any(|c| body.contains(c.as_str())) {
+                continue;
+            }
+            match name.strip_prefix("helper:") {
+                None => found.push(format!("{module}::{name}")),
+                Some(helper) => found.extend(
+                    functions
+                        .iter()
+                        .filter(|(n, b)| {
+                            !n.starts_with("helper:") && b.contains(&format!("{helper}("))
+                        })
+                        .map(|(n, _)| format!("{module}::{n}")),
+                ),
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn the_readme_lists_every_peer_with_the_tests_that_need_it() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut problems = Vec::new();
+    for peer in PEERS {
+        let Some(row) = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", peer.name)))
+        else {
+            problems.push(format!(
+                "the README's table of peers has no row for `{}`",
+                peer.name
+            ));
+            continue;
+        };
+        let tests = tests_needing(peer.name);
+        if tests.is_empty() {
+            problems.push(format!(
+                "no test asks for `{}`: drop it from PEERS",
+                peer.name
+            ));
+        }
+        for test in tests {
+            if !row.contains(&format!("`{test}`")) {
+                problems.push(format!(
+                    "the README's row for `{}` does not name `{test}`",
+                    peer.name
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
