@@ -11,6 +11,7 @@ use sms_canary::check::{CheckOptions, check};
 use sms_canary::cli::{self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat};
 use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
+use sms_canary::operate;
 use sms_canary::probe::Status;
 use sms_canary::report::{self, Format, progress::Spinner};
 use sms_canary::store::Store;
@@ -102,6 +103,12 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
             };
+            if let Some(probe) = &args.probe
+                && let Err(e) = sms_canary::check::select(&config, std::slice::from_ref(probe))
+            {
+                eprintln!("sms-canary: {e}");
+                return Ok(UNKNOWN);
+            }
             let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
             let history =
                 report::history::load(&store, args.probe.as_deref(), args.since, args.limit)
@@ -113,38 +120,75 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
             };
-            if config.probe(&args.probe).is_none() {
-                eprintln!("sms-canary: no probe named `{}`", args.probe);
-                return Ok(UNKNOWN);
+            match operate::silence(&config, &args.probe, args.duration, args.reason.as_deref()) {
+                Ok(until) => {
+                    println!(
+                        "{} silenced until {} (runs still count; no notifications)",
+                        args.probe,
+                        until.to_rfc3339()
+                    );
+                    Ok(0)
+                }
+                Err(e) => operate_failed(e),
             }
-            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
-            let now = chrono::Utc::now();
-            let until =
-                now + chrono::Duration::from_std(args.duration).context("silence duration")?;
-            store
-                .silence(&args.probe, until, args.reason.as_deref(), now)
-                .context("writing the silence")?;
-            println!(
-                "{} silenced until {} (runs still count; no notifications)",
-                args.probe,
-                until.to_rfc3339()
-            );
-            Ok(0)
         }
         Command::Unsilence(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
             };
-            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
-            if store
-                .unsilence(&args.probe)
-                .context("removing the silence")?
-            {
-                println!("{} is no longer silenced", args.probe);
-            } else {
-                println!("{} was not silenced", args.probe);
+            match runtime.block_on(operate::unsilence(&config, &args.probe)) {
+                Ok(done) => {
+                    if done.was_silenced {
+                        println!("{} is no longer silenced", args.probe);
+                    } else {
+                        println!("{} was not silenced", args.probe);
+                    }
+                    for told in &done.told {
+                        println!(
+                            "held back by the silence, sent now: {:?} ({} delivered)",
+                            told.transition, done.delivered.sent
+                        );
+                    }
+                    Ok(0)
+                }
+                Err(e) => operate_failed(e),
             }
-            Ok(0)
+        }
+        Command::Alerts(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            match args.action {
+                None => match operate::firing(&config) {
+                    Ok(alerts) => {
+                        print!("{}", report::alerts::render(&alerts));
+                        Ok(0)
+                    }
+                    Err(e) => operate_failed(e),
+                },
+                Some(cli::AlertsAction::Clear { probe }) => {
+                    match runtime.block_on(operate::clear(&config, &probe)) {
+                        Ok((Some(_), delivered)) => {
+                            println!(
+                                "{probe}: alert resolved by hand; resolve sent to {} channel(s)",
+                                delivered.sent
+                            );
+                            if delivered.retrying + delivered.dead > 0 {
+                                println!(
+                                    "{} notification(s) not delivered yet: see `sms-canary history`",
+                                    delivered.retrying + delivered.dead
+                                );
+                            }
+                            Ok(0)
+                        }
+                        Ok((None, _)) => {
+                            println!("{probe}: no alert is firing");
+                            Ok(0)
+                        }
+                        Err(e) => operate_failed(e),
+                    }
+                }
+            }
         }
         Command::Check(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
@@ -155,6 +199,13 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
     }
+}
+
+/// An operator command's failure: said on stderr, UNKNOWN (a probe name
+/// that does not exist is bad input like any other).
+fn operate_failed(e: operate::OperateError) -> anyhow::Result<u8> {
+    eprintln!("sms-canary: {e}");
+    Ok(UNKNOWN)
 }
 
 /// The config path: as given, else `config.toml` if present, else the shipped example.

@@ -287,6 +287,13 @@ pub const TABLES: &[Table] = &[
                 example: Some(r#""${SMS_CANARY_API_TOKEN}""#),
             },
             Key {
+                name: "alerts",
+                ty: Type::List(&Type::String),
+                presence: Presence::Unset("every channel an enabled probe notifies"),
+                doc: "Alert channels (names of `[alerts.NAME]` tables) for the canary's own alerts: the cost guard's budget spent, and the like.",
+                example: Some(r#"["ops-slack"]"#),
+            },
+            Key {
                 name: "notify_retry",
                 ty: Type::Table("retry"),
                 presence: Presence::Default(|| toml_retry(canary().notify_retry)),
@@ -369,7 +376,7 @@ pub const TABLES: &[Table] = &[
                 name: "alerts",
                 ty: Type::List(&Type::String),
                 presence: Presence::Default(|| toml_strings(&defaults().alerts)),
-                doc: "Alert channels (names of `[alerts.NAME]` tables) of probes that name none.",
+                doc: "Alert channels (names of `[alerts.NAME]` tables) of probes that name none. A probe left with no channel at all is warned about by `validate` and fails `doctor`, unless its file says `alerts = []`.",
                 example: Some(r#"["ops-slack"]"#),
             },
             Key {
@@ -1263,7 +1270,7 @@ pub const TABLES: &[Table] = &[
                 name: "alerts",
                 ty: Type::List(&Type::String),
                 presence: Presence::Unset("[defaults] alerts"),
-                doc: "Alert channels to notify (names of `[alerts.NAME]` tables); replaces the default list.",
+                doc: "Alert channels to notify (names of `[alerts.NAME]` tables); replaces the default list. `alerts = []` says that the probe notifies nobody on purpose.",
                 example: Some(r#"["ops-slack"]"#),
             },
             Key {

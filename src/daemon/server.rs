@@ -1,7 +1,8 @@
 //! The daemon's HTTP endpoints, next to the webhook routes.
 //!
-//! - `GET /healthz`: 200 only if the scheduler ticked recently and the store
-//!   takes a write — what a liveness probe should restart on;
+//! - `GET /healthz`: 200 only if the scheduler ticked recently, the store
+//!   takes a write and no store operation failed in the last minute — what a
+//!   liveness probe should restart on;
 //! - `GET /readyz`: 200 once the daemon schedules (after preflight);
 //! - `GET /metrics`: Prometheus metrics;
 //! - `POST /probes/{name}/run`: run a probe now and get its result, from
@@ -51,7 +52,16 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let store = shared.store.clone();
     let now = shared.clock.now();
     match tokio::task::spawn_blocking(move || store.touch(now)).await {
-        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
+        // A trivial write can succeed while the tables runs need are
+        // corrupt: any store failure of the last minute fails the check.
+        Ok(Ok(())) => match shared.store.failed_within(crate::store::HEALTH_WINDOW) {
+            None => (StatusCode::OK, "ok\n").into_response(),
+            Some(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("state store failing (within the last minute): {e}\n"),
+            )
+                .into_response(),
+        },
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store not writable: {e}\n"),
@@ -66,6 +76,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    shared.metrics.observe_store(&shared.store);
     (
         [(
             header::CONTENT_TYPE,

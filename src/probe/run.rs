@@ -516,6 +516,7 @@ mod engine_tests {
             reminder: Duration::from_secs(3600),
             body: "sms-canary {probe} {token}".into(),
             alerts: Vec::new(),
+            alerts_explicit: false,
             alert_on_permanent: true,
         }
     }

@@ -4,6 +4,7 @@
 //! (with a `schema_version`), `junit` is JUnit XML for CI test views,
 //! `progress` is the spinner shown while waiting.
 
+pub mod alerts;
 pub mod drill;
 pub mod history;
 pub mod human;

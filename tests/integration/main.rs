@@ -24,6 +24,7 @@ mod metrics;
 mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
+mod never_silent;
 mod own_api;
 mod peers;
 mod python;

@@ -27,10 +27,14 @@ fn literal(text: &str) -> Value {
     doc["v"].clone()
 }
 
-/// Every `${VAR}` an example names expands to this; it is a valid boolean,
-/// token and URL part alike.
-fn env(_: &str) -> Option<String> {
-    Some("1".to_string())
+/// What every `${VAR}` an example names expands to: a URL for `..._URL`,
+/// else "1", a valid boolean, token and URL part alike.
+fn env(name: &str) -> Option<String> {
+    Some(if name.ends_with("_URL") {
+        "https://hooks.example.com/x".to_string()
+    } else {
+        "1".to_string()
+    })
 }
 
 /// The world every generated config lives in: the names the examples refer to.
