@@ -1620,6 +1620,11 @@ fn type_schema(ty: &Type) -> Value {
 
 fn key_schema(key: &Key) -> Value {
     let mut schema = type_schema(&key.ty);
+    // Draft-07 ignores what stands next to a `$ref`: wrap it, so the
+    // description and default below count.
+    if schema.get("$ref").is_some() {
+        schema = json!({ "allOf": [schema] });
+    }
     let mut description = key.doc.to_string();
     match &key.presence {
         Presence::Default(f) => {
