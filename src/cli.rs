@@ -73,11 +73,16 @@ pub enum Command {
     Drill(DrillArgs),
     /// Check the config and print the plan; exit 0 if valid, 3 if not.
     Validate,
+    /// Print the JSON Schema of the config file, for editors (taplo, Even Better TOML).
+    ConfigSchema(ConfigSchemaArgs),
     /// Preflight without sending an SMS: credentials, listener, poll endpoints.
     /// Exit 0 if all pass, 2 if one fails, 3 for bad config.
     Doctor(DoctorArgs),
     /// Run probes on their schedules: scheduler, webhooks, /healthz, /readyz.
     Daemon(DaemonArgs),
+    /// Ask the running daemon's /healthz; exit 0 if healthy, 1 if not (for a
+    /// container's HEALTHCHECK: the image has no shell or curl).
+    Healthcheck(HealthcheckArgs),
     /// Recent runs, outcome counts, latency percentiles, alerts and notifications.
     History(HistoryArgs),
     /// Silence a probe's alerts for a while (maintenance): runs still count.
@@ -95,6 +100,16 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+pub struct ConfigSchemaArgs {
+    /// The schema of a probe file instead of the main file.
+    #[arg(long)]
+    pub probe: bool,
+    /// The whole configuration reference as markdown instead.
+    #[arg(long, conflicts_with = "probe")]
+    pub markdown: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Listen here instead of `[canary] listen`.
     #[arg(long, value_name = "ADDR")]
@@ -105,6 +120,17 @@ pub struct DaemonArgs {
     /// How long runs in flight may take to finish on SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::config::parse_duration)]
     pub grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Ask this URL [default: /healthz on `[canary] listen`, on loopback when
+    /// that is 0.0.0.0 or [::]].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<url::Url>,
+    /// Give up after this long.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

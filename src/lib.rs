@@ -23,7 +23,7 @@
 //! - [`server`]: HTTP serving with slowloris, slow-request and connection limits.
 //! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
 //! - [`template`]: `{{name}}` templates, escaped for JSON, URLs or raw use.
-//! - [`cli`]: the command-line definitions.
+//! - [`cli`]: the command-line definitions; [`manual`]: the man page.
 //!
 //! The binary (`src/main.rs`) only parses arguments, sets up tracing and maps
 //! results to exit codes.
@@ -36,6 +36,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod drill;
 pub mod gateway;
+pub mod manual;
 pub mod metrics;
 pub mod mock_carrier;
 pub mod monitor;

@@ -109,6 +109,7 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             print!("{}", report::plan::render(&config));
             Ok(0)
         }
+        Command::ConfigSchema(args) => print_config_schema(&args),
         Command::Doctor(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
@@ -124,6 +125,9 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             runtime.block_on(run_drill(&config, args))
         }
         Command::Daemon(args) => runtime.block_on(run_daemon(cli.config.as_deref(), args)),
+        Command::Healthcheck(args) => {
+            runtime.block_on(run_healthcheck(cli.config.as_deref(), args))
+        }
         Command::History(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
@@ -473,14 +477,49 @@ fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `man`: the man page in roff, built from the same definitions as `--help`.
+/// `man`: the man page in roff, built from the same definitions as `--help`
+/// and the configuration reference.
 fn print_man() -> anyhow::Result<u8> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut page)
-        .context("rendering the man page")?;
+    let page = sms_canary::manual::render().context("rendering the man page")?;
     print_stdout(&page).context("writing the man page")?;
     Ok(0)
+}
+
+/// `config-schema`: the JSON Schema of a config or probe file, or the
+/// reference as markdown.
+fn print_config_schema(args: &cli::ConfigSchemaArgs) -> anyhow::Result<u8> {
+    use sms_canary::config::reference;
+    let text = if args.markdown {
+        reference::markdown()
+    } else {
+        let schema = reference::schema(args.probe);
+        serde_json::to_string_pretty(&schema).context("rendering the schema")? + "\n"
+    };
+    print_stdout(text.as_bytes()).context("writing the schema")?;
+    Ok(0)
+}
+
+/// `healthcheck`: 0 when the daemon's /healthz answers 200, else 1 whatever
+/// the reason (a bad config included), as a container engine reads it.
+async fn run_healthcheck(config: Option<&Path>, args: cli::HealthcheckArgs) -> anyhow::Result<u8> {
+    use sms_canary::daemon::healthcheck;
+    let url = match args.url {
+        Some(url) => url,
+        None => match load(config) {
+            Some(config) => healthcheck::url(&config.canary),
+            None => return Ok(1),
+        },
+    };
+    match healthcheck::check(&url, args.timeout).await {
+        Ok(said) => {
+            println!("healthy: {url} answered {said}");
+            Ok(0)
+        }
+        Err(why) => {
+            eprintln!("sms-canary: unhealthy: {why}");
+            Ok(1)
+        }
+    }
 }
 
 /// Runs the daemon with signals wired to its control channel: SIGHUP reloads,

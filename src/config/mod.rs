@@ -6,6 +6,7 @@
 //! first, and each names its file, line and column.
 
 mod expand;
+pub mod reference;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet};

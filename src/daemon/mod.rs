@@ -8,6 +8,7 @@
 //! within a grace period and records the rest as interrupted.
 
 mod clock;
+pub mod healthcheck;
 mod scheduler;
 mod server;
 pub mod watchdog;

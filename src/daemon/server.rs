@@ -24,12 +24,15 @@ use tower::ServiceExt;
 
 use super::{Control, Shared};
 
+/// Where liveness is asked (`sms-canary healthcheck` asks it too).
+pub(crate) const HEALTHZ: &str = "/healthz";
+
 /// Longest silence of the scheduler that still counts as healthy.
 const HEALTHY_TICK: Duration = Duration::from_secs(10);
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
+        .route(HEALTHZ, get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/probes/{name}/run", post(run_now))

@@ -21,7 +21,7 @@ use tracing::warn;
 use super::{Store, StoreError};
 
 /// Where the lock files live, inside the state dir.
-const HOLDERS_DIR: &str = "holders";
+pub const HOLDERS_DIR: &str = "holders";
 const LOCK_EXT: &str = "lock";
 const TMP_EXT: &str = "tmp";
 /// A claim is renamed into place within milliseconds; a temporary file this

@@ -33,7 +33,7 @@ use crate::probe::{Finding, Outcome, Phases};
 
 use error::Failure;
 pub use error::StoreError;
-pub use holder::{Holder, Recovered, recover_crashed, recover_if_dead};
+pub use holder::{HOLDERS_DIR, Holder, Recovered, recover_crashed, recover_if_dead};
 pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};
 
 /// How long a store failure makes the store count as failing (`/healthz`,

@@ -133,11 +133,11 @@ fn has_colour(text: &str) -> bool {
 }
 
 /// Runs `check` under a pseudo-terminal through `script`, with `NO_COLOR` as
-/// given; `None` when `script` is not installed.
-fn check_on_a_terminal(dir: &Path, no_color: Option<&str>) -> Option<String> {
+/// given.
+fn check_on_a_terminal(script: &Path, dir: &Path, no_color: Option<&str>) -> String {
     // -v so that coloured log lines are on the terminal too.
     let command = format!("'{BIN}' check --no-state -v");
-    let mut cmd = Command::new("script");
+    let mut cmd = Command::new(script);
     cmd.args(["-qec", &command, "/dev/null"])
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -149,16 +149,12 @@ fn check_on_a_terminal(dir: &Path, no_color: Option<&str>) -> Option<String> {
         Some(v) => cmd.env("NO_COLOR", v),
         None => cmd.env_remove("NO_COLOR"),
     };
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("running script: {e}"),
-    };
+    let out = cmd.output().expect("run script");
     let screen = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{screen}{}", text(&out.stderr));
     // Colour may split "OK 1 probe": match what follows the status word.
     assert!(screen.contains(" 1 probe: 1 ok"), "{screen}");
-    Some(screen)
+    screen
 }
 
 #[test]
@@ -177,18 +173,18 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(!text(&out.stdout).contains('\x1b') && !text(&out.stderr).contains('\x1b'));
 
-    let Some(plain) = check_on_a_terminal(dir.path(), Some("1")) else {
-        println!("note: `script` is not installed; the pseudo-terminal checks were skipped");
+    let Some(script) = crate::peers::require_peer("script") else {
         return;
     };
+    let plain = check_on_a_terminal(&script, dir.path(), Some("1"));
     assert!(!has_colour(&plain), "NO_COLOR=1 on a terminal: {plain:?}");
-    let coloured = check_on_a_terminal(dir.path(), None).unwrap();
+    let coloured = check_on_a_terminal(&script, dir.path(), None);
     assert!(
         has_colour(&coloured),
         "a terminal gets colour: {coloured:?}"
     );
     // An empty NO_COLOR counts as unset (no-color.org).
-    let empty = check_on_a_terminal(dir.path(), Some("")).unwrap();
+    let empty = check_on_a_terminal(&script, dir.path(), Some(""));
     assert!(has_colour(&empty), "NO_COLOR='' on a terminal: {empty:?}");
 }
 

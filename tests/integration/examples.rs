@@ -4,8 +4,8 @@
 //!
 //! YAML is parsed with PyYAML: the interpreter is `SMS_CANARY_TEST_PYTHON` when
 //! set (it must have `yaml` installed), otherwise a venv built once under the
-//! target directory. The alert rules go through `promtool check rules`; a
-//! missing promtool is a failure unless `SMS_CANARY_SKIP_PROMTOOL=1`.
+//! target directory. The alert rules go through `promtool check rules` and the
+//! systemd unit through `systemd-analyze verify`, where installed (`peers.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -235,7 +235,7 @@ fn python() -> PathBuf {
 }
 
 /// Every document of a YAML example, as JSON.
-fn yaml_docs(path: &str) -> Vec<Value> {
+pub(crate) fn yaml_docs(path: &str) -> Vec<Value> {
     let out = Command::new(python())
         .args([
             "-c",
@@ -262,26 +262,15 @@ fn yaml_docs(path: &str) -> Vec<Value> {
 
 #[test]
 fn prometheus_rules_pass_promtool() {
+    let Some(promtool) = crate::peers::require_peer("promtool") else {
+        return;
+    };
     let path = example("prometheus/alerts.yml");
-    let out = match Command::new("promtool")
+    let out = Command::new(promtool)
         .args(["check", "rules"])
         .arg(&path)
         .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var("SMS_CANARY_SKIP_PROMTOOL").as_deref() == Ok("1") {
-                eprintln!("promtool not found: skipped (SMS_CANARY_SKIP_PROMTOOL=1)");
-                return;
-            }
-            panic!(
-                "promtool is not on PATH, so examples/prometheus/alerts.yml cannot be checked. \
-                 Install it (Debian/Ubuntu: apt-get install -y prometheus), or set \
-                 SMS_CANARY_SKIP_PROMTOOL=1 to skip this check knowingly."
-            );
-        }
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
+        .expect("run promtool");
     assert!(
         out.status.success(),
         "promtool check rules examples/prometheus/alerts.yml:\n{}{}",
@@ -639,15 +628,13 @@ fn systemd_unit_is_hardened_and_runs_the_daemon() {
         daemon.grace
     );
 
-    // systemd's own opinion, where it is installed (not required).
-    if let Ok(out) = Command::new("systemd-analyze").arg("--version").output()
-        && out.status.success()
-    {
+    // systemd's own opinion.
+    if let Some(systemd_analyze) = crate::peers::require_peer("systemd-analyze") {
         let dir = tempfile::tempdir().unwrap();
         let unit = dir.path().join("sms-canary.service");
         // The unit's binary path must exist for verify: use the one just built.
         std::fs::write(&unit, text.replace(&exec[0], BIN)).unwrap();
-        let out = Command::new("systemd-analyze")
+        let out = Command::new(systemd_analyze)
             .args(["verify", "--man=no"])
             .arg(&unit)
             .output()
@@ -745,7 +732,7 @@ fn crontab_runs_check_all_every_five_minutes_under_flock() {
 // GitHub Actions
 
 /// The files a shell script writes with `cat > PATH <<'EOF'` … `EOF`.
-fn heredocs(script: &str) -> Vec<(String, String)> {
+pub(crate) fn heredocs(script: &str) -> Vec<(String, String)> {
     let mut files = Vec::new();
     let mut lines = script.lines();
     while let Some(line) = lines.next() {
