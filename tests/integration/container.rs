@@ -559,7 +559,7 @@ fn the_files_the_image_holds_run_a_check_on_the_example() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("OK 1 probe: 1 ok"), "{stdout}");
+    assert!(stdout.contains("OK - 1 probe: 1 ok"), "{stdout}");
     assert!(
         prepared.join(sms_canary::store::DB_FILE).is_file(),
         "the run was recorded in the prepared state directory"
