@@ -159,7 +159,7 @@ pub struct CheckArgs {
     pub no_state: bool,
 
     /// Push the run's metrics to this Prometheus Pushgateway (job `sms-canary`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = UrlArg)]
     pub push_gateway: Option<url::Url>,
 
     /// Write the run's metrics as a node_exporter textfile (atomically).
@@ -212,4 +212,33 @@ pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_name = "SHELL", value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Parses a URL argument. clap's own error would quote the value whole; a
+/// URL may carry a password or a token, so the error quotes it without them.
+#[derive(Debug, Clone, Copy)]
+pub struct UrlArg;
+
+impl clap::builder::TypedValueParser for UrlArg {
+    type Value = url::Url;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<url::Url, clap::Error> {
+        let text = value.to_string_lossy();
+        url::Url::parse(&text).map_err(|e| {
+            let arg = arg.map(ToString::to_string).unwrap_or_default();
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value \"{}\" for '{arg}': {e}\n",
+                    crate::redact::url_for_error(&text)
+                ),
+            )
+            .with_cmd(cmd)
+        })
+    }
 }

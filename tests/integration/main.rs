@@ -9,6 +9,7 @@ mod capture;
 mod cli;
 mod cli_conventions;
 mod config;
+mod config_errors;
 mod crash;
 mod cron;
 mod daemon;
