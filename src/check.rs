@@ -27,7 +27,7 @@ use crate::receiver::Inbox;
 use crate::receiver::http_poll::HttpPoller;
 use crate::receiver::poll::Poller;
 use crate::receiver::twilio_poll::TwilioPoller;
-use crate::receiver::webhook::{self, Hooks, join_public};
+use crate::receiver::webhook::{self, Hooks, Inbound, join_public};
 use crate::store::{Holder, Store, StoreError};
 
 /// What to check and how.
@@ -470,8 +470,7 @@ fn owned_numbers(
         .iter()
         .filter_map(|p| match &config.receivers[&p.receiver] {
             ReceiverConfig::Webhook(_) if p.gateway == gateway => {
-                let url = public_url
-                    .map(|u| join_public(u, &format!("/hooks/twilio/inbound/{}", p.receiver)));
+                let url = public_url.map(|u| join_public(u, &Inbound::Twilio.path(&p.receiver)));
                 Some((p.to.as_str().to_string(), url))
             }
             ReceiverConfig::TwilioPoll(t) if t.gateway.get_ref() == gateway => {

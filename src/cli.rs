@@ -76,8 +76,13 @@ pub enum Command {
     /// Preflight without sending an SMS: credentials, listener, poll endpoints.
     /// Exit 0 if all pass, 2 if one fails, 3 for bad config.
     Doctor(DoctorArgs),
-    /// Run probes on their schedules: scheduler, webhooks, /healthz, /readyz.
+    /// Run probes on their schedules: scheduler, webhooks on `listen`; /metrics,
+    /// /healthz, /readyz and the run API on `admin_listen`.
     Daemon(DaemonArgs),
+    /// Ask the running daemon to run a probe now (through its run API, with
+    /// the config's `admin_listen` and `api_token`). With --wait, exit like
+    /// `check`; without, 0 once the run started.
+    Trigger(TriggerArgs),
     /// Recent runs, outcome counts, latency percentiles, alerts and notifications.
     History(HistoryArgs),
     /// Silence a probe's alerts for a while (maintenance): runs still count.
@@ -94,15 +99,34 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Listen here instead of `[canary] listen`.
+    /// Serve webhooks here instead of `[canary] listen`.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve /metrics, health and the run API here instead of `[canary] admin_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// Start even if the preflight (`doctor`) fails.
     #[arg(long)]
     pub no_preflight: bool,
     /// How long runs in flight may take to finish on SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::config::parse_duration)]
     pub grace: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The probe to run.
+    #[arg(value_name = "PROBE")]
+    pub probe: String,
+    /// Wait for the run's result and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[arg(long)]
+    pub wait: bool,
+    /// Call the daemon here instead of `[canary] admin_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Output format of the result on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

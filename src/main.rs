@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use sms_canary::check::{CheckOptions, check};
-use sms_canary::cli::{self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat};
+use sms_canary::cli::{
+    self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat, TriggerArgs,
+};
 use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
 use sms_canary::probe::Status;
@@ -94,6 +96,12 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             runtime.block_on(run_drill(&config, args))
         }
         Command::Daemon(args) => runtime.block_on(run_daemon(cli.config.as_deref(), args)),
+        Command::Trigger(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            runtime.block_on(run_trigger(&config, args))
+        }
         Command::History(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
@@ -284,6 +292,45 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// `trigger`: the daemon runs the probe; with --wait its outcome is the exit code.
+async fn run_trigger(config: &Config, args: TriggerArgs) -> anyhow::Result<u8> {
+    use sms_canary::daemon::client::{self, Triggered};
+    let asked = client::trigger(config, args.admin_listen, &args.probe, args.wait);
+    let message = if args.wait {
+        format!("waiting for the daemon to run {}…", args.probe)
+    } else {
+        format!("asking the daemon to run {}…", args.probe)
+    };
+    let (text, code) = match behind_spinner(message, asked).await {
+        Err(code) => return Ok(code),
+        Ok(Triggered::Started { correlation_id }) => match args.format {
+            Format::Json => (
+                format!(
+                    "{}\n",
+                    serde_json::json!({"probe": args.probe, "status": "running", "correlation_id": correlation_id})
+                ),
+                0,
+            ),
+            Format::Human => (
+                format!(
+                    "{}: started (correlation id {correlation_id}); its result: `sms-canary history {}`, or trigger with --wait\n",
+                    args.probe, args.probe
+                ),
+                0,
+            ),
+        },
+        Ok(Triggered::Ended(run)) => {
+            let (line, code) = client::render_run(&run);
+            match args.format {
+                Format::Json => (format!("{run}\n"), code),
+                Format::Human => (line, code),
+            }
+        }
+    };
+    print_stdout(text.as_bytes()).context("writing the result")?;
+    Ok(code)
+}
+
 /// Prints to stdout. A closed pipe (`| head`) is not an error worth a non-zero
 /// exit of its own.
 fn print_stdout(bytes: &[u8]) -> std::io::Result<()> {
@@ -322,6 +369,7 @@ async fn run_daemon(config: Option<&Path>, args: DaemonArgs) -> anyhow::Result<u
     let path = config_path(config);
     let options = DaemonOptions {
         listen: args.listen,
+        admin_listen: args.admin_listen,
         preflight: !args.no_preflight,
         grace: args.grace,
         ..DaemonOptions::default()

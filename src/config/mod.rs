@@ -572,8 +572,10 @@ fn poll_interval() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookReceiverConfig {
-    /// The gateway whose account owns the receiving number; its credentials check
-    /// inbound signatures. Unset: any configured gateway's credentials are accepted.
+    /// The gateway whose account owns the receiving number: it picks the one
+    /// provider route served (Twilio for `twilio` and `mock`, Vonage for
+    /// `vonage`) and only its credentials check inbound signatures. Unset:
+    /// the receiver serves only the JSON route, signed with `json_secret`.
     #[serde(default)]
     pub gateway: Option<Spanned<String>>,
     /// Refuse unsigned or badly signed webhooks (403). On by default.
@@ -1391,6 +1393,22 @@ fn parse_probe(
                 "no receiver named `{}` (known: {})",
                 raw.receiver.get_ref(),
                 known(declared.receivers.iter())
+            ),
+        );
+    }
+    // The mock delivers to its own receiver only: any other refuses its
+    // signature, so every run would end `lost`.
+    if let (Some(GatewayConfig::Mock(_)), Some(ReceiverConfig::Webhook(w))) = (
+        config.gateways.get(raw.gateway.get_ref()),
+        config.receivers.get(raw.receiver.get_ref()),
+    ) && w.gateway.as_ref().map(|g| g.get_ref()) != Some(raw.gateway.get_ref())
+    {
+        sink.at(
+            Some(raw.receiver.span()),
+            format!(
+                "receiver `{receiver}` does not take mock `{gateway}`'s messages: a webhook receiver accepts only its own gateway's signed requests; set gateway = \"{gateway}\" in [receivers.{receiver}]",
+                receiver = raw.receiver.get_ref(),
+                gateway = raw.gateway.get_ref()
             ),
         );
     }

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::{Control, DaemonOptions, Shared, heartbeat_after, reload};
+use super::{Control, DaemonOptions, Shared, apply_reload, heartbeat_after, prepare_reload};
 use crate::config::{Config, Probe};
 use crate::probe::{self, Correlation, Outcome, Phases, RunResult, Wiring};
 
@@ -46,6 +46,9 @@ pub(crate) async fn schedule(
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut enabled = EnabledProbes::new(shared.config());
+    // A reload loads off this task; one asked for meanwhile runs after it.
+    let mut reloading: Option<tokio::task::JoinHandle<Result<super::Reloaded, String>>> = None;
+    let mut reload_again = false;
     loop {
         shared.heartbeat.tick();
         let now = shared.clock.now();
@@ -82,28 +85,43 @@ pub(crate) async fn schedule(
                     error!("a run panicked: {e}");
                 }
             }
-            msg = control.recv() => match msg {
-                None | Some(Control::Shutdown) => break,
-                Some(Control::Reload) => match reload(&shared).await {
-                    Ok(()) => {
+            Some(done) = async { Some(reloading.as_mut()?.await) }, if reloading.is_some() => {
+                reloading = None;
+                match done {
+                    Ok(Ok(reloaded)) => {
+                        apply_reload(&shared, reloaded);
                         next = due_times(&shared, Some(&next));
                         permits = Arc::new(Semaphore::new(shared.config().canary.concurrency.max(1)));
                         info!(probes = next.len(), "config reloaded");
                     }
-                    Err(e) => error!("config reload failed, keeping the running config:\n{e}"),
-                },
-                Some(Control::Run { probe, reply }) => {
+                    Ok(Err(e)) => error!("config reload failed, keeping the running config:\n{e}"),
+                    Err(e) => error!("config reload failed, keeping the running config: {e}"),
+                }
+                if std::mem::take(&mut reload_again) {
+                    reloading = Some(tokio::spawn(prepare_reload(Arc::clone(&shared))));
+                }
+            }
+            msg = control.recv() => match msg {
+                None | Some(Control::Shutdown) => break,
+                Some(Control::Reload) if reloading.is_some() => reload_again = true,
+                Some(Control::Reload) => {
+                    reloading = Some(tokio::spawn(prepare_reload(Arc::clone(&shared))));
+                }
+                Some(Control::Run { probe, correlation, reply }) => {
                     let config = shared.config();
                     match config.probe(&probe) {
                         None => { let _ = reply.send(Err(format!("no probe named `{probe}`"))); }
                         Some(_) if shared.in_flight().contains_key(&probe) => {
                             let _ = reply.send(Err(format!("probe `{probe}` is running already")));
                         }
-                        Some(p) => spawn_run(&mut tasks, &shared, &permits, p.clone(), None, Some(reply)),
+                        Some(p) => spawn_run(&mut tasks, &shared, &permits, p.clone(), None, Some((correlation, reply))),
                     }
                 }
             },
         }
+    }
+    if let Some(reloading) = reloading {
+        reloading.abort();
     }
     shutdown(&shared, tasks, options.grace).await;
 }
@@ -190,9 +208,15 @@ fn spawn_run(
     permits: &Arc<Semaphore>,
     probe: Probe,
     scheduled: Option<DateTime<Utc>>,
-    reply: Option<tokio::sync::oneshot::Sender<Result<RunResult, String>>>,
+    manual: Option<(
+        Correlation,
+        tokio::sync::oneshot::Sender<Result<RunResult, String>>,
+    )>,
 ) {
-    let correlation = Correlation::new();
+    let (correlation, reply) = match manual {
+        Some((correlation, reply)) => (correlation, Some(reply)),
+        None => (Correlation::new(), None),
+    };
     shared.in_flight().insert(
         probe.name.clone(),
         (correlation.clone(), shared.clock.now()),

@@ -1,6 +1,7 @@
 //! Integration tests, one binary of modules (fast to link): each module drives
 //! the real code over real HTTP on 127.0.0.1:0.
 
+mod admin_api;
 mod alert_channels;
 mod bad_config;
 mod bad_responses;
