@@ -48,6 +48,8 @@ pub(crate) struct Setup {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     pub limits: sms_canary::server::Limits,
+    /// `[canary] public_url`, when the carrier calls another address.
+    pub public_url: Option<String>,
 }
 
 impl Default for Setup {
@@ -58,6 +60,7 @@ impl Default for Setup {
             public: free_addr(),
             admin: free_addr(),
             limits: sms_canary::server::Limits::default(),
+            public_url: None,
         }
     }
 }
@@ -67,10 +70,13 @@ impl Default for Setup {
 /// `sandbox`, a mock no probe uses, and `json-in`, a receiver with no
 /// gateway, are there for their credentials and routes.
 pub(crate) fn write_config(dir: &Path, setup: &Setup, carrier: &str) -> PathBuf {
-    let token = setup
+    let mut token = setup
         .api_token
         .map(|t| format!("api_token = \"{t}\"\n"))
         .unwrap_or_default();
+    if let Some(url) = &setup.public_url {
+        token.push_str(&format!("public_url = \"{url}\"\n"));
+    }
     let config = format!(
         r#"[canary]
 listen = "{public}"
@@ -152,7 +158,12 @@ pub(crate) async fn carrier(inbound: &str) -> MockHandle {
 impl Daemon {
     pub(crate) async fn start(setup: Setup) -> Daemon {
         let inbound = format!("http://{}/hooks/twilio/inbound/inbox", setup.public);
-        let carrier = carrier(&inbound).await;
+        Daemon::start_with_inbound(setup, &inbound).await
+    }
+
+    /// As [`Daemon::start`], the carrier delivering to `inbound`.
+    pub(crate) async fn start_with_inbound(setup: Setup, inbound: &str) -> Daemon {
+        let carrier = carrier(inbound).await;
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), &setup, &carrier.base_url());
         let (control, task) = crate::daemon::spawn_daemon(
@@ -166,8 +177,8 @@ impl Daemon {
             },
         );
         let daemon = Daemon {
-            public: setup.public,
-            admin: setup.admin,
+            public: sms_canary::config::reachable(setup.public),
+            admin: sms_canary::config::reachable(setup.admin),
             carrier,
             dir,
             control,
