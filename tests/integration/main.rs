@@ -25,6 +25,7 @@ mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
 mod own_api;
+mod personal_data;
 mod python;
 mod reliability;
 mod reload;
