@@ -87,6 +87,8 @@ pub struct MockConfig {
     pub vonage: VonageAccount,
     /// Faults in force from the start; the admin API can change them.
     pub faults: Faults,
+    /// When set, the admin API (`/_mock/...`) needs it as a bearer token.
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for MockConfig {
@@ -99,6 +101,7 @@ impl Default for MockConfig {
             numbers: BTreeMap::new(),
             vonage: VonageAccount::default(),
             faults: Faults::default(),
+            admin_token: None,
         }
     }
 }
@@ -237,6 +240,7 @@ impl MockCarrier {
         let shared = Arc::new(Shared {
             account_sid: config.account_sid,
             auth_token: config.auth_token,
+            admin_token: config.admin_token,
             vonage: config.vonage,
             latency: config.latency,
             numbers: RwLock::new(config.numbers),
@@ -287,6 +291,15 @@ pub(crate) fn validate(config: &MockConfig) -> Result<(), MockError> {
     if config.auth_token.is_empty() {
         return Err(MockError::InvalidConfig("the auth token is empty".into()));
     }
+    if config
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        return Err(MockError::InvalidConfig(
+            "the admin token is empty (leave it out for an open admin API)".into(),
+        ));
+    }
     config
         .latency
         .validate()
@@ -334,6 +347,11 @@ impl MockHandle {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether the admin API needs a token.
+    pub fn has_admin_token(&self) -> bool {
+        self.shared.admin_token.is_some()
     }
 
     /// Registers or replaces a number's behaviour; messages created from now
@@ -394,6 +412,7 @@ impl Drop for MockHandle {
 pub(crate) struct Shared {
     pub(crate) account_sid: String,
     pub(crate) auth_token: Secret,
+    pub(crate) admin_token: Option<Secret>,
     pub(crate) vonage: VonageAccount,
     latency: LatencyModel,
     numbers: RwLock<BTreeMap<String, NumberConfig>>,

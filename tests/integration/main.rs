@@ -21,6 +21,7 @@ mod http_gateway;
 mod http_poll;
 mod junit;
 mod metrics;
+mod mock_admin;
 mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
