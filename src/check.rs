@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tracing::{debug, warn};
 use url::Url;
 
@@ -350,9 +349,8 @@ impl Listener {
         inbox: &Arc<Inbox>,
     ) -> Result<Listener, CheckError> {
         let addr = options.listen.unwrap_or(config.canary.listen);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| CheckError::Listen { addr, source })?;
+        let listener =
+            crate::server::bind(addr).map_err(|source| CheckError::Listen { addr, source })?;
         let bound = listener
             .local_addr()
             .map_err(|source| CheckError::Listen { addr, source })?;

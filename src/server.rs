@@ -192,3 +192,44 @@ pub async fn serve(
         () = tokio::time::sleep(DRAIN) => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn status(router: &Router, path: &str, length: &str) -> u16 {
+        let request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-length", length)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_on_every_path() {
+        let routes = Router::new().route("/in", axum::routing::post(|| async { "ok" }));
+        let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&refused);
+        let router = limit_body(routes, 100, move |path| {
+            seen.lock().unwrap().push(path.to_string())
+        });
+        assert_eq!(status(&router, "/in", "100").await, 200);
+        assert_eq!(status(&router, "/in", "101").await, 413);
+        assert_eq!(status(&router, "/in", "1000000000000").await, 413);
+        assert_eq!(status(&router, "/in", "twelve").await, 413);
+        assert_eq!(status(&router, "/elsewhere", "101").await, 413);
+        assert_eq!(status(&router, "/elsewhere", "1").await, 404);
+        assert_eq!(
+            *refused.lock().unwrap(),
+            ["/in", "/in", "/in", "/elsewhere"]
+        );
+    }
+}

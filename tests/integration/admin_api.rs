@@ -543,3 +543,80 @@ async fn trigger_runs_a_probe_through_the_daemon() {
     assert!(stderr.contains("has no [canary] api_token"), "{stderr}");
     d.stop().await;
 }
+
+/// `check` serves only what its probes need: the public listener for the
+/// webhooks, never the admin one (a daemon may hold it).
+#[test]
+fn check_binds_the_public_listener_only() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[canary]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\napi_token = \"t\"\n\
+             [defaults]\ntimeout = \"5s\"\nthreshold = \"4s\"\n\
+             [gateways.sandbox]\nkind = \"mock\"\nlatency = \"10ms\"\n\
+             [receivers.inbox]\nkind = \"webhook\"\ngateway = \"sandbox\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("probes")).unwrap();
+    std::fs::write(
+        dir.path().join("probes/p.toml"),
+        format!("name = \"p\"\ngateway = \"sandbox\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"{DELIVERED}\"\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+        .args(["check", "--no-state"])
+        .current_dir(dir.path())
+        .env_remove("SMS_CANARY_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(taken);
+}
+
+/// `validate` tells which listener faces what, and each receiver's own
+/// provider route (a Vonage receiver is not shown a Twilio URL).
+#[test]
+fn validate_shows_both_listeners_and_each_receivers_route() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[canary]\nlisten = \"0.0.0.0:9187\"\nadmin_listen = \"127.0.0.1:9188\"\n\
+             public_url = \"https://canary.example.com\"\nprobes = []\n\
+             [gateways.tw]\nkind = \"twilio\"\naccount_sid = \"AC{z}\"\nauth_token = \"t\"\n\
+             [gateways.vg]\nkind = \"vonage\"\napi_key = \"k\"\napi_secret = \"s\"\n\
+             [receivers.tin]\nkind = \"webhook\"\ngateway = \"tw\"\n\
+             [receivers.vin]\nkind = \"webhook\"\ngateway = \"vg\"\n\
+             [receivers.jin]\nkind = \"webhook\"\njson_secret = \"j\"\n",
+            z = "0".repeat(32)
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sms-canary"))
+        .args(["validate"])
+        .current_dir(dir.path())
+        .env_remove("SMS_CANARY_CONFIG")
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{plan}");
+    for line in [
+        "webhooks on 0.0.0.0:9187 (public: /hooks/... only)",
+        "daemon admin on 127.0.0.1:9188 (/metrics, /healthz, /readyz, run API off: no api_token)",
+        "tin (webhook): Twilio inbound URL https://canary.example.com/hooks/twilio/inbound/tin",
+        "vin (webhook): Vonage inbound URL https://canary.example.com/hooks/vonage/inbound/vin",
+        "jin (webhook): JSON inbound URL https://canary.example.com/hooks/json/jin",
+    ] {
+        assert!(plan.contains(line), "want `{line}` in:\n{plan}");
+    }
+}
