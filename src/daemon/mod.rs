@@ -113,8 +113,10 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Monitor(#[from] MonitorError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ([canary] {which}): {source}")]
     Listen {
+        /// `listen` or `admin_listen`.
+        which: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -223,9 +225,11 @@ pub async fn run(
     };
     let (holder, recovered) = holder;
     report_recovered(&recovered);
-    let (listener, bound) = listen(options.listen.unwrap_or(config.canary.listen))?;
-    let (admin_listener, admin_bound) =
-        listen(options.admin_listen.unwrap_or(config.canary.admin_listen))?;
+    let (listener, bound) = listen("listen", options.listen.unwrap_or(config.canary.listen))?;
+    let (admin_listener, admin_bound) = listen(
+        "admin_listen",
+        options.admin_listen.unwrap_or(config.canary.admin_listen),
+    )?;
     let public_url = config.canary.public_url_for(bound);
     let inbox = Inbox::new();
     // Every probe, disabled ones too: `POST /probes/{name}/run` may name any.
@@ -308,9 +312,13 @@ pub async fn run(
     Ok(())
 }
 
-/// Binds one of the daemon's listeners; the address it got.
-fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
-    let failed = |source| DaemonError::Listen { addr, source };
+/// Binds the daemon's listener `which`; the address it got.
+fn listen(which: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let failed = |source| DaemonError::Listen {
+        which,
+        addr,
+        source,
+    };
     let listener = crate::server::bind(addr).map_err(failed)?;
     let bound = listener.local_addr().map_err(failed)?;
     Ok((listener, bound))
