@@ -24,17 +24,28 @@ fn probe(name: &str, to: &str) -> String {
     )
 }
 
-/// Writes the config into the FIFO the reload is blocked on, if it still is:
-/// on drop too, so a failing test does not leave a thread blocked forever.
-struct Fifo(PathBuf);
+/// Writes the config into the FIFO the reload is blocked on, once: by
+/// `feed`, or on drop, so a failing test does not leave a thread blocked
+/// forever.
+struct Fifo {
+    path: PathBuf,
+    fed: bool,
+}
 
 impl Fifo {
-    fn feed(&self, text: &str) {
+    fn feed(mut self, text: &str) {
+        self.write(text);
+    }
+
+    fn write(&mut self, text: &str) {
+        if std::mem::replace(&mut self.fed, true) {
+            return;
+        }
         // Non-blocking: with nobody reading, there is nothing to unblock.
         if let Ok(mut pipe) = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc_nonblock())
-            .open(&self.0)
+            .open(&self.path)
         {
             let _ = pipe.write_all(text.as_bytes());
         }
@@ -43,7 +54,7 @@ impl Fifo {
 
 impl Drop for Fifo {
     fn drop(&mut self) {
-        self.feed(&config());
+        self.write(&config());
     }
 }
 
@@ -97,7 +108,10 @@ async fn a_slow_reload_does_not_stop_probing() {
         .status()
         .unwrap();
     assert!(made.success());
-    let fifo = Fifo(path.clone());
+    let fifo = Fifo {
+        path: path.clone(),
+        fed: false,
+    };
     tx.send(Control::Reload).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = runs(&state, "p");
