@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use url::Url;
 
 use crate::config::{Config, GatewayConfig, Probe, ReceiverConfig};
@@ -20,7 +20,7 @@ use crate::gateway::vonage::VonageGateway;
 use crate::gateway::{Gateway, mock, twilio::TwilioGateway};
 use crate::metrics::Metrics;
 use crate::mock_carrier::MockHandle;
-use crate::monitor::{Delivered, Monitor};
+use crate::monitor::{Delivered, Monitor, Refusal, Ticket};
 use crate::probe::{self, Correlation, RunResult, Status, Wiring};
 use crate::receiver::Inbox;
 use crate::receiver::http_poll::HttpPoller;
@@ -128,6 +128,11 @@ pub fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Probe>
 }
 
 /// Runs the selected probes once.
+///
+/// Everything that can fail before a message is sent (the state store, the
+/// webhook listener, the gateways) is set up first; only then is each probe
+/// begun (cost guard, lease, write-ahead), so a check that cannot run holds
+/// no lease.
 pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckReport, CheckError> {
     let probes = select(config, &options.probes)?;
     let state = if options.stateless {
@@ -135,17 +140,8 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
     } else {
         Some(State::open(config, options.metrics.clone()).await?)
     };
-    let mut skipped = Vec::new();
-    let probes: Vec<&Probe> = match &state {
-        None => probes,
-        Some(state) => {
-            let (leased, refused) = state.lease(config, &probes).await;
-            skipped = refused;
-            leased
-        }
-    };
     let inbox = options.inbox.clone().unwrap_or_default();
-    let listener = if !probes.is_empty() && needs_listener(config, &probes) {
+    let listener = if needs_listener(config, &probes) {
         Some(Listener::start(config, options, &inbox).await?)
     } else {
         None
@@ -157,31 +153,32 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
             if let Some(l) = listener {
                 l.stop().await;
             }
-            if let Some(state) = &state {
-                state.release(&probes).await;
-            }
             return Err(e);
         }
     };
-    let (probes, correlations): (Vec<&Probe>, Vec<Correlation>) = match &state {
-        None => probes.into_iter().map(|p| (p, Correlation::new())).unzip(),
-        Some(state) => {
-            let (started, refused) = state.write_ahead(&probes).await;
-            skipped.extend(refused);
-            started.into_iter().unzip()
+    let mut skipped = Vec::new();
+    let mut begun: Vec<(&Probe, Correlation, Option<Ticket>)> = Vec::new();
+    for probe in probes {
+        match &state {
+            None => begun.push((probe, Correlation::new(), None)),
+            Some(state) => match state.begin(probe).await {
+                Ok(ticket) => begun.push((probe, ticket.correlation().clone(), Some(ticket))),
+                Err(refusal) => skipped.push(Skipped {
+                    probe: probe.name.clone(),
+                    reason: refusal.reason(),
+                }),
+            },
         }
-    };
-    let runs = futures_util::future::join_all(probes.iter().zip(correlations).map(
-        |(probe, correlation)| {
-            let wiring = Wiring {
-                gateway: setup.gateway(&probe.gateway),
-                inbox: &inbox,
-                callback_base: public_url.as_ref(),
-                poller: setup.poller(&probe.receiver),
-            };
-            probe::run_as(probe, wiring, correlation)
-        },
-    ))
+    }
+    let runs = futures_util::future::join_all(begun.iter().map(|(probe, correlation, _)| {
+        let wiring = Wiring {
+            gateway: setup.gateway(&probe.gateway),
+            inbox: &inbox,
+            callback_base: public_url.as_ref(),
+            poller: setup.poller(&probe.receiver),
+        };
+        probe::run_as(probe, wiring, correlation.clone())
+    }))
     .await;
     if let Some(m) = &options.metrics {
         runs.iter().for_each(|r| m.observe_run(r));
@@ -191,7 +188,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
         l.stop().await;
     }
     let notifications = match &state {
-        Some(state) => Some(state.finish(&probes, &runs).await),
+        Some(state) => Some(state.finish(begun, &runs).await),
         None => None,
     };
     Ok(CheckReport {
@@ -227,99 +224,47 @@ impl State {
         .map_err(|e| CheckError::Store(e.to_string()))?;
         let monitor =
             Monitor::new(config, store, metrics).map_err(|e| CheckError::Store(e.to_string()))?;
+        // Alerts of probes removed or disabled since the last run resolve,
+        // and what an expired silence held back is told (sent at the end).
+        if let Err(e) = monitor.reconcile(config).await {
+            warn!("cannot bring the alert states up to date: {e}");
+        }
         Ok(State { monitor, holder })
     }
 
-    /// Leases each probe; those another run holds are skipped, not sent twice.
-    /// When the cost guard's daily budget is spent, nothing is sent at all.
-    async fn lease<'a>(
-        &self,
-        config: &Config,
-        probes: &[&'a Probe],
-    ) -> (Vec<&'a Probe>, Vec<Skipped>) {
-        let mut leased = Vec::new();
-        let mut refused = Vec::new();
-        let now = chrono::Utc::now();
-        let cap = config.defaults.max_messages_per_day;
-        let budget = self.monitor.messages_left(cap, now).await;
-        for (i, probe) in probes.iter().enumerate() {
-            let refusal = if i as u64 >= budget {
-                format!(
-                    "cost guard: max_messages_per_day ({cap}) reached in the last 24h; not sent"
-                )
-            } else {
-                match self.monitor.lease(probe, self.holder.name(), now).await {
-                    Ok(true) => {
-                        leased.push(*probe);
-                        continue;
-                    }
-                    Ok(false) => {
-                        "another run of this probe is in progress (cron overlap or the daemon); not sent".into()
-                    }
-                    Err(e) => format!("state store: {e}"),
-                }
-            };
-            refused.push(Skipped {
-                probe: probe.name.clone(),
-                reason: refusal,
-            });
-        }
-        (leased, refused)
+    /// Begins a run of `probe`: refused by the cost guard, by a live run of
+    /// it elsewhere, or by a store that cannot write it ahead.
+    async fn begin(&self, probe: &Probe) -> Result<Ticket, Refusal> {
+        self.monitor
+            .begin(probe, self.holder.name(), chrono::Utc::now())
+            .await
     }
 
-    /// Writes each leased probe's run ahead, before its message is sent: a
-    /// check killed mid-run then leaves an interrupted run, not nothing. A
-    /// run that cannot be written ahead is not sent.
-    async fn write_ahead<'a>(
+    /// Records the runs (freeing their leases) and delivers the outbox,
+    /// earlier runs' leftovers too.
+    async fn finish(
         &self,
-        probes: &[&'a Probe],
-    ) -> (Vec<(&'a Probe, Correlation)>, Vec<Skipped>) {
-        let mut started = Vec::new();
-        let mut refused = Vec::new();
-        let now = chrono::Utc::now();
-        for probe in probes {
-            let correlation = Correlation::new();
-            match self
-                .monitor
-                .start_run(probe, &correlation, self.holder.name(), now)
+        begun: Vec<(&Probe, Correlation, Option<Ticket>)>,
+        runs: &[RunResult],
+    ) -> Delivered {
+        for ((probe, correlation, ticket), run) in begun.into_iter().zip(runs) {
+            let Some(ticket) = ticket else { continue };
+            let span = probe::span(probe, &correlation);
+            if let Err(e) = ticket
+                .finish(&self.monitor, probe, run)
+                .instrument(span)
                 .await
             {
-                Ok(()) => started.push((*probe, correlation)),
-                Err(e) => {
-                    self.monitor.release(&probe.name, self.holder.name()).await;
-                    refused.push(Skipped {
-                        probe: probe.name.clone(),
-                        reason: format!("state store: {e}; not sent"),
-                    });
-                }
+                warn!(probe = %probe.name, correlation_id = %correlation.id, "cannot record the run: {e}");
             }
         }
-        (started, refused)
-    }
-
-    async fn release(&self, probes: &[&Probe]) {
-        for probe in probes {
-            self.monitor.release(&probe.name, self.holder.name()).await;
-        }
-    }
-
-    /// Records the runs, delivers the outbox (earlier runs' leftovers too) and
-    /// releases the leases.
-    async fn finish(&self, probes: &[&Probe], runs: &[RunResult]) -> Delivered {
-        for (probe, run) in probes.iter().zip(runs) {
-            if let Err(e) = self.monitor.record(probe, run, false).await {
-                warn!(probe = %probe.name, "cannot record the run: {e}");
-            }
-        }
-        let delivered = match self.monitor.deliver_due().await {
+        match self.monitor.deliver_due().await {
             Ok(d) => d,
             Err(e) => {
                 warn!("outbox delivery failed: {e}");
                 Delivered::default()
             }
-        };
-        self.release(probes).await;
-        delivered
+        }
     }
 }
 

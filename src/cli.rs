@@ -87,8 +87,10 @@ pub enum Command {
     History(HistoryArgs),
     /// Silence a probe's alerts for a while (maintenance): runs still count.
     Silence(SilenceArgs),
-    /// Lift a probe's silence.
+    /// Lift a probe's silence; an alert it held back is told at once.
     Unsilence(UnsilenceArgs),
+    /// List firing alerts; `alerts clear PROBE` resolves one by hand (its resolve is sent).
+    Alerts(AlertsArgs),
     /// Run the standalone Twilio- and Vonage-compatible mock carrier.
     MockCarrier(StandaloneArgs),
     /// Print a shell completion script, e.g. `sms-canary completions bash > /etc/bash_completion.d/sms-canary`.
@@ -158,6 +160,22 @@ pub struct SilenceArgs {
 pub struct UnsilenceArgs {
     #[arg(value_name = "PROBE")]
     pub probe: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub action: Option<AlertsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Resolve a probe's firing alert by hand; the resolve is sent to its channels.
+    Clear {
+        /// The probe whose alert to resolve.
+        #[arg(value_name = "PROBE")]
+        probe: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -259,7 +277,7 @@ impl clap::builder::TypedValueParser for UrlArg {
                 clap::error::ErrorKind::ValueValidation,
                 format!(
                     "invalid value \"{}\" for '{arg}': {e}\n",
-                    crate::redact::url_for_error(&text)
+                    crate::redact::redact_url(&text)
                 ),
             )
             .with_cmd(cmd)

@@ -99,7 +99,69 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
     for m in mocks {
         m.shutdown().await;
     }
+    items.push(alerts(config));
+    items.push(store(config).await);
     items
+}
+
+/// Every enabled probe notifies someone, or says it means not to.
+fn alerts(config: &Config) -> Item {
+    let forgotten: Vec<&str> = config
+        .probes
+        .iter()
+        .filter(|p| p.alerts_forgotten())
+        .map(|p| p.name.as_str())
+        .collect();
+    let (verdict, detail) = if forgotten.is_empty() {
+        let channels = config.alerts.len();
+        (
+            Verdict::Ok,
+            format!("every enabled probe names its channels ({channels} configured)"),
+        )
+    } else {
+        (
+            Verdict::Fail,
+            format!(
+                "no alert channel for {}: their alerts would go nowhere (set `alerts = [...]` \
+                 in the probe or [defaults], or `alerts = []` in the probe to mean it)",
+                forgotten.join(", ")
+            ),
+        )
+    };
+    Item {
+        check: "alerts",
+        subject: "probes".into(),
+        verdict,
+        detail,
+    }
+}
+
+/// The state store opens, passes SQLite's quick check and takes a write:
+/// what every run and notification needs.
+async fn store(config: &Config) -> Item {
+    let dir = config.canary.state_dir.clone();
+    let subject = dir.join(crate::store::DB_FILE).display().to_string();
+    let checked = tokio::task::spawn_blocking(move || {
+        let store = crate::store::Store::open(&dir)?;
+        store.quick_check()?;
+        store.touch(chrono::Utc::now())?;
+        Ok::<_, crate::store::StoreError>(())
+    })
+    .await;
+    let (verdict, detail) = match checked {
+        Ok(Ok(())) => (
+            Verdict::Ok,
+            "opens, passes its quick check, writable".to_string(),
+        ),
+        Ok(Err(e)) => (Verdict::Fail, e.to_string()),
+        Err(e) => (Verdict::Fail, e.to_string()),
+    };
+    Item {
+        check: "store",
+        subject,
+        verdict,
+        detail,
+    }
 }
 
 async fn listener(config: &Config, listen: Option<SocketAddr>) -> Item {

@@ -16,7 +16,8 @@
 //! - [`doctor`]: preflight checks that send no SMS.
 //! - [`drill`]: chaos drills: fault scenarios played against the alerting on an accelerated clock.
 //! - [`metrics`]: Prometheus metrics for `/metrics`, the Pushgateway and textfiles.
-//! - [`monitor`]: after a run: store, alert state machine, outbox delivery.
+//! - [`monitor`]: a run's lifecycle (begin, finish), alert state, the canary's own alerts, outbox delivery.
+//! - [`operate`]: operator commands on alert state: silence, unsilence, alerts, clear.
 //! - [`daemon`]: the scheduler, HTTP endpoints, reload, graceful shutdown, watchdog.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
 //! - [`server`]: HTTP serving with slowloris, slow-request and connection limits.
@@ -38,6 +39,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod mock_carrier;
 pub mod monitor;
+pub mod operate;
 pub mod probe;
 pub mod receiver;
 pub mod redact;

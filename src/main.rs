@@ -13,8 +13,9 @@ use sms_canary::cli::{
 };
 use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
+use sms_canary::operate;
 use sms_canary::probe::Status;
-use sms_canary::report::{self, Format, progress::Spinner};
+use sms_canary::report::{self, Format, Output, progress::Spinner};
 use sms_canary::store::Store;
 use tracing_subscriber::EnvFilter;
 
@@ -38,11 +39,40 @@ fn main() -> ExitCode {
     let code = match run_main(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sms-canary: {e:#}");
+            eprintln!("sms-canary: {}", describe(&e));
             UNKNOWN
         }
     };
     ExitCode::from(code)
+}
+
+/// An error with its causes, each said once: our messages often quote
+/// their cause already, and `{:#}` would print it again ("… (os error 2):
+/// No such file or directory (os error 2)"). A permission problem says what
+/// to do about it.
+fn describe(e: &anyhow::Error) -> String {
+    let mut said = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if said.contains(&text) {
+            continue;
+        }
+        if !said.is_empty() {
+            said.push_str(": ");
+        }
+        said.push_str(&text);
+    }
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    });
+    if denied {
+        said.push_str(
+            " (permission denied: run sms-canary as the user that owns the state dir and \
+             config, or give that user access to them)",
+        );
+    }
+    said
 }
 
 fn init_tracing(cli: &Cli) {
@@ -106,6 +136,12 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
             };
+            if let Some(probe) = &args.probe
+                && let Err(e) = sms_canary::check::select(&config, std::slice::from_ref(probe))
+            {
+                eprintln!("sms-canary: {e}");
+                return Ok(UNKNOWN);
+            }
             let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
             let history =
                 report::history::load(&store, args.probe.as_deref(), args.since, args.limit)
@@ -117,79 +153,156 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
             };
-            if config.probe(&args.probe).is_none() {
-                eprintln!("sms-canary: no probe named `{}`", args.probe);
-                return Ok(UNKNOWN);
+            match operate::silence(&config, &args.probe, args.duration, args.reason.as_deref()) {
+                Ok(until) => {
+                    println!(
+                        "{} silenced until {} (runs still count; no notifications)",
+                        args.probe,
+                        until.to_rfc3339()
+                    );
+                    Ok(0)
+                }
+                Err(e) => operate_failed(e),
             }
-            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
-            let now = chrono::Utc::now();
-            let until =
-                now + chrono::Duration::from_std(args.duration).context("silence duration")?;
-            store
-                .silence(&args.probe, until, args.reason.as_deref(), now)
-                .context("writing the silence")?;
-            println!(
-                "{} silenced until {} (runs still count; no notifications)",
-                args.probe,
-                until.to_rfc3339()
-            );
-            Ok(0)
         }
         Command::Unsilence(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
             };
-            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
-            if store
-                .unsilence(&args.probe)
-                .context("removing the silence")?
-            {
-                println!("{} is no longer silenced", args.probe);
-            } else {
-                println!("{} was not silenced", args.probe);
+            match runtime.block_on(operate::unsilence(&config, &args.probe)) {
+                Ok(done) => {
+                    if done.was_silenced {
+                        println!("{} is no longer silenced", args.probe);
+                    } else {
+                        println!("{} was not silenced", args.probe);
+                    }
+                    for told in &done.told {
+                        println!(
+                            "held back by the silence, sent now: {:?} ({} delivered)",
+                            told.transition, done.delivered.sent
+                        );
+                    }
+                    Ok(0)
+                }
+                Err(e) => operate_failed(e),
             }
-            Ok(0)
         }
-        Command::Check(args) => {
+        Command::Alerts(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);
             };
-            runtime.block_on(run_check(&config, args))
+            match args.action {
+                None => match operate::firing(&config) {
+                    Ok(alerts) => {
+                        print!("{}", report::alerts::render(&alerts));
+                        Ok(0)
+                    }
+                    Err(e) => operate_failed(e),
+                },
+                Some(cli::AlertsAction::Clear { probe }) => {
+                    match runtime.block_on(operate::clear(&config, &probe)) {
+                        Ok((Some(_), delivered)) => {
+                            println!(
+                                "{probe}: alert resolved by hand; resolve sent to {} channel(s)",
+                                delivered.sent
+                            );
+                            if delivered.retrying + delivered.dead > 0 {
+                                println!(
+                                    "{} notification(s) not delivered yet: see `sms-canary history`",
+                                    delivered.retrying + delivered.dead
+                                );
+                            }
+                            Ok(0)
+                        }
+                        Ok((None, _)) => {
+                            println!("{probe}: no alert is firing");
+                            Ok(0)
+                        }
+                        Err(e) => operate_failed(e),
+                    }
+                }
+            }
         }
+        Command::Check(args) => match load_quietly(cli.config.as_deref()) {
+            Ok(config) => runtime.block_on(run_check(&config, args)),
+            Err(failed) => not_run(&args, &failed.errors, &failed.said()),
+        },
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
     }
 }
 
-/// The config path: as given, else `config.toml` if present, else the shipped example.
-fn config_path(given: Option<&Path>) -> PathBuf {
+/// An operator command's failure: said on stderr, UNKNOWN (a probe name
+/// that does not exist is bad input like any other).
+fn operate_failed(e: operate::OperateError) -> anyhow::Result<u8> {
+    eprintln!("sms-canary: {e}");
+    Ok(UNKNOWN)
+}
+
+/// The config files looked for, in order, when none is given.
+const CONFIG_SEARCH: [&str; 2] = ["config.toml", "config.example.toml"];
+
+/// The config path: as given (`--config` or `SMS_CANARY_CONFIG`), else the
+/// first of [`CONFIG_SEARCH`] that exists; `Err` says what was looked for.
+fn config_path(given: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = given {
-        return p.to_path_buf();
+        return Ok(p.to_path_buf());
     }
-    let own = PathBuf::from("config.toml");
-    if own.exists() {
-        own
-    } else {
-        PathBuf::from("config.example.toml")
+    if let Some(found) = CONFIG_SEARCH.iter().map(PathBuf::from).find(|p| p.exists()) {
+        return Ok(found);
     }
+    let here = std::env::current_dir()
+        .map(|d| format!(" in {}", d.display()))
+        .unwrap_or_default();
+    Err(format!(
+        "sms-canary: no config file: looked for {}{here}; point at one with --config PATH or \
+         SMS_CANARY_CONFIG=PATH (config.example.toml in the source tree is a working start)",
+        CONFIG_SEARCH.join(" and then ")
+    ))
 }
 
 /// Loads the config, printing every error on stderr; `None` means exit UNKNOWN.
 fn load(given: Option<&Path>) -> Option<Config> {
-    let path = config_path(given);
-    match Config::load(&path) {
+    match load_quietly(given) {
         Ok(config) => Some(config),
-        Err(errors) => {
-            eprintln!("{errors}");
-            let n = errors.0.len();
-            eprintln!(
-                "sms-canary: {} has {n} error{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            );
+        Err(failed) => {
+            for line in failed.said() {
+                eprintln!("{line}");
+            }
             None
         }
     }
+}
+
+/// A config that did not load: each error, and a last line counting them.
+struct NotLoaded {
+    errors: Vec<String>,
+    summary: Option<String>,
+}
+
+impl NotLoaded {
+    /// What stderr says: the errors, then the count.
+    fn said(&self) -> Vec<String> {
+        self.errors.iter().chain(&self.summary).cloned().collect()
+    }
+}
+
+fn load_quietly(given: Option<&Path>) -> Result<Config, NotLoaded> {
+    let path = config_path(given).map_err(|e| NotLoaded {
+        errors: vec![e],
+        summary: None,
+    })?;
+    Config::load(&path).map_err(|errors| {
+        let n = errors.0.len();
+        NotLoaded {
+            errors: errors.0.iter().map(|e| e.to_string()).collect(),
+            summary: Some(format!(
+                "sms-canary: {} has {n} error{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            )),
+        }
+    })
 }
 
 async fn run_drill(config: &Config, args: DrillArgs) -> anyhow::Result<u8> {
@@ -237,7 +350,7 @@ async fn behind_spinner<T, E: std::fmt::Display>(
 
 async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     let options = CheckOptions {
-        probes: args.probes,
+        probes: args.probes.clone(),
         listen: args.listen,
         stateless: args.no_state,
         metrics: (args.push_gateway.is_some() || args.textfile.is_some())
@@ -249,46 +362,56 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     } else {
         options.probes.join(", ")
     };
-    let report = match behind_spinner(format!("checking {waiting}…"), check(config, &options)).await
-    {
+    let spinner = Spinner::start(format!("checking {waiting}…"));
+    let checked = check(config, &options).await;
+    spinner.finish();
+    let report = match checked {
         Ok(report) => report,
-        Err(code) => return Ok(code),
+        Err(e) => return not_run(&args, &[e.to_string()], &[format!("sms-canary: {e}")]),
     };
-    // Metrics failures are reported but do not hide the probes' own status.
-    let mut code = report.status().code();
+    // The exit code is the probes' verdict alone: what else the check
+    // writes is reported beside it, never folded into it.
+    let code = report.status().code();
+    let mut outputs = Vec::new();
     if let Some(metrics) = &options.metrics {
-        if let Some(url) = &args.push_gateway
-            && let Err(e) = metrics.push(url, &config.canary.instance).await
-        {
-            eprintln!("sms-canary: {e}");
-            code = code.max(UNKNOWN);
+        if let Some(url) = &args.push_gateway {
+            let error = metrics.push(url, &config.canary.instance).await.err();
+            outputs.push(Output {
+                kind: "pushgateway",
+                target: sms_canary::redact::redact_url(url.as_str()),
+                error,
+            });
         }
-        if let Some(path) = &args.textfile
-            && let Err(e) = metrics.write_textfile(path)
-        {
-            eprintln!(
-                "sms-canary: cannot write the metrics textfile {}: {e}",
-                path.display()
-            );
-            code = code.max(UNKNOWN);
+        if let Some(path) = &args.textfile {
+            let error = metrics
+                .write_textfile(path)
+                .err()
+                .map(|e| format!("cannot write the metrics textfile {}: {e}", path.display()));
+            outputs.push(Output {
+                kind: "textfile",
+                target: path.display().to_string(),
+                error,
+            });
         }
     }
+    // Written whatever the outcome: a failed check is when CI needs it most.
+    if let Some(path) = &args.junit {
+        outputs.push(Output {
+            kind: "junit",
+            target: path.display().to_string(),
+            error: report::junit::write(&report, path)
+                .err()
+                .map(|e| e.to_string()),
+        });
+    }
     let text = match args.format {
-        Format::Json => report::json::render(&report),
+        Format::Json => report::json::render(&report, &outputs),
         Format::Human => {
             report::human::render(&report, cli::color_allowed(std::io::stdout().is_terminal()))
         }
     };
-    // Written whatever the outcome: a failed check is when CI needs it most.
-    let junit = args
-        .junit
-        .as_deref()
-        .map(|path| report::junit::write(&report, path));
     print_stdout(text.as_bytes()).context("writing the report")?;
-    if let Some(Err(e)) = junit {
-        eprintln!("sms-canary: {e}");
-        return Ok(UNKNOWN);
-    }
+    warn_outputs(&outputs);
     Ok(code)
 }
 
@@ -331,6 +454,44 @@ async fn run_trigger(config: &Config, args: TriggerArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// A check that could not run: UNKNOWN, said on stderr (`said`), and still
+/// a JSON document (`--format json`) and a JUnit file (`--junit`) giving
+/// the `errors`.
+fn not_run(args: &CheckArgs, errors: &[String], said: &[String]) -> anyhow::Result<u8> {
+    for line in said {
+        eprintln!("{line}");
+    }
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.junit {
+        let written = report::junit::render_not_run(errors)
+            .and_then(|xml| report::junit::write_xml(&xml, path));
+        outputs.push(Output {
+            kind: "junit",
+            target: path.display().to_string(),
+            error: written.err().map(|e| e.to_string()),
+        });
+    }
+    if args.format == Format::Json {
+        print_stdout(report::json::render_not_run(errors, &outputs).as_bytes())
+            .context("writing the report")?;
+    }
+    warn_outputs(&outputs);
+    Ok(UNKNOWN)
+}
+
+/// Each output that failed, on stderr: a distinct line, since the exit code
+/// does not say it.
+fn warn_outputs(outputs: &[Output]) {
+    for o in outputs {
+        if let Some(e) = &o.error {
+            eprintln!(
+                "sms-canary: WARNING: the {} output was not written: {e}",
+                o.kind
+            );
+        }
+    }
+}
+
 /// Prints to stdout. A closed pipe (`| head`) is not an error worth a non-zero
 /// exit of its own.
 fn print_stdout(bytes: &[u8]) -> std::io::Result<()> {
@@ -366,7 +527,13 @@ async fn run_daemon(config: Option<&Path>, args: DaemonArgs) -> anyhow::Result<u
     use sms_canary::daemon::{self, Clock, Control, DaemonOptions};
     use tokio::signal::unix::{SignalKind, signal};
 
-    let path = config_path(config);
+    let path = match config_path(config) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(UNKNOWN);
+        }
+    };
     let options = DaemonOptions {
         listen: args.listen,
         admin_listen: args.admin_listen,

@@ -36,6 +36,9 @@ pub struct Metrics {
     outbox_pending: IntGauge,
     outbox_dead_letters: IntGauge,
     webhook_requests: IntCounterVec,
+    skipped: IntCounterVec,
+    store_errors: IntCounterVec,
+    store_up: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,6 +112,27 @@ impl Metrics {
             &["route", "result"],
         )
         .expect("valid metric");
+        let skipped = IntCounterVec::new(
+            Opts::new(
+                "probe_skipped_total",
+                "Scheduled or requested runs not started, by reason (cost_guard, lease_held, store_error).",
+            ),
+            &["probe", "reason"],
+        )
+        .expect("valid metric");
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "store_errors_total",
+                "Failed state-store operations, by operation (a corrupt or read-only store, a lock held too long).",
+            ),
+            &["op"],
+        )
+        .expect("valid metric");
+        let store_up = IntGauge::new(
+            "store_up",
+            "1 if the state store had no failure in the last minute, else 0.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "build_info",
@@ -130,6 +154,9 @@ impl Metrics {
             Box::new(outbox_pending.clone()),
             Box::new(outbox_dead_letters.clone()),
             Box::new(webhook_requests.clone()),
+            Box::new(skipped.clone()),
+            Box::new(store_errors.clone()),
+            Box::new(store_up.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -145,6 +172,29 @@ impl Metrics {
             outbox_pending,
             outbox_dead_letters,
             webhook_requests,
+            skipped,
+            store_errors,
+            store_up,
+        }
+    }
+
+    /// Brings the store's error counts and `store_up` up to date.
+    pub fn observe_store(&self, store: &crate::store::Store) {
+        for (op, n) in store.error_counts() {
+            let counter = self.store_errors.with_label_values(&[op]);
+            counter.inc_by(n.saturating_sub(counter.get()));
+        }
+        let failing = store.failed_within(crate::store::HEALTH_WINDOW).is_some();
+        self.store_up.set(i64::from(!failing));
+    }
+
+    /// Counts a run that was not started. A probe the canary cannot run
+    /// (the cost guard, a broken store) is not known to be up, so its
+    /// `probe_up` drops to 0; one another process is running keeps its value.
+    pub fn probe_skipped(&self, probe: &str, reason: &str) {
+        self.skipped.with_label_values(&[probe, reason]).inc();
+        if reason != "lease_held" {
+            self.up.with_label_values(&[probe]).set(0);
         }
     }
 
@@ -208,7 +258,7 @@ impl Metrics {
             .map_err(|_| {
                 format!(
                     "{} cannot be a Pushgateway base URL",
-                    crate::redact::url_for_error(gateway.as_str())
+                    crate::redact::redact_url(gateway.as_str())
                 )
             })?
             .pop_if_empty()

@@ -4,8 +4,8 @@
 //! only way to the value is `expose()`, which makes every use greppable.
 //! `mask_number` hides all but the last three digits of a phone number, and
 //! `mask_numbers_in` does so for every number inside free text (a provider's
-//! error message). `url_for_error` is how a URL may appear in an error: its
-//! userinfo and query values replaced by `***`.
+//! error message). `redact_url` is how a URL may appear in an error or in
+//! output: its userinfo and query values replaced by `***`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -166,10 +166,10 @@ fn is_separator(b: u8) -> bool {
     matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
 }
 
-/// A URL as it may appear in an error message: `user:password@` becomes
-/// `***@` and every query value `***`. Works on text that does not parse as
+/// A URL as it may appear in an error message or output: `user:password@`
+/// becomes `***@` and every query value `***`. Works on text that does not parse as
 /// a URL too (a malformed URL is what errors are about), by its shape.
-pub fn url_for_error(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let (head, fragment) = match url.split_once('#') {
         Some((head, fragment)) => (head, Some(fragment)),
         None => (url, None),
@@ -257,21 +257,21 @@ mod tests {
     #[test]
     fn urls_in_errors_lose_userinfo_and_query_values() {
         assert_eq!(
-            url_for_error("http://user:PASSWORD@[::1/hook?token=TOKEN&x=1#frag"),
+            redact_url("http://user:PASSWORD@[::1/hook?token=TOKEN&x=1#frag"),
             "http://***@[::1/hook?token=***&x=***#***"
         );
         assert_eq!(
-            url_for_error("smtps://user:pw@smtp.example.com"),
+            redact_url("smtps://user:pw@smtp.example.com"),
             "smtps://***@smtp.example.com"
         );
-        assert_eq!(url_for_error("user:pw@host/x"), "***@host/x");
-        assert_eq!(url_for_error("//u:pw@host/?t=1"), "//***@host/?t=***");
+        assert_eq!(redact_url("user:pw@host/x"), "***@host/x");
+        assert_eq!(redact_url("//u:pw@host/?t=1"), "//***@host/?t=***");
         assert_eq!(
-            url_for_error("https://example.com/a@b"),
+            redact_url("https://example.com/a@b"),
             "https://example.com/a@b"
         );
-        assert_eq!(url_for_error("not a url"), "not a url");
-        assert_eq!(url_for_error("http://x/?SECRET"), "http://x/?***");
+        assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("http://x/?SECRET"), "http://x/?***");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::channel::{Channel, ChannelError, deliver, http_client};
 use super::{Notification, Severity, Transition};
-use crate::config::AlertmanagerConfig;
+use crate::config::{AlertmanagerConfig, Invalid};
 use crate::gateway::BoxFuture;
 
 /// The `alertname` label of every alert we post.
@@ -52,14 +52,7 @@ impl AlertmanagerChannel {
         name: &str,
         config: &AlertmanagerConfig,
     ) -> Result<AlertmanagerChannel, ChannelError> {
-        if !matches!(config.url.scheme(), "https" | "http") {
-            return Err(ChannelError::permanent(format!(
-                "alerts.{name}: url must be http:// or https://"
-            )));
-        }
-        // Keeps a path prefix (Alertmanager behind a proxy at `/alertmanager`).
-        let endpoint = crate::gateway::join_base(&config.url, "api/v2/alerts")
-            .map_err(|e| ChannelError::permanent(format!("alerts.{name}: {}", e.reason)))?;
+        let endpoint = check_config(config).map_err(|e| e.in_channel(name))?;
         Ok(AlertmanagerChannel {
             name: name.to_string(),
             client: http_client(&endpoint)?,
@@ -119,6 +112,15 @@ impl AlertmanagerChannel {
         }
         alerts
     }
+}
+
+/// What is wrong with an Alertmanager channel's settings, found at load;
+/// the alerts endpoint when nothing is. It keeps a path prefix
+/// (Alertmanager behind a proxy at `/alertmanager`).
+pub(crate) fn check_config(config: &AlertmanagerConfig) -> Result<url::Url, Invalid> {
+    super::channel::check_http_url("url", &config.url)?;
+    crate::gateway::join_base(&config.url, "api/v2/alerts")
+        .map_err(|e| Invalid::new("url", e.reason))
 }
 
 impl Channel for AlertmanagerChannel {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::Notification;
-use crate::config::AlertConfig;
+use crate::config::{AlertConfig, Invalid};
 use crate::gateway::{BoxFuture, ErrorClass};
 
 /// A failed delivery: transient ones are retried by the outbox, permanent ones dead-lettered at once.
@@ -79,6 +79,40 @@ pub fn build(name: &str, config: &AlertConfig) -> Result<Box<dyn Channel>, Chann
             Box::new(super::alertmanager::AlertmanagerChannel::new(name, c)?)
         }
     })
+}
+
+/// What is wrong with a channel's settings, found when the config loads
+/// (so `validate` refuses it with its file and line), by the same checks
+/// that building the channel makes.
+pub fn check_config(config: &AlertConfig) -> Result<(), Invalid> {
+    match config {
+        AlertConfig::Slack(c) => super::slack::check_config(c).map(|_| ()),
+        AlertConfig::Email(c) => super::email::check_config(c).map(|_| ()),
+        AlertConfig::Webhook(c) => super::webhook::check_config(c).map(|_| ()),
+        AlertConfig::Alertmanager(c) => super::alertmanager::check_config(c).map(|_| ()),
+    }
+}
+
+/// An http(s) URL with a host: a URL like `localhost:9093` parses, with
+/// `localhost` as its scheme, and would fail only when an alert is sent.
+pub(crate) fn check_http_url(field: &'static str, url: &url::Url) -> Result<(), Invalid> {
+    if matches!(url.scheme(), "https" | "http") && url.has_host() {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            field,
+            format!(
+                "{field} must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:9093"
+            ),
+        ))
+    }
+}
+
+impl Invalid {
+    /// The error of building channel `name` from this setting.
+    pub(crate) fn in_channel(self, name: &str) -> ChannelError {
+        ChannelError::permanent(format!("alerts.{name}: {}", self.message))
+    }
 }
 
 /// How long one delivery attempt may take. Short, because the outbox retries

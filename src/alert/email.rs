@@ -18,7 +18,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::Notification;
 use super::channel::{Channel, ChannelError};
-use crate::config::EmailConfig;
+use crate::config::{EmailConfig, Invalid};
 use crate::gateway::BoxFuture;
 
 /// Carries `notification.id`, for deduplication and mail filters.
@@ -37,29 +37,7 @@ pub struct EmailChannel {
 
 impl EmailChannel {
     pub fn new(name: &str, config: &EmailConfig) -> Result<EmailChannel, ChannelError> {
-        let from: Mailbox = config.from.parse().map_err(|e| {
-            ChannelError::permanent(format!(
-                "alerts.{name}: invalid from address `{}`: {e}",
-                config.from
-            ))
-        })?;
-        if config.to.is_empty() {
-            return Err(ChannelError::permanent(format!(
-                "alerts.{name}: `to` lists no recipient"
-            )));
-        }
-        let to = config
-            .to
-            .iter()
-            .map(|addr| {
-                addr.parse::<Mailbox>().map_err(|e| {
-                    ChannelError::permanent(format!(
-                        "alerts.{name}: invalid to address `{addr}`: {e}"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        check_smtp_url(name, config.smtp_url.expose())?;
+        let (from, to) = check_config(config).map_err(|e| e.in_channel(name))?;
         // lettre's URL errors describe the problem (bad encoding, no host)
         // without quoting the URL; ours add nothing from it either.
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose())
@@ -127,26 +105,56 @@ impl Channel for EmailChannel {
     }
 }
 
-/// Names what is wrong with `smtp_url` in the terms of our docs (lettre's
-/// own message for an unknown scheme talks about its cargo features). Only
-/// the scheme and the `tls` value are quoted: the rest may hold a password.
-fn check_smtp_url(name: &str, smtp_url: &str) -> Result<(), ChannelError> {
-    let url = url::Url::parse(smtp_url).map_err(|e| {
-        ChannelError::permanent(format!("alerts.{name}: smtp_url is not a valid URL: {e}"))
+/// What is wrong with an email channel's settings, found at load; the
+/// sender and recipients when nothing is. `smtp_url` is named in the terms
+/// of our docs (lettre's own message for an unknown scheme talks about its
+/// cargo features), quoting only its scheme and `tls` value: the rest may
+/// hold a password.
+pub(crate) fn check_config(config: &EmailConfig) -> Result<(Mailbox, Vec<Mailbox>), Invalid> {
+    let from: Mailbox = config.from.parse().map_err(|e| {
+        Invalid::new(
+            "from",
+            format!("invalid from address `{}`: {e}", config.from),
+        )
     })?;
+    if config.to.is_empty() {
+        return Err(Invalid::new("to", "`to` lists no recipient"));
+    }
+    let to = config
+        .to
+        .iter()
+        .map(|addr| {
+            addr.parse::<Mailbox>()
+                .map_err(|e| Invalid::new("to", format!("invalid to address `{addr}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let url = url::Url::parse(config.smtp_url.expose())
+        .map_err(|e| Invalid::new("smtp_url", format!("smtp_url is not a valid URL: {e}")))?;
     let tls = url
         .query_pairs()
         .find(|(k, _)| k == "tls")
         .map(|(_, v)| v.into_owned());
     match (url.scheme(), tls.as_deref()) {
-        ("smtp", None | Some("required" | "opportunistic")) | ("smtps", None) => Ok(()),
-        ("smtp" | "smtps", Some(other)) => Err(ChannelError::permanent(format!(
-            "alerts.{name}: smtp_url has tls={other}; use smtp://…?tls=required (STARTTLS) or smtps:// (TLS)"
-        ))),
-        (scheme, _) => Err(ChannelError::permanent(format!(
-            "alerts.{name}: smtp_url must start with smtp:// or smtps://, not {scheme}://"
-        ))),
+        ("smtp", None | Some("required" | "opportunistic")) | ("smtps", None) => {}
+        ("smtp" | "smtps", Some(other)) => {
+            return Err(Invalid::new(
+                "smtp_url",
+                format!(
+                    "smtp_url has tls={other}; use smtp://…?tls=required (STARTTLS) or smtps:// (TLS)"
+                ),
+            ));
+        }
+        (scheme, _) => {
+            return Err(Invalid::new(
+                "smtp_url",
+                format!("smtp_url must start with smtp:// or smtps://, not {scheme}://"),
+            ));
+        }
     }
+    if !url.has_host() {
+        return Err(Invalid::new("smtp_url", "smtp_url names no server"));
+    }
+    Ok((from, to))
 }
 
 /// The Date header: the notification's time, or now when that time cannot be

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use channel::{Channel, ChannelError, build as build_channel};
-pub use state::{AlertState, Firing, Observation, Policy, Severity, Transition, evaluate};
+pub use state::{AlertState, Firing, Observation, Policy, Severity, Transition, evaluate, settle};
 
 use crate::probe::{Outcome, RunResult};
 
@@ -79,9 +79,62 @@ impl Notification {
         }
     }
 
+    /// A notice with no run behind it: about the canary itself (`key` is
+    /// one of its own checks, e.g. the cost guard), or a probe's alert
+    /// resolved because the probe is gone. `reason` says what is wrong, or,
+    /// resolved, why it ended.
+    pub fn without_run(
+        transition: Transition,
+        key: &str,
+        reason: String,
+        instance: &str,
+        firing: Option<&Firing>,
+        at: DateTime<Utc>,
+    ) -> Notification {
+        Notification {
+            id: ulid::Ulid::generate().to_string(),
+            transition,
+            probe: key.to_string(),
+            instance: instance.to_string(),
+            severity: firing.map_or(Severity::Critical, |f| f.severity),
+            outcome: Outcome::Error,
+            reason: Some(reason),
+            code: None,
+            latency_ms: None,
+            threshold_ms: 0.0,
+            correlation_ids: Vec::new(),
+            firing_since: firing.map(|f| f.since),
+            at,
+        }
+    }
+
+    /// Whether this notice is about the canary itself rather than a probe.
+    pub fn is_about_canary(&self) -> bool {
+        is_canary_key(&self.probe)
+    }
+
     /// A one-line summary for chat titles, subjects and logs.
     pub fn headline(&self) -> String {
+        if self.is_about_canary() {
+            let what = self
+                .reason
+                .as_deref()
+                .unwrap_or("the canary is not running");
+            return match self.transition {
+                Transition::Resolved => format!("RESOLVED {}: {what}", self.probe),
+                Transition::Reminder => format!("STILL CRITICAL {}: {what}", self.probe),
+                Transition::Firing => format!("CRITICAL {}: {what}", self.probe),
+            };
+        }
         match self.transition {
+            // Resolved with no good run behind it: the reason says how.
+            Transition::Resolved if self.outcome != Outcome::Ok && self.reason.is_some() => {
+                format!(
+                    "RESOLVED {}: {}",
+                    self.probe,
+                    self.reason.as_deref().unwrap_or("")
+                )
+            }
             Transition::Resolved => format!("RESOLVED {}: SMS round trip works again", self.probe),
             t => {
                 let what = match self.outcome {
@@ -109,6 +162,17 @@ impl Notification {
     /// The body as plain text: what every channel can show.
     pub fn text(&self) -> String {
         let mut lines = vec![self.headline()];
+        if self.is_about_canary() {
+            if let Some(since) = self.firing_since {
+                lines.push(format!("Firing since: {}", since.to_rfc3339()));
+            }
+            lines.push(format!(
+                "Instance: {}  Time: {}",
+                self.instance,
+                self.at.to_rfc3339()
+            ));
+            return lines.join("\n");
+        }
         if let Some(reason) = &self.reason {
             lines.push(format!("Reason: {reason}"));
         }
@@ -137,6 +201,15 @@ impl Notification {
         ));
         lines.join("\n")
     }
+}
+
+/// The prefix of the alert keys of the canary's own checks: probe names
+/// cannot hold a `:`, so they never meet a probe's.
+pub const CANARY_KEY_PREFIX: &str = "canary:";
+
+/// Whether an alert key is one of the canary's own checks.
+pub fn is_canary_key(key: &str) -> bool {
+    key.starts_with(CANARY_KEY_PREFIX)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::Notification;
 use super::channel::{Channel, ChannelError, deliver, http_client};
-use crate::config::SlackConfig;
+use crate::config::{Invalid, SlackConfig};
 use crate::gateway::BoxFuture;
 
 /// Block Kit limits: a header's text, a field's text, a section's text.
@@ -28,23 +28,31 @@ pub struct SlackChannel {
 
 impl SlackChannel {
     pub fn new(name: &str, config: &SlackConfig) -> Result<SlackChannel, ChannelError> {
-        // The parse error never quotes the input, so it is safe to show.
-        let url = url::Url::parse(config.webhook_url.expose()).map_err(|e| {
-            ChannelError::permanent(format!(
-                "alerts.{name}: webhook_url is not a valid URL: {e}"
-            ))
-        })?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(ChannelError::permanent(format!(
-                "alerts.{name}: webhook_url must be an https:// URL"
-            )));
-        }
+        let url = check_config(config).map_err(|e| e.in_channel(name))?;
         Ok(SlackChannel {
             name: name.to_string(),
             client: http_client(&url)?,
             url,
         })
     }
+}
+
+/// What is wrong with a Slack channel's settings, found at load. The parse
+/// error never quotes the input (the URL holds a credential).
+pub(crate) fn check_config(config: &SlackConfig) -> Result<url::Url, Invalid> {
+    let url = url::Url::parse(config.webhook_url.expose()).map_err(|e| {
+        Invalid::new(
+            "webhook_url",
+            format!("webhook_url is not a valid URL: {e}"),
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || !url.has_host() {
+        return Err(Invalid::new(
+            "webhook_url",
+            "webhook_url must be an https:// URL (Slack's incoming-webhook URL)",
+        ));
+    }
+    Ok(url)
 }
 
 impl Channel for SlackChannel {

@@ -6,6 +6,12 @@
 //! `success_threshold`, reminders repeat every `reminder` while it fires, a
 //! silenced probe keeps its state but notifies nobody. `slow` is a warning;
 //! every other failure is critical, and a warning turning critical re-fires.
+//!
+//! A silence holds notifications back, never the state, and never for
+//! good: what it withheld is owed. When the silence ends (the next run
+//! after it, or [`settle`] when it is lifted or expires) an alert still
+//! firing is told at once, and a resolve is told if its firing had been;
+//! an alert that fired and resolved within the silence is told nothing.
 
 use std::time::Duration;
 
@@ -46,6 +52,9 @@ pub struct AlertState {
     pub consecutive_successes: u32,
     /// Set while an alert fires.
     pub firing: Option<Firing>,
+    /// The last notice a silence held back, owed when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Transition>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +63,20 @@ pub struct Firing {
     pub severity: Severity,
     /// When the last firing notice or reminder went out (or would have, if silenced).
     pub last_notified: DateTime<Utc>,
+    /// Whether people were told it fires (not while a silence held it back):
+    /// a resolve is only told for a firing that was.
+    #[serde(default = "told_by_default")]
+    pub told: bool,
+    /// The channels it was told on, so that it can still be resolved there
+    /// when its probe is gone from the config.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+}
+
+/// States stored before `told` existed were told unless silenced, and a
+/// missing resolve is worse than a repeated one.
+fn told_by_default() -> bool {
+    true
 }
 
 /// The per-probe settings the machine follows.
@@ -90,26 +113,32 @@ pub enum Transition {
 }
 
 /// Feeds one run into a probe's state. Returns the new state and, at most,
-/// one transition to notify about (nothing while silenced).
+/// one transition to notify about (nothing while silenced: it is kept as
+/// owed instead, see [`settle`]).
 pub fn evaluate(
     state: &AlertState,
     run: &Observation,
     policy: &Policy,
 ) -> (AlertState, Option<Transition>) {
     let mut next = state.clone();
-    let severity = Severity::of(run.outcome);
-    let notify = |t: Transition| (!policy.silenced).then_some(t);
-    match severity {
+    let transition = match Severity::of(run.outcome) {
         None => {
             next.consecutive_successes = next.consecutive_successes.saturating_add(1);
             next.consecutive_failures = 0;
-            if next.firing.is_some()
-                && next.consecutive_successes >= policy.success_threshold.max(1)
-            {
-                next.firing = None;
-                return (next, notify(Transition::Resolved));
+            match &next.firing {
+                Some(firing) if next.consecutive_successes >= policy.success_threshold.max(1) => {
+                    let told = firing.told;
+                    next.firing = None;
+                    // A firing nobody was told of resolves quietly.
+                    if told {
+                        Some(Transition::Resolved)
+                    } else {
+                        next.withheld = None;
+                        None
+                    }
+                }
+                _ => None,
             }
-            (next, None)
         }
         Some(severity) => {
             next.consecutive_failures = next.consecutive_failures.saturating_add(1);
@@ -122,14 +151,16 @@ pub fn evaluate(
                         since: run.at,
                         severity,
                         last_notified: run.at,
+                        told: false,
+                        channels: Vec::new(),
                     });
-                    (next, notify(Transition::Firing))
+                    Some(Transition::Firing)
                 }
-                None => (next, None),
+                None => None,
                 Some(firing) if severity > firing.severity => {
                     firing.severity = severity;
                     firing.last_notified = run.at;
-                    (next, notify(Transition::Firing))
+                    Some(Transition::Firing)
                 }
                 Some(firing) => {
                     let due = !policy.reminder.is_zero()
@@ -138,14 +169,61 @@ pub fn evaluate(
                             .is_ok_and(|since| since >= policy.reminder);
                     if due {
                         firing.last_notified = run.at;
-                        (next, notify(Transition::Reminder))
+                        Some(Transition::Reminder)
                     } else {
-                        (next, None)
+                        None
                     }
                 }
             }
         }
+    };
+    match transition {
+        Some(t) => notify(next, t, policy, run.at),
+        // Nothing new to say: say what a silence held back, if it is over.
+        None => settle(&next, policy, run.at),
     }
+}
+
+/// Tells `transition`, or keeps it as owed while silenced.
+fn notify(
+    mut next: AlertState,
+    transition: Transition,
+    policy: &Policy,
+    at: DateTime<Utc>,
+) -> (AlertState, Option<Transition>) {
+    if policy.silenced {
+        next.withheld = Some(transition);
+        return (next, None);
+    }
+    next.withheld = None;
+    if let Some(firing) = &mut next.firing {
+        firing.told = true;
+        firing.last_notified = at;
+    }
+    (next, Some(transition))
+}
+
+/// What is owed once no silence holds a probe's notices back: an alert
+/// still firing is told at once (as a firing notice if it never was, else
+/// as a reminder); a resolve is told if the firing it ends had been. With a
+/// silence in force, or nothing owed, nothing changes.
+pub fn settle(
+    state: &AlertState,
+    policy: &Policy,
+    at: DateTime<Utc>,
+) -> (AlertState, Option<Transition>) {
+    let Some(withheld) = state.withheld.filter(|_| !policy.silenced) else {
+        return (state.clone(), None);
+    };
+    let mut next = state.clone();
+    next.withheld = None;
+    let owed = match (&next.firing, withheld) {
+        (Some(firing), w) if !firing.told || w == Transition::Firing => Transition::Firing,
+        (Some(_), _) => Transition::Reminder,
+        (None, Transition::Resolved) => Transition::Resolved,
+        (None, _) => return (next, None),
+    };
+    notify(next, owed, policy, at)
 }
 
 #[cfg(test)]
@@ -296,13 +374,97 @@ mod tests {
         assert_eq!(got, [None, None, None]);
         assert!(state.firing.is_some(), "the alert is firing, just not told");
         assert_eq!(state.consecutive_failures, 3);
-        // Unsilenced later, resolution is told.
+        assert_eq!(state.withheld, Some(R));
+        // Unsilenced later, with the alert still firing: the first run
+        // after the silence tells it at once, the resolve follows.
         let t = DateTime::parse_from_rfc3339("2026-11-27T02:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
         let (state, r1) = evaluate(&state, &Observation { outcome: Ok, at: t }, &policy());
         let (_, r2) = evaluate(&state, &Observation { outcome: Ok, at: t }, &policy());
-        assert_eq!((r1, r2), (None, Some(Res)));
+        assert_eq!((r1, r2), (Some(F), Some(Res)));
+    }
+
+    fn at(minute: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-27T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+            + chrono::Duration::minutes(minute)
+    }
+
+    fn step(
+        state: &AlertState,
+        minute: i64,
+        outcome: Outcome,
+        silenced: bool,
+    ) -> (AlertState, Option<Transition>) {
+        let p = Policy {
+            silenced,
+            ..policy()
+        };
+        evaluate(
+            state,
+            &Observation {
+                outcome,
+                at: at(minute),
+            },
+            &p,
+        )
+    }
+
+    #[test]
+    fn a_silence_that_ends_while_firing_is_told_at_once() {
+        // Fires while silenced: nothing sent.
+        let (s, t1) = step(&AlertState::default(), 0, Lost, true);
+        let (s, t2) = step(&s, 5, Lost, true);
+        assert_eq!((t1, t2), (None, None));
+        // The silence is lifted between runs: settling tells it now.
+        let (s, owed) = settle(&s, &policy(), at(7));
+        assert_eq!(owed, Some(F));
+        assert!(s.firing.as_ref().unwrap().told);
+        assert_eq!(s.firing.as_ref().unwrap().last_notified, at(7));
+        // Said once: the next failing run adds nothing before the reminder.
+        let (s, t3) = step(&s, 10, Lost, false);
+        assert_eq!(t3, None);
+        assert_eq!(settle(&s, &policy(), at(11)).1, None);
+    }
+
+    #[test]
+    fn a_silence_that_outlived_the_alert_owes_nothing_unless_it_had_been_told() {
+        // Fired and resolved within the silence: nobody hears of either.
+        let (s, _) = step(&AlertState::default(), 0, Lost, true);
+        let (s, _) = step(&s, 5, Lost, true);
+        let (s, _) = step(&s, 10, Ok, true);
+        let (s, t) = step(&s, 15, Ok, true);
+        assert_eq!(t, None);
+        assert_eq!(settle(&s, &policy(), at(20)).1, None);
+        // Told before the silence, resolved within it: the resolve is owed.
+        let (s, _) = step(&AlertState::default(), 0, Lost, false);
+        let (s, fired) = step(&s, 5, Lost, false);
+        assert_eq!(fired, Some(F));
+        let (s, _) = step(&s, 10, Ok, true);
+        let (s, t) = step(&s, 15, Ok, true);
+        assert_eq!((t, s.withheld), (None, Some(Res)));
+        assert_eq!(settle(&s, &policy(), at(20)).1, Some(Res));
+        // Still silenced: nothing yet.
+        let silenced = Policy {
+            silenced: true,
+            ..policy()
+        };
+        assert_eq!(settle(&s, &silenced, at(20)).1, None);
+    }
+
+    #[test]
+    fn states_stored_before_told_existed_read_as_told() {
+        let old = r#"{"consecutive_failures":2,"consecutive_successes":0,
+            "firing":{"since":"2026-11-27T00:00:00Z","severity":"critical",
+            "last_notified":"2026-11-27T00:00:00Z"}}"#;
+        let state: AlertState = serde_json::from_str(old).unwrap();
+        assert!(state.firing.as_ref().unwrap().told);
+        assert_eq!(state.withheld, None);
+        let (_, t) = step(&state, 1, Ok, false);
+        let (_, t2) = step(&step(&state, 1, Ok, false).0, 2, Ok, false);
+        assert_eq!((t, t2), (None, Some(Res)));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::Notification;
 use super::channel::{Channel, ChannelError, deliver, http_client};
-use crate::config::WebhookAlertConfig;
+use crate::config::{Invalid, WebhookAlertConfig};
 use crate::gateway::BoxFuture;
 use crate::redact::Secret;
 
@@ -30,25 +30,7 @@ pub struct WebhookChannel {
 
 impl WebhookChannel {
     pub fn new(name: &str, config: &WebhookAlertConfig) -> Result<WebhookChannel, ChannelError> {
-        if !matches!(config.url.scheme(), "https" | "http") {
-            return Err(ChannelError::permanent(format!(
-                "alerts.{name}: url must be http:// or https://"
-            )));
-        }
-        let mut headers = HeaderMap::new();
-        for (key, value) in &config.headers {
-            let header = HeaderName::from_bytes(key.as_bytes()).map_err(|_| {
-                ChannelError::permanent(format!("alerts.{name}: invalid header name `{key}`"))
-            })?;
-            // Never quote the value: it is typically a token.
-            let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
-                ChannelError::permanent(format!(
-                    "alerts.{name}: the value of header `{key}` is not a valid header value"
-                ))
-            })?;
-            value.set_sensitive(true);
-            headers.insert(header, value);
-        }
+        let headers = check_config(config).map_err(|e| e.in_channel(name))?;
         Ok(WebhookChannel {
             name: name.to_string(),
             url: config.url.clone(),
@@ -82,6 +64,27 @@ impl WebhookChannel {
         }
         Ok((body, headers))
     }
+}
+
+/// What is wrong with a webhook channel's settings, found at load; the
+/// headers to send when nothing is.
+pub(crate) fn check_config(config: &WebhookAlertConfig) -> Result<HeaderMap, Invalid> {
+    super::channel::check_http_url("url", &config.url)?;
+    let mut headers = HeaderMap::new();
+    for (key, value) in &config.headers {
+        let header = HeaderName::from_bytes(key.as_bytes())
+            .map_err(|_| Invalid::new("headers", format!("invalid header name `{key}`")))?;
+        // Never quote the value: it is typically a token.
+        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+            Invalid::new(
+                "headers",
+                format!("the value of header `{key}` is not a valid header value"),
+            )
+        })?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+    }
+    Ok(headers)
 }
 
 impl Channel for WebhookChannel {

@@ -51,6 +51,26 @@ pub struct Config {
     pub probes: Vec<Probe>,
 }
 
+impl Config {
+    /// Where the canary's own alerts go: `[canary] alerts`, else every
+    /// channel an enabled probe notifies, so whoever hears about a probe
+    /// also hears when the canary stops checking it.
+    pub fn canary_channels(&self) -> Vec<String> {
+        match &self.canary.alerts {
+            Some(channels) => channels.clone(),
+            None => {
+                let used: std::collections::BTreeSet<&String> = self
+                    .probes
+                    .iter()
+                    .filter(|p| p.enabled)
+                    .flat_map(|p| &p.alerts)
+                    .collect();
+                used.into_iter().cloned().collect()
+            }
+        }
+    }
+}
+
 /// `[canary]`: settings of this sms-canary instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -82,6 +102,9 @@ pub struct Canary {
     pub api_token: Option<Secret>,
     /// Retries of alert notifications before they become dead letters.
     pub notify_retry: RetryPolicy,
+    /// Channels for the canary's own alerts (the cost guard's budget spent,
+    /// ...); unset, every channel an enabled probe notifies.
+    pub alerts: Option<Vec<String>>,
 }
 
 impl Default for Canary {
@@ -102,6 +125,7 @@ impl Default for Canary {
                 initial: Duration::from_secs(5),
                 factor: 3.0,
             },
+            alerts: None,
         }
     }
 }
@@ -697,7 +721,17 @@ pub struct Probe {
     pub body: String,
     /// Alert channels to notify.
     pub alerts: Vec<String>,
+    /// The probe file names its channels itself (`alerts = []` included):
+    /// an empty list is then meant, not forgotten.
+    pub alerts_explicit: bool,
     pub alert_on_permanent: bool,
+}
+
+impl Probe {
+    /// An enabled probe whose alerts go nowhere without anyone having said so.
+    pub fn alerts_forgotten(&self) -> bool {
+        self.enabled && self.alerts.is_empty() && !self.alerts_explicit
+    }
 }
 
 /// A probe file as written.
@@ -990,16 +1024,14 @@ fn parse_main(
     if sink.errors.len() > before {
         return None;
     }
-    let canary_table = match root.get_ref().get("canary").map(|c| c.get_ref()) {
-        Some(DeValue::Table(canary)) => Some(canary),
+    let canary_key_at = |key: &str| match root.get_ref().get("canary").map(|c| c.get_ref()) {
+        Some(DeValue::Table(canary)) => canary.get(key).map(|p| p.span()),
         _ => None,
     };
-    let probes_at = canary_table
-        .and_then(|c| c.get("probes"))
-        .map(|p| line_col(text, p.span().start));
-    let admin_listen_span = canary_table
-        .and_then(|c| c.get("admin_listen"))
-        .map(|a| a.span());
+    let probes_at = canary_key_at("probes").map(|span| line_col(text, span.start));
+    let canary_alerts_at = canary_key_at("alerts");
+    let heartbeat_url_at = canary_key_at("heartbeat_url");
+    let admin_listen_span = canary_key_at("admin_listen");
     let gateways_value = root.get_mut().remove("gateways");
     let receivers_value = root.get_mut().remove("receivers");
     let alerts_value = root.get_mut().remove("alerts");
@@ -1070,7 +1102,7 @@ fn parse_main(
                 _ => AlertConfig::Alertmanager(AlertmanagerConfig::deserialize(de)?),
             })
         },
-        |_| Ok(()),
+        crate::alert::channel::check_config,
     );
     for name in &raw
         .defaults
@@ -1083,6 +1115,28 @@ fn parse_main(
                 raw.defaults.as_ref().map(|d| d.span()),
                 format!(
                     "[defaults] alerts: no alert channel named `{name}` (known: {})",
+                    known(declared.alerts.iter())
+                ),
+            );
+        }
+    }
+    if let Some(url) = &raw.canary.heartbeat_url {
+        let usable = Url::parse(url.expose())
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+        if !usable {
+            // The URL itself is not quoted: a ping URL is often a credential.
+            sink.at(
+                heartbeat_url_at,
+                "[canary] heartbeat_url must be an http:// or https:// URL with a host",
+            );
+        }
+    }
+    for name in raw.canary.alerts.iter().flatten() {
+        if !declared.alerts.contains(name) {
+            sink.at(
+                canary_alerts_at.clone(),
+                format!(
+                    "[canary] alerts: no alert channel named `{name}` (known: {})",
                     known(declared.alerts.iter())
                 ),
             );
@@ -1459,6 +1513,7 @@ fn parse_probe(
             Some(names) => names.iter().map(|n| n.get_ref().clone()).collect(),
             None => d.alerts.clone(),
         },
+        alerts_explicit: raw.alerts.is_some(),
         alert_on_permanent: raw.alert_on_permanent.unwrap_or(d.alert_on_permanent),
     };
     for name in raw.alerts.iter().flatten() {

@@ -170,14 +170,14 @@ pub fn twilio_account_sid<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::
 }
 
 /// A URL setting. Its error quotes the URL without userinfo or query values
-/// (see [`crate::redact::url_for_error`]): a malformed URL may still carry a
+/// (see [`crate::redact::redact_url`]): a malformed URL may still carry a
 /// password or a token.
 pub fn url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
     let s = String::deserialize(d)?;
     url::Url::parse(&s).map_err(|e| {
         de::Error::custom(format!(
             "invalid URL \"{}\": {e}",
-            crate::redact::url_for_error(&s)
+            crate::redact::redact_url(&s)
         ))
     })
 }

@@ -23,7 +23,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
@@ -70,6 +69,9 @@ pub struct DaemonOptions {
     pub recovery_interval: Duration,
     /// Limits of both HTTP listeners.
     pub limits: crate::server::Limits,
+    /// How often the state store's file is checked for damage (SQLite's
+    /// quick check, on a connection of its own) besides at start.
+    pub store_check_interval: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -82,6 +84,7 @@ impl Default for DaemonOptions {
             stall_limit: Duration::from_secs(60),
             recovery_interval: Duration::from_secs(60),
             limits: crate::server::Limits::default(),
+            store_check_interval: Duration::from_secs(600),
         }
     }
 }
@@ -111,6 +114,11 @@ pub enum DaemonError {
     Preflight(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(
+        "{source}\nthe state store is damaged: stop every sms-canary using it, then move the file \
+         aside to start with a new store (its runs and alert state are lost) or restore it from a backup"
+    )]
+    CorruptStore { source: StoreError },
     #[error(transparent)]
     Monitor(#[from] MonitorError),
     #[error("cannot listen on {addr} ([canary] {which}): {source}")]
@@ -143,13 +151,16 @@ pub(crate) struct Shared {
     /// This daemon's claim on the store: the name of its leases and runs
     /// written ahead, alive exactly as long as the process.
     holder: Holder,
-    /// Probes running now: their correlation and start, to record them as
-    /// interrupted if shutdown cuts them off.
-    in_flight: Mutex<HashMap<String, (Correlation, DateTime<Utc>)>>,
+    /// Probes with a run going: its correlation id once begun (`None` while
+    /// it waits for a permit), to record it as interrupted if shutdown cuts
+    /// it off.
+    in_flight: Mutex<HashMap<String, Option<String>>>,
     /// Enabled probes seen good since the last heartbeat ping.
     good_since_ping: Mutex<HashSet<String>>,
     /// Wakes the outbox loop when a run queued notifications.
     outbox_kick: Notify,
+    /// Wakes the reconciling loop (after a reload).
+    reconcile_kick: Notify,
     /// Store calls of starting runs in progress at once (see [`STORE_CALLS`]).
     store_starts: Semaphore,
     /// Store calls of ending runs in progress at once.
@@ -180,9 +191,7 @@ impl Shared {
             .clone()
     }
 
-    fn in_flight(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Correlation, DateTime<Utc>)>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -211,6 +220,15 @@ pub async fn run(
             .await
             .map_err(|e| DaemonError::Setup(e.to_string()))??
     };
+    // A damaged file would leave runs unrecorded and the outbox unread
+    // while everything else looked fine: refuse to start on one.
+    {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.quick_check())
+            .await
+            .map_err(|e| DaemonError::Setup(e.to_string()))?
+            .map_err(|source| DaemonError::CorruptStore { source })?;
+    }
     // Before anything runs: runs a crashed predecessor (or a killed cron
     // check) had in flight are recorded as interrupted and its leases freed.
     let holder = {
@@ -263,6 +281,7 @@ pub async fn run(
         in_flight: Mutex::new(HashMap::new()),
         good_since_ping: Mutex::new(HashSet::new()),
         outbox_kick: Notify::new(),
+        reconcile_kick: Notify::new(),
         store_starts: Semaphore::new(STORE_CALLS),
         store_ends: Semaphore::new(STORE_CALLS),
         api,
@@ -290,8 +309,13 @@ pub async fn run(
         stopped(servers_stopped),
     ));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
+    let silences = tokio::spawn(silence_loop(Arc::clone(&shared)));
+    let store_watch = tokio::spawn(store_watch(
+        Arc::clone(&shared),
+        options.store_check_interval,
+    ));
     let recovery = tokio::spawn(recovery_loop(
-        shared.store.clone(),
+        Arc::clone(&shared),
         options.recovery_interval,
     ));
     watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
@@ -302,6 +326,8 @@ pub async fn run(
 
     heartbeat.stop();
     outbox.abort();
+    silences.abort();
+    store_watch.abort();
     recovery.abort();
     // One last chance for notifications queued by the final runs.
     let _ = tokio::time::timeout(Duration::from_secs(5), shared.monitor().deliver_due()).await;
@@ -335,15 +361,111 @@ fn report_recovered(recovered: &Recovered) {
 }
 
 /// Looks now and then for processes sharing the store (cron checks) that
-/// died mid-run: their runs are recorded without waiting for a restart.
-async fn recovery_loop(store: Store, interval: Duration) {
+/// died mid-run: their runs are recorded and their leases freed without
+/// waiting for a restart. Leases of this daemon's own for probes it is not
+/// running (a release that failed) are freed too, so a live daemon never
+/// keeps a cron `check` out of a probe it is not running.
+async fn recovery_loop(shared: Arc<Shared>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        let store = store.clone();
-        match tokio::task::spawn_blocking(move || crate::store::recover_crashed(&store)).await {
+        let shared = Arc::clone(&shared);
+        let recovered = tokio::task::spawn_blocking(move || {
+            let recovered = crate::store::recover_crashed(&shared.store)?;
+            // A run is in `in_flight` before it takes its lease: holding the
+            // map while releasing keeps a run from starting in between.
+            let in_flight = shared.in_flight();
+            let running: Vec<String> = in_flight.keys().cloned().collect();
+            shared
+                .store
+                .release_leases_except(shared.holder.name(), &running)?;
+            drop(in_flight);
+            Ok::<_, StoreError>(recovered)
+        });
+        match recovered.await {
             Ok(Ok(recovered)) => report_recovered(&recovered),
             Ok(Err(e)) => warn!("cannot look for runs cut off by a crash: {e}"),
             Err(e) => warn!("cannot look for runs cut off by a crash: {e}"),
+        }
+    }
+}
+
+/// Brings the alert states in line with the config and the silences, on
+/// start, after each reload, when a silence ends, and every minute (for a
+/// silence lifted by another process): what a silence held back is told,
+/// and alerts of probes removed or disabled resolve.
+async fn silence_loop(shared: Arc<Shared>) {
+    const AT_LEAST: Duration = Duration::from_secs(60);
+    loop {
+        match shared.monitor().reconcile(&shared.config()).await {
+            Ok(done) if !done.is_empty() => shared.outbox_kick.notify_one(),
+            Ok(_) => {}
+            Err(e) => warn!("cannot bring the alert states up to date: {e}"),
+        }
+        let store = shared.store.clone();
+        let now = shared.clock.now();
+        let next = tokio::task::spawn_blocking(move || store.next_silence_end(now)).await;
+        let limit = tokio::time::Instant::now() + AT_LEAST;
+        let wake = match next {
+            // Just past its end, so the silence no longer counts.
+            Ok(Ok(Some(end))) => shared
+                .clock
+                .instant_at(end + chrono::Duration::milliseconds(10))
+                .min(limit),
+            _ => limit,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = shared.reconcile_kick.notified() => {}
+        }
+    }
+}
+
+/// Watches the state store: while its operations fail, runs may go
+/// unrecorded and the outbox unread, so the canary says so itself, straight
+/// to its channels (the outbox lives in the failing store), and again when
+/// it works. Until a channel took the notice it is tried every tick.
+async fn store_watch(shared: Arc<Shared>, check_every: Duration) {
+    let tick = check_every.min(Duration::from_secs(10));
+    let mut told_failing = false;
+    let mut next_check = tokio::time::Instant::now() + check_every;
+    loop {
+        tokio::time::sleep(tick).await;
+        if tokio::time::Instant::now() >= next_check {
+            let store = shared.store.clone();
+            // A failure is kept by the store's health, read just below.
+            let _ = tokio::task::spawn_blocking(move || store.quick_check()).await;
+            next_check = tokio::time::Instant::now() + check_every;
+        }
+        let failing = shared.store.failed_within(crate::store::HEALTH_WINDOW);
+        shared.metrics.observe_store(&shared.store);
+        let monitor = shared.monitor();
+        match (failing, told_failing) {
+            (Some(e), false) => {
+                let reason = format!(
+                    "state store failing: {e}; runs may go unrecorded and alerts queued in it unsent \
+                     (see `sms-canary doctor`)"
+                );
+                told_failing = monitor
+                    .tell_now(
+                        crate::alert::Transition::Firing,
+                        crate::monitor::STORE_KEY,
+                        reason,
+                    )
+                    .await
+                    > 0;
+            }
+            (None, true) => {
+                let reason = "state store works again".to_string();
+                told_failing = monitor
+                    .tell_now(
+                        crate::alert::Transition::Resolved,
+                        crate::monitor::STORE_KEY,
+                        reason,
+                    )
+                    .await
+                    == 0;
+            }
+            _ => {}
         }
     }
 }
@@ -404,21 +526,29 @@ pub(crate) fn apply_reload(shared: &Shared, reloaded: Reloaded) {
         .unwrap_or_else(|e| e.into_inner()) = crate::receiver::webhook::router(hooks);
     shared.api.configure(&config);
     *shared.config.write().unwrap_or_else(|e| e.into_inner()) = config;
+    shared.reconcile_kick.notify_one();
 }
 
 /// Pings the heartbeat URL (a dead-man's switch) once every enabled probe has
-/// had a good run since the last ping; a failure restarts the count.
+/// had a good run since the last ping; a failure (or a failing store)
+/// restarts the count.
 pub(crate) async fn heartbeat_after(shared: &Shared, run: &RunResult) {
     let config = shared.config();
     let Some(url) = &config.canary.heartbeat_url else {
         return;
     };
+    // A failing store means runs unrecorded: no "all is well" ping, so the
+    // dead-man's switch fires if it lasts.
+    let store_failing = shared
+        .store
+        .failed_within(crate::store::HEALTH_WINDOW)
+        .is_some();
     let complete = {
         let mut good = shared
             .good_since_ping
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if run.outcome != crate::probe::Outcome::Ok {
+        if run.outcome != crate::probe::Outcome::Ok || store_failing {
             good.clear();
             return;
         }

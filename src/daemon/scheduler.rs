@@ -19,7 +19,8 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::{Control, DaemonOptions, Shared, apply_reload, heartbeat_after, prepare_reload};
 use crate::config::{Config, Probe};
-use crate::probe::{self, Correlation, Outcome, Phases, RunResult, Wiring};
+use crate::monitor::Refusal;
+use crate::probe::{self, Correlation, RunResult, Wiring};
 
 /// The longest the scheduler sleeps without ticking.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -66,6 +67,7 @@ pub(crate) async fn schedule(
             }
             if shared.in_flight().contains_key(&probe.name) {
                 warn!(probe = %probe.name, "previous run still going: this slot is skipped");
+                shared.metrics.probe_skipped(&probe.name, "still_running");
                 continue;
             }
             spawn_run(&mut tasks, &shared, &permits, probe.clone(), Some(at), None);
@@ -214,13 +216,10 @@ fn spawn_run(
     )>,
 ) {
     let (correlation, reply) = match manual {
-        Some((correlation, reply)) => (correlation, Some(reply)),
-        None => (Correlation::new(), None),
+        Some((correlation, reply)) => (Some(correlation), Some(reply)),
+        None => (None, None),
     };
-    shared.in_flight().insert(
-        probe.name.clone(),
-        (correlation.clone(), shared.clock.now()),
-    );
+    shared.in_flight().insert(probe.name.clone(), None);
     let shared = Arc::clone(shared);
     let permits = Arc::clone(permits);
     tasks.spawn(async move {
@@ -235,55 +234,38 @@ fn spawn_run(
     });
 }
 
-/// One run of one probe: cost guard, lease, run, record, notify.
+/// One run of one probe: begin (cost guard, lease, write-ahead), run,
+/// finish (record, release), notify.
 async fn run_one(
     shared: &Shared,
     probe: &Probe,
     scheduled: Option<DateTime<Utc>>,
-    correlation: Correlation,
+    correlation: Option<Correlation>,
 ) -> Result<RunResult, String> {
-    let config = shared.config();
     let now = shared.clock.now();
     if let Some(at) = scheduled {
         let lag = (now - at).num_microseconds().unwrap_or(0) as f64 / 1e3;
         debug!(probe = %probe.name, lag_ms = lag, "scheduled run starting");
     }
     let monitor = shared.monitor();
-    let cap = config.defaults.max_messages_per_day;
-    let left = {
+    let ticket = {
         let _slot = shared.store_starts.acquire().await;
-        monitor.messages_left(cap, now).await
-    };
-    if left == 0 {
-        warn!(probe = %probe.name, cap, "cost guard: max_messages_per_day reached in the last 24h; run skipped");
-        return Err(format!(
-            "cost guard: max_messages_per_day ({cap}) reached in the last 24h"
-        ));
-    }
-    let leased = {
-        let _slot = shared.store_starts.acquire().await;
-        monitor.lease(probe, shared.holder.name(), now).await
-    };
-    if !matches!(leased, Ok(true)) {
-        info!(probe = %probe.name, "another process is running this probe: run skipped");
-        return Err(format!(
-            "probe `{}` is being run by another process (lease held)",
-            probe.name
-        ));
-    }
-    // Written ahead: if this process dies before recording the run, the next
-    // one to start records it as interrupted instead of losing it.
-    let started = {
-        let _slot = shared.store_starts.acquire().await;
+        let correlation = correlation.unwrap_or_default();
         monitor
-            .start_run(probe, &correlation, shared.holder.name(), now)
+            .begin_as(probe, shared.holder.name(), now, correlation)
             .await
     };
-    if let Err(e) = started {
-        error!(probe = %probe.name, "cannot write the run ahead, so it is not sent: {e}");
-        monitor.release(&probe.name, shared.holder.name()).await;
-        return Err(format!("state store: {e}"));
-    }
+    let ticket = ticket.map_err(|refusal| {
+        // The cost guard's refusal may have queued the canary's own alert.
+        if matches!(refusal, Refusal::CostGuard { .. }) {
+            shared.outbox_kick.notify_one();
+        }
+        refusal.reason()
+    })?;
+    shared
+        .in_flight()
+        .insert(probe.name.clone(), Some(ticket.correlation().id.clone()));
+    let span = probe::span(probe, ticket.correlation());
     let setup = shared.setup();
     let wiring = Wiring {
         gateway: setup.gateway(&probe.gateway),
@@ -291,19 +273,23 @@ async fn run_one(
         callback_base: Some(&shared.public_url),
         poller: setup.poller(&probe.receiver),
     };
-    let result = probe::run_as(probe, wiring, correlation).await;
+    let result = probe::run_as(probe, wiring, ticket.correlation().clone()).await;
     shared.metrics.observe_run(&result);
-    {
+    async {
         let _slot = shared.store_ends.acquire().await;
-        if let Err(e) = monitor.record(probe, &result, false).await {
-            error!(probe = %probe.name, "cannot record the run: {e}");
+        if let Err(e) = ticket.finish(&monitor, probe, &result).await {
+            error!("cannot record the run: {e}");
         }
-        monitor.release(&probe.name, shared.holder.name()).await;
     }
+    .instrument(span.clone())
+    .await;
     shared.outbox_kick.notify_one();
-    heartbeat_after(shared, &result).await;
+    heartbeat_after(shared, &result).instrument(span).await;
     Ok(result)
 }
+
+/// Why runs cut off by a shutdown ended.
+const SHUTDOWN_REASON: &str = "interrupted: the daemon shut down before the run ended";
 
 /// Lets in-flight runs finish within `grace`; the rest are stored as interrupted.
 async fn shutdown(shared: &Shared, mut tasks: JoinSet<()>, grace: Duration) {
@@ -321,39 +307,24 @@ async fn shutdown(shared: &Shared, mut tasks: JoinSet<()>, grace: Duration) {
             break;
         }
     }
-    tasks.abort_all();
-    let cut: Vec<(String, (Correlation, DateTime<Utc>))> = shared.in_flight().drain().collect();
-    let config = shared.config();
-    let monitor = shared.monitor();
-    for (name, (correlation, started_at)) in cut {
-        let Some(probe) = config.probe(&name) else {
-            continue;
-        };
-        let run = RunResult {
-            probe: name.clone(),
-            gateway: probe.gateway.clone(),
-            receiver: probe.receiver.clone(),
-            correlation_id: correlation.id,
-            started_at,
-            outcome: Outcome::Error,
-            reason: Some("interrupted: the daemon shut down before the run ended".into()),
-            code: None,
-            latency: None,
-            threshold: probe.threshold,
-            timeout: probe.timeout,
-            phases: Phases::default(),
-            message_id: None,
-            attempts: 0,
-            findings: Vec::new(),
-            gateway_errors: Vec::new(),
-        };
-        let span = info_span!("run", probe = %name, correlation_id = %run.correlation_id);
-        match monitor.record(probe, &run, true).instrument(span).await {
-            Ok(_) => warn!(probe = %name, "run interrupted by shutdown, recorded as such"),
+    // Recorded before the tasks are cut, so each keeps this reason rather
+    // than the generic one of a ticket dropped unfinished.
+    let cut: Vec<(String, Option<String>)> = shared.in_flight().drain().collect();
+    for (name, id) in cut {
+        // Still waiting for a permit: nothing was begun.
+        let Some(id) = id else { continue };
+        let store = shared.store.clone();
+        let span = info_span!("run", probe = %name, correlation_id = %id);
+        let interrupted =
+            tokio::task::spawn_blocking(move || store.interrupt_run(&id, SHUTDOWN_REASON));
+        match interrupted.instrument(span).await {
+            Ok(Ok(_)) => warn!(probe = %name, "run interrupted by shutdown, recorded as such"),
+            Ok(Err(e)) => error!(probe = %name, "cannot record the interrupted run: {e}"),
             Err(e) => error!(probe = %name, "cannot record the interrupted run: {e}"),
         }
-        monitor.release(&name, shared.holder.name()).await;
     }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Delivers the outbox whenever a run queued something, and retries on time.

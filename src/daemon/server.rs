@@ -4,8 +4,9 @@
 //! webhook routes of the config in force, `/hooks/...`, and nothing else
 //! (404). The admin one (`[canary] admin_listen`) serves operators:
 //!
-//! - `GET /healthz`: 200 only if the scheduler ticked recently and the store
-//!   takes a write — what a liveness probe should restart on;
+//! - `GET /healthz`: 200 only if the scheduler ticked recently, the store
+//!   takes a write and no store operation failed in the last minute — what a
+//!   liveness probe should restart on;
 //! - `GET /readyz`: 200 once the daemon schedules (after preflight);
 //! - `GET /metrics`: Prometheus metrics;
 //! - the run API (see [`super::api`]): `POST /probes/{name}/run`, `GET /runs/{id}`.
@@ -55,7 +56,16 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let store = shared.store.clone();
     let now = shared.clock.now();
     match tokio::task::spawn_blocking(move || store.touch(now)).await {
-        Ok(Ok(())) => (StatusCode::OK, "ok\n").into_response(),
+        // A trivial write can succeed while the tables runs need are
+        // corrupt: any store failure of the last minute fails the check.
+        Ok(Ok(())) => match shared.store.failed_within(crate::store::HEALTH_WINDOW) {
+            None => (StatusCode::OK, "ok\n").into_response(),
+            Some(e) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("state store failing (within the last minute): {e}\n"),
+            )
+                .into_response(),
+        },
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store not writable: {e}\n"),
@@ -70,6 +80,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    shared.metrics.observe_store(&shared.store);
     (
         [(
             header::CONTENT_TYPE,

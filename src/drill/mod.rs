@@ -199,7 +199,7 @@ async fn play(
             name: name.to_string(),
             known: scenario::ALL.join(", "),
         })?;
-    let world = World::start(config, probe, speed, sink, options.notify).await?;
+    let world = World::start(config, probe, &plan, speed, sink, options.notify).await?;
     let played = world.play(&plan.steps, interval, sink).await;
     world.stop().await;
     let verdict = scenario::judge(&plan, probe, &played);
@@ -247,6 +247,8 @@ struct World {
     healthy: Duration,
     slow: Duration,
     monitor: Arc<Monitor>,
+    /// The world's own config, which `reconcile` reads.
+    config: Config,
     clock: Arc<DrillClock>,
     stop_listener: tokio::sync::oneshot::Sender<()>,
     listener: tokio::task::JoinHandle<()>,
@@ -258,6 +260,7 @@ impl World {
     async fn start(
         config: &Config,
         probe: &Probe,
+        plan: &scenario::Plan,
         speed: f64,
         sink: &Sink,
         notify: bool,
@@ -323,6 +326,11 @@ impl World {
         // outage, nor resolve one in Alertmanager.
         world_config.canary.instance = format!("{} (drill)", config.canary.instance);
         world_config.probes = vec![drilled.clone()];
+        // The canary's own alerts (the cost guard's) go to the sink only.
+        world_config.canary.alerts = Some(vec![SINK.to_string()]);
+        if let Some(budget) = plan.budget {
+            world_config.defaults.max_messages_per_day = budget;
+        }
 
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -381,6 +389,7 @@ impl World {
             healthy: scaled(probe.threshold / 5),
             slow: scaled((probe.threshold + probe.timeout) / 2),
             monitor,
+            config: world_config,
             clock,
             stop_listener,
             listener,
@@ -396,7 +405,9 @@ impl World {
             notifications: Vec::new(),
             fault_start: Duration::ZERO,
             fault_end: None,
+            silence_end: None,
         };
+        let mut silenced = false;
         let mut fault_started = false;
         for (k, step) in steps.iter().enumerate() {
             let at = interval * k as u32;
@@ -424,18 +435,41 @@ impl World {
                     ..NumberConfig::default()
                 },
             );
-            self.clock
-                .begin_run(origin + chrono::Duration::from_std(at).unwrap_or_default());
-            let wiring = Wiring {
-                gateway: &self.carrier.gateway,
-                inbox: &self.inbox,
-                callback_base: Some(&self.public_url),
-                poller: None,
-            };
-            let run = self.in_probe_time(probe::run(&self.probe, wiring).await);
-            played.outcomes.push(run.outcome);
-            if let Err(e) = self.monitor.record(&self.probe, &run, false).await {
-                tracing::warn!(probe = %self.probe.name, "drill: cannot record the run: {e}");
+            let now = origin + chrono::Duration::from_std(at).unwrap_or_default();
+            self.clock.begin_run(now);
+            if step.silenced != silenced {
+                silenced = step.silenced;
+                self.set_silence(silenced, now).await;
+                if !silenced {
+                    played.silence_end = Some(at);
+                }
+            }
+            // The run's whole lifecycle, as cron and the daemon live it:
+            // the cost guard may refuse it, which is itself an alert.
+            match self.monitor.begin(&self.probe, &self.id, now).await {
+                Ok(ticket) => {
+                    let wiring = Wiring {
+                        gateway: &self.carrier.gateway,
+                        inbox: &self.inbox,
+                        callback_base: Some(&self.public_url),
+                        poller: None,
+                    };
+                    let run =
+                        probe::run_as(&self.probe, wiring, ticket.correlation().clone()).await;
+                    let run = self.in_probe_time(run);
+                    played.outcomes.push(run.outcome);
+                    if let Err(e) = ticket.finish(&self.monitor, &self.probe, &run).await {
+                        tracing::warn!(probe = %self.probe.name, "drill: cannot record the run: {e}");
+                    }
+                }
+                Err(refusal) => {
+                    tracing::debug!(probe = %self.probe.name, "drill: run refused: {}", refusal.reason());
+                    // A refused run is the fault (the cost guard's).
+                    if !fault_started {
+                        fault_started = true;
+                        played.fault_start = at;
+                    }
+                }
             }
             if let Err(e) = self.monitor.deliver_due().await {
                 tracing::warn!(probe = %self.probe.name, "drill: outbox delivery failed: {e}");
@@ -447,6 +481,28 @@ impl World {
             .map(|n| ((n.at - origin).to_std().unwrap_or_default(), n))
             .collect();
         played
+    }
+
+    /// Silences the probe, or lifts its silence and tells what it held
+    /// back, as `silence` and `unsilence` do.
+    async fn set_silence(&self, on: bool, now: DateTime<Utc>) {
+        let store = self.monitor.store().clone();
+        let probe = self.probe.name.clone();
+        let until = now + chrono::Duration::days(1);
+        let changed = tokio::task::spawn_blocking(move || {
+            if on {
+                store.silence(&probe, until, Some("drill"), now)
+            } else {
+                store.unsilence(&probe).map(|_| ())
+            }
+        })
+        .await;
+        if !matches!(changed, Ok(Ok(()))) {
+            tracing::warn!(probe = %self.probe.name, "drill: cannot change the silence");
+        }
+        if !on && let Err(e) = self.monitor.reconcile(&self.config).await {
+            tracing::warn!(probe = %self.probe.name, "drill: cannot tell what the silence held back: {e}");
+        }
     }
 
     /// A run's figures and reason in probe time, for the alerts it causes.

@@ -6,7 +6,9 @@
 //! sustained failure fires within `failure_threshold × interval + timeout`
 //! of its start; a permanent refusal (no credit, unsubscribed) fires on its
 //! first run; a recovery sends a resolved notice within
-//! `success_threshold × interval + timeout`.
+//! `success_threshold × interval + timeout`. The canary's own failure modes
+//! are drilled too: a spent message budget alerts at the first run it stops,
+//! and an alert that fired under a silence is told when the silence ends.
 
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub const ALL: &[&str] = &[
     "no-credit",
     "unsubscribed",
     "receiver-down",
+    "cost-guard",
+    "silence-ends-while-firing",
 ];
 
 /// The carrier's behaviour during one run of a scenario.
@@ -37,6 +41,9 @@ pub struct Step {
     pub slow: bool,
     /// Inbound messages are posted to a port nobody listens on.
     pub receiver_down: bool,
+    /// The probe is silenced during this run (lifted before the next
+    /// unsilenced one).
+    pub silenced: bool,
 }
 
 impl Step {
@@ -54,6 +61,11 @@ impl Step {
     /// Whether this run is meant to fail (so a fault starts or ends here).
     pub fn is_faulty(&self) -> bool {
         self.slow || self.receiver_down || self.faults != Faults::default()
+    }
+
+    fn silenced(mut self) -> Step {
+        self.silenced = true;
+        self
     }
 }
 
@@ -73,6 +85,9 @@ pub enum Expect {
         within: Duration,
         resolve_within: Duration,
     },
+    /// Nothing is told while the silence lasts; a critical alert is told
+    /// within `within` of its end.
+    ToldWhenSilenceEnds { within: Duration },
 }
 
 /// One scenario as played for one probe.
@@ -81,6 +96,9 @@ pub struct Plan {
     pub name: &'static str,
     pub steps: Vec<Step>,
     pub expect: Expect,
+    /// The day's message budget of the world it plays in (the cost guard);
+    /// `None` keeps the config's.
+    pub budget: Option<u32>,
 }
 
 /// Builds scenario `name` for `probe`, whose runs are `interval` apart.
@@ -190,12 +208,38 @@ pub fn plan(name: &str, probe: &Probe, interval: Duration) -> Option<Plan> {
             };
             ("receiver-down", every(step, failures), critical)
         }
+        // The budget allows `failures` messages; the run after them is
+        // refused, and that must be an alert at once, not a quiet stop.
+        "cost-guard" => {
+            let expect = Expect::Alert {
+                severity: Severity::Critical,
+                within: probe.timeout,
+            };
+            let steps = every(Step::healthy(), failures + 1);
+            return Some(Plan {
+                name: "cost-guard",
+                steps,
+                expect,
+                budget: Some(failures as u32),
+            });
+        }
+        // The outage fires the alert while the probe is silenced; the
+        // silence is lifted with the outage still on: told at once.
+        "silence-ends-while-firing" => {
+            let mut steps = every(outage().silenced(), failures);
+            steps.push(outage());
+            let expect = Expect::ToldWhenSilenceEnds {
+                within: probe.timeout,
+            };
+            ("silence-ends-while-firing", steps, expect)
+        }
         _ => return None,
     };
     Some(Plan {
         name,
         steps,
         expect,
+        budget: None,
     })
 }
 
@@ -208,6 +252,8 @@ pub struct Played {
     /// When the fault began and, if it did, when it ended.
     pub fault_start: Duration,
     pub fault_end: Option<Duration>,
+    /// When a silence was lifted, if one was.
+    pub silence_end: Option<Duration>,
 }
 
 /// The verdict on one scenario.
@@ -237,6 +283,9 @@ impl Expect {
                 human(*within),
                 human(*resolve_within)
             ),
+            Expect::ToldWhenSilenceEnds { within } => {
+                format!("quiet while silenced, alert ≤ {} after", human(*within))
+            }
         }
     }
 }
@@ -300,6 +349,29 @@ pub fn judge(plan: &Plan, probe: &Probe, played: &Played) -> Verdict {
                     verdict.hint = Some("the alert carries no reason".to_string());
                 }
                 Some(_) => verdict.passed = true,
+            }
+        }
+        Expect::ToldWhenSilenceEnds { within } => {
+            let end = played.silence_end.unwrap_or(Duration::MAX);
+            let early = played.notifications.iter().find(|(at, _)| *at < end);
+            verdict.time_to_alert = fired.map(|(at, _)| at.saturating_sub(end));
+            verdict.observed = match (early, fired) {
+                (Some(f), _) => format!("told while silenced: {} ({runs})", fired_text(f)),
+                (None, None) => format!("never told ({runs})"),
+                (None, Some((at, n))) => format!(
+                    "{} alert {} after the silence ended ({runs})",
+                    n.severity.as_str(),
+                    human(at.saturating_sub(end))
+                ),
+            };
+            verdict.passed = early.is_none()
+                && fired.is_some_and(|(at, n)| {
+                    n.severity == Severity::Critical && at.saturating_sub(end) <= within
+                });
+            if !verdict.passed {
+                verdict.hint = Some(
+                    "an alert held back by a silence must be told when the silence ends".into(),
+                );
             }
         }
         Expect::Recovery {
@@ -420,7 +492,41 @@ mod tests {
                 .collect(),
             fault_start: Duration::ZERO,
             fault_end: end.map(Duration::from_secs),
+            silence_end: None,
         }
+    }
+
+    #[test]
+    fn a_silence_is_judged_by_what_was_told_after_it_ended() {
+        let probe = probe();
+        let plan = plan(
+            "silence-ends-while-firing",
+            &probe,
+            Duration::from_secs(300),
+        )
+        .unwrap();
+        let at_end = |told: Vec<(u64, Notification)>| Played {
+            silence_end: Some(Duration::from_secs(600)),
+            ..played(told, None)
+        };
+        let firing = || notice(Transition::Firing, Severity::Critical);
+        assert!(judge(&plan, &probe, &at_end(vec![(600, firing())])).passed);
+        let early = judge(
+            &plan,
+            &probe,
+            &at_end(vec![(300, firing()), (600, firing())]),
+        );
+        assert!(
+            !early.passed && early.observed.starts_with("told while silenced"),
+            "{early:?}"
+        );
+        let never = judge(&plan, &probe, &at_end(vec![]));
+        assert!(
+            !never.passed && never.observed.starts_with("never told"),
+            "{never:?}"
+        );
+        let late = judge(&plan, &probe, &at_end(vec![(3600, firing())]));
+        assert!(!late.passed, "{late:?}");
     }
 
     #[test]
@@ -429,7 +535,12 @@ mod tests {
         for name in ALL {
             let plan = plan(name, &probe, Duration::from_secs(300)).expect(name);
             assert_eq!(plan.name, *name);
-            assert!(plan.steps.iter().any(Step::is_faulty), "{name}");
+            // The cost guard's fault is the budget, not the carrier.
+            let budget_spent = plan.budget.is_some_and(|b| (b as usize) < plan.steps.len());
+            assert!(
+                plan.steps.iter().any(Step::is_faulty) || budget_spent,
+                "{name}"
+            );
             for step in &plan.steps {
                 step.faults.validate().expect(name);
             }

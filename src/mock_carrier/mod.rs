@@ -208,7 +208,7 @@ pub(crate) fn is_phone_number(s: &str) -> bool {
 }
 
 pub(crate) fn check_http_url(s: &str) -> Result<(), String> {
-    let shown = crate::redact::url_for_error(s);
+    let shown = crate::redact::redact_url(s);
     match url::Url::parse(s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
         Ok(_) => Err(format!("`{shown}` is not an http(s) URL")),

@@ -8,7 +8,7 @@ mod outcome;
 mod run;
 
 pub use outcome::{Finding, Outcome, Phases, RunResult, Status};
-pub use run::{Correlation, Wiring, run, run_as};
+pub use run::{Correlation, Wiring, run, run_as, span};
 pub(crate) use run::{round_ms, slow_reason};
 
 /// Length of the token that ties an arriving message to its run.

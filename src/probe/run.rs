@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error_span, info, warn};
 
 use super::TOKEN_LEN;
 use super::outcome::{Finding, Outcome, Phases, RunResult};
@@ -68,13 +68,21 @@ pub async fn run(probe: &Probe, wiring: Wiring<'_>) -> RunResult {
 /// Runs `probe` under a correlation id chosen by the caller (the daemon knows
 /// the id of a run it may have to record as interrupted).
 pub async fn run_as(probe: &Probe, wiring: Wiring<'_>, correlation: Correlation) -> RunResult {
-    let span = info_span!(
+    let span = span(probe, &correlation);
+    run_with(probe, wiring, correlation).instrument(span).await
+}
+
+/// The span every log line of a run is in, so each carries the probe and
+/// the correlation id. At ERROR level: a span is only recorded when its own
+/// level is enabled, and at the default WARN an INFO span would leave a
+/// run's warnings with neither.
+pub fn span(probe: &Probe, correlation: &Correlation) -> tracing::Span {
+    error_span!(
         "run",
         probe = %probe.name,
         gateway = %probe.gateway,
         correlation_id = %correlation.id
-    );
-    run_with(probe, wiring, correlation).instrument(span).await
+    )
 }
 
 async fn run_with(probe: &Probe, wiring: Wiring<'_>, correlation: Correlation) -> RunResult {
@@ -518,6 +526,7 @@ mod engine_tests {
             reminder: Duration::from_secs(3600),
             body: "sms-canary {probe} {token}".into(),
             alerts: Vec::new(),
+            alerts_explicit: false,
             alert_on_permanent: true,
         }
     }

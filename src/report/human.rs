@@ -1,6 +1,10 @@
-//! The human format: a line per probe, then a summary line.
+//! The human format, which is also a Nagios/Icinga plugin's: the first
+//! line is the overall status with performance data after `|` (a latency
+//! and an up series per probe, with the configured thresholds), then a line
+//! per probe.
 //!
 //! ```text
+//! CRITICAL - 2 probes: 1 ok, 1 lost | 'sandbox-roundtrip_latency'=0.812s;5;;0 'sandbox-roundtrip_up'=1;;;0;1 'sandbox-lost_latency'=U;5;;0 'sandbox-lost_up'=0;;;0;1
 //! OK        sandbox-roundtrip  ok     812ms / 5s   submit 3.1ms · sent 4.0ms · delivered 811ms · received 812ms  01JDX…
 //! CRITICAL  sandbox-lost       lost   - / 5s       submit 2.9ms · sent 3.5ms  01JDY…
 //!           ↳ sent by the carrier, but nothing arrived within 2s
@@ -21,6 +25,7 @@ pub fn render(report: &CheckReport, color: bool) -> String {
         .chain(report.skipped.iter().map(|s| s.probe.len()));
     let name_w = names.max().unwrap_or(0);
     let mut out = String::new();
+    summary(&mut out, report, color);
     for run in &report.runs {
         line(&mut out, run, name_w, color);
     }
@@ -33,8 +38,42 @@ pub fn render(report: &CheckReport, color: bool) -> String {
         let _ = writeln!(out, "{status}  {:<name_w$}  skipped", skipped.probe);
         let _ = writeln!(out, "{:8}  ↳ {}", "", skipped.reason);
     }
-    summary(&mut out, report, color);
     out
+}
+
+/// Nagios performance data: per probe, its latency in seconds against its
+/// threshold (`U` when nothing arrived) and whether it was up (`U` when it
+/// did not run).
+fn perfdata(report: &CheckReport) -> String {
+    let mut series = Vec::new();
+    for run in &report.runs {
+        let latency = run
+            .latency
+            .map_or_else(|| "U".to_string(), |d| format!("{}s", secs(d)));
+        let up = u8::from(run.outcome == crate::probe::Outcome::Ok);
+        series.push(format!(
+            "{}={latency};{};;0",
+            label(&run.probe, "latency"),
+            secs(run.threshold)
+        ));
+        series.push(format!("{}={up};;;0;1", label(&run.probe, "up")));
+    }
+    for skipped in &report.skipped {
+        series.push(format!("{}=U;;;0;1", label(&skipped.probe, "up")));
+    }
+    series.join(" ")
+}
+
+/// A perfdata label: quoted, since probe names may hold `-`; a quote in it
+/// is doubled, as the plugin guidelines say.
+fn label(probe: &str, series: &str) -> String {
+    format!("'{}_{series}'", probe.replace('\'', "''"))
+}
+
+/// Seconds with at most millisecond precision, without trailing zeros.
+fn secs(d: std::time::Duration) -> String {
+    let s = format!("{:.3}", d.as_secs_f64());
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 fn paint(text: &str, status: Status, color: bool) -> String {
@@ -108,7 +147,7 @@ fn summary(out: &mut String, report: &CheckReport, color: bool) {
     let n = report.runs.len() + report.skipped.len();
     let _ = write!(
         out,
-        "{} {n} probe{}: {}",
+        "{} - {n} probe{}: {}",
         paint(status.as_str(), status, color),
         if n == 1 { "" } else { "s" },
         counts.join(", ")
@@ -137,5 +176,5 @@ fn summary(out: &mut String, report: &CheckReport, color: bool) {
             report.strangers
         );
     }
-    let _ = writeln!(out);
+    let _ = writeln!(out, " | {}", perfdata(report));
 }

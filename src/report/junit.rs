@@ -73,11 +73,42 @@ pub fn render(report: &CheckReport) -> Result<String, JunitError> {
     Ok(xml)
 }
 
-/// Writes the report to `path` atomically: to `PATH.tmp` in the same
-/// directory first, then renamed over `path`, so readers see the old file or
-/// the whole new one.
+/// A check that could not run at all (bad config, a port in use): one
+/// `<error type="unknown">` case saying why, so the CI view shows the
+/// failure instead of a missing file.
+pub fn render_not_run(errors: &[String]) -> Result<String, JunitError> {
+    let mut suite = TestSuite::new(SUITE);
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status
+        .set_type("unknown")
+        .set_message(clean(&format!(
+            "UNKNOWN: the check could not run: {}",
+            errors.first().map_or("", String::as_str)
+        )))
+        .set_description(clean(&errors.join("\n")));
+    let mut case = TestCase::new("check", status);
+    case.set_classname(SUITE).set_time(Duration::ZERO);
+    suite.add_test_case(case);
+    let mut doc = Report::new(SUITE);
+    doc.add_test_suite(suite);
+    let mut xml = doc
+        .to_string()
+        .map_err(|e| JunitError::Render(e.to_string()))?;
+    if !xml.ends_with('\n') {
+        xml.push('\n');
+    }
+    Ok(xml)
+}
+
+/// Writes the report to `path` atomically (see [`write_xml`]).
 pub fn write(report: &CheckReport, path: &Path) -> Result<(), JunitError> {
-    let xml = render(report)?;
+    write_xml(&render(report)?, path)
+}
+
+/// Writes `xml` to `path` atomically: to `PATH.tmp` in the same directory
+/// first, then renamed over `path`, so readers see the old file or the
+/// whole new one.
+pub fn write_xml(xml: &str, path: &Path) -> Result<(), JunitError> {
     let failed = |source| JunitError::Write {
         path: path.to_path_buf(),
         source,

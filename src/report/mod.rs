@@ -4,6 +4,7 @@
 //! (with a `schema_version`), `junit` is JUnit XML for CI test views,
 //! `progress` is the spinner shown while waiting.
 
+pub mod alerts;
 pub mod drill;
 pub mod history;
 pub mod human;
@@ -13,6 +14,20 @@ pub mod plan;
 pub mod progress;
 
 use std::time::Duration;
+
+/// A file or endpoint `check` wrote its results to besides stdout (the
+/// JUnit report, a metrics textfile, a Pushgateway). Whether that worked is
+/// reported (stderr, the JSON's `outputs`) and never folded into the exit
+/// code: that is the probes' verdict alone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Output {
+    /// `junit`, `textfile` or `pushgateway`.
+    pub kind: &'static str,
+    /// The path or URL (credentials and query values redacted).
+    pub target: String,
+    /// Why it failed; `None` when it was written.
+    pub error: Option<String>,
+}
 
 /// How `check` prints its results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -90,6 +90,15 @@ pub fn render(config: &Config) -> String {
         out,
         "plan: ~{per_day:.0} messages/day from the daemon (cost guard: {cap}/day)"
     );
+    for p in config.probes.iter().filter(|p| p.alerts_forgotten()) {
+        let _ = writeln!(
+            out,
+            "warning: probe `{}` has no alert channel: its alerts go nowhere (name channels with \
+             `alerts = [...]` in {} or in [defaults], or write `alerts = []` there to mean it)",
+            p.name,
+            p.file.display()
+        );
+    }
     if per_day > f64::from(cap) {
         let _ = writeln!(
             out,

@@ -52,6 +52,22 @@ impl Store {
         })
     }
 
+    /// When the next silence in force at `now` ends, if any: the daemon
+    /// tells what it held back then.
+    pub fn next_silence_end(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with("read silences", |conn| {
+            let until: Option<i64> = conn.query_row(
+                "SELECT MIN(until) FROM silences WHERE until > ?1",
+                [millis(now)],
+                |row| row.get(0),
+            )?;
+            until.map(timestamp).transpose()
+        })
+    }
+
     /// Every silence in force at `now`, by probe name.
     pub fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
         self.with("read silences", |conn| {
@@ -88,6 +104,28 @@ impl Store {
                 params![probe, holder, now.saturating_add(ttl), now],
             )?;
             Ok(taken > 0)
+        })
+    }
+
+    /// Gives back every lease `holder` has but for the probes in `keep`:
+    /// what a live process holds for probes it is no longer running.
+    pub fn release_leases_except(&self, holder: &str, keep: &[String]) -> Result<u64, StoreError> {
+        self.with("release stale leases", |conn| {
+            let tx = conn.transaction()?;
+            let mut freed = 0;
+            let held: Vec<String> = {
+                let mut stmt = tx.prepare("SELECT probe FROM leases WHERE holder = ?1")?;
+                stmt.query_map([holder], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            for probe in held.iter().filter(|p| !keep.contains(p)) {
+                freed += tx.execute(
+                    "DELETE FROM leases WHERE probe = ?1 AND holder = ?2",
+                    [probe, holder],
+                )? as u64;
+            }
+            tx.commit()?;
+            Ok(freed)
         })
     }
 

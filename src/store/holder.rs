@@ -93,7 +93,7 @@ pub struct Recovered {
 /// Holders that are alive (their file is locked) are left alone.
 pub fn recover_crashed(store: &Store) -> Result<Recovered, StoreError> {
     let dir = holders_dir(store);
-    let mut candidates = store.started_run_holders()?;
+    let mut candidates = store.holders_in_store()?;
     match std::fs::read_dir(&dir) {
         Ok(entries) => {
             for entry in entries.flatten() {
@@ -114,33 +114,45 @@ pub fn recover_crashed(store: &Store) -> Result<Recovered, StoreError> {
     candidates.dedup();
     let mut recovered = Recovered::default();
     for holder in candidates {
-        let path = dir.join(format!("{holder}.{LOCK_EXT}"));
-        // Held while recovering, so two recovering processes cannot both act.
-        let lock = match File::open(&path) {
-            Ok(file) => match file.try_lock() {
-                Ok(()) => Some(file),
-                Err(TryLockError::WouldBlock) => continue,
-                Err(TryLockError::Error(e)) => {
-                    warn!(%holder, "cannot tell whether this process is alive: {e}");
-                    continue;
-                }
-            },
-            // No lock file: a holder with runs written ahead always had one,
-            // so its process has ended and another cleaned up after it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => {
-                warn!(%holder, "cannot tell whether this process is alive: {e}");
-                continue;
-            }
-        };
-        let runs = store.recover_holder(&holder)?;
-        if lock.is_some() {
-            let _ = std::fs::remove_file(&path);
+        if let Some(runs) = recover_if_dead(store, &holder)? {
+            recovered.holders.push(holder);
+            recovered.runs.extend(runs);
         }
-        recovered.holders.push(holder);
-        recovered.runs.extend(runs);
     }
     Ok(recovered)
+}
+
+/// If `holder`'s process has ended, records its runs in flight as
+/// interrupted, frees its leases and removes its lock file, returning the
+/// runs; a live holder (or one whose state cannot be told) is left alone
+/// (`None`). Used when a lease is found taken, so a dead process's lease is
+/// freed the moment someone needs it, not when it expires.
+pub fn recover_if_dead(store: &Store, holder: &str) -> Result<Option<Vec<String>>, StoreError> {
+    let path = holders_dir(store).join(format!("{holder}.{LOCK_EXT}"));
+    // Held while recovering, so two recovering processes cannot both act.
+    let lock = match File::open(&path) {
+        Ok(file) => match file.try_lock() {
+            Ok(()) => Some(file),
+            Err(TryLockError::WouldBlock) => return Ok(None),
+            Err(TryLockError::Error(e)) => {
+                warn!(%holder, "cannot tell whether this process is alive: {e}");
+                return Ok(None);
+            }
+        },
+        // No lock file: a holder with runs written ahead or leases taken
+        // always had one (it is claimed before either), so its process
+        // has ended and removed it, or another cleaned up after it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warn!(%holder, "cannot tell whether this process is alive: {e}");
+            return Ok(None);
+        }
+    };
+    let runs = store.recover_holder(holder)?;
+    if lock.is_some() {
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok(Some(runs))
 }
 
 fn remove_abandoned_claim(path: &Path) {

@@ -33,8 +33,13 @@ use crate::probe::{Finding, Outcome, Phases};
 
 use error::Failure;
 pub use error::StoreError;
-pub use holder::{Holder, Recovered, recover_crashed};
-pub use started::{CRASH_REASON, StartedRun};
+pub use holder::{Holder, Recovered, recover_crashed, recover_if_dead};
+pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};
+
+/// How long a store failure makes the store count as failing (`/healthz`,
+/// `sms_canary_store_up`): long enough that failures every few runs keep it
+/// failing, short enough that a store that healed shows it within a minute.
+pub const HEALTH_WINDOW: Duration = Duration::from_secs(60);
 
 /// The database file's name inside the `state_dir`.
 pub const DB_FILE: &str = "state.db";
@@ -60,6 +65,19 @@ struct Inner {
     conn: Mutex<Connection>,
     /// The cost guard's running count; taken only while holding `conn`.
     sent: Mutex<sent::SentWindow>,
+    /// What went wrong lately, for `/healthz` and the metrics.
+    health: Mutex<Health>,
+}
+
+/// The store's failures since it was opened: a store that fails its
+/// operations (a corrupt page, a disk gone read-only, a lock held past the
+/// busy timeout) must not look healthy because a trivial write still works.
+#[derive(Debug, Default)]
+struct Health {
+    /// Failed operations, by what the store was doing.
+    errors: std::collections::BTreeMap<&'static str, u64>,
+    /// The latest failure: when, and what it said.
+    last: Option<(std::time::Instant, String)>,
 }
 
 impl fmt::Debug for Store {
@@ -114,6 +132,32 @@ pub struct StoredRun {
     pub interrupted: bool,
 }
 
+impl StoredRun {
+    /// The run as the engine reported it, for a notice told after the fact
+    /// (a silence that ended). The store keeps no gateway or receiver name,
+    /// nor the gateway errors: those are empty.
+    pub fn into_result(self) -> crate::probe::RunResult {
+        crate::probe::RunResult {
+            probe: self.probe,
+            gateway: String::new(),
+            receiver: String::new(),
+            correlation_id: self.correlation_id,
+            started_at: self.started_at,
+            outcome: self.outcome,
+            reason: self.reason,
+            code: self.code,
+            latency: self.latency,
+            threshold: self.threshold,
+            timeout: self.timeout,
+            phases: self.phases,
+            message_id: self.message_id,
+            attempts: self.attempts,
+            findings: self.findings,
+            gateway_errors: Vec::new(),
+        }
+    }
+}
+
 /// A maintenance silence: the probe runs and records, but notifies nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Silence {
@@ -157,18 +201,26 @@ impl Store {
                 .map_err(create_dir)?;
         }
         let path = state_dir.join(DB_FILE);
+        // Created here so that it never exists with the umask's mode; SQLite
+        // gives the -wal and -shm files the database's own permissions. If
+        // it cannot be created, opening it below says why in SQLite's words.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .is_ok();
+        if !created && std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            tracing::warn!(
+                path = %path.display(),
+                "the state store is an empty file (0 bytes): starting a new one; if it held runs \
+                 and alert state, that was lost (truncated: a full disk, a copy or restore gone wrong)"
+            );
+        }
         let fail = |op| {
             let path = path.clone();
             move |e: Failure| e.into_store_error(path, op)
         };
-        // Created here so that it never exists with the umask's mode; SQLite
-        // gives the -wal and -shm files the database's own permissions. If
-        // it cannot be created, opening it below says why in SQLite's words.
-        let _ = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path);
         let mut conn = Connection::open(&path).map_err(|e| fail("open")(e.into()))?;
         configure(&conn).map_err(fail("configure"))?;
         // Files an older version made (or a umask made looser) are tightened.
@@ -183,6 +235,7 @@ impl Store {
                 path,
                 conn: Mutex::new(conn),
                 sent: Mutex::default(),
+                health: Mutex::default(),
             }),
         })
     }
@@ -190,6 +243,40 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// SQLite's quick check (`PRAGMA quick_check`) of the file as it is on
+    /// disk: the structure of every page, in time linear in its size.
+    /// `doctor` and the daemon's start run it, and the daemon now and then.
+    /// It reads through a connection of its own: the shared one may hold
+    /// the pages in its cache and never see that the file under them was
+    /// damaged, until another process's write makes it read them again.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        let checked = (|| {
+            let conn = Connection::open_with_flags(
+                &self.inner.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let mut stmt = conn.prepare("PRAGMA quick_check")?;
+            let problems = stmt
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|line| line != "ok")
+                .collect::<Vec<_>>();
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Integrity(problems))
+            }
+        })()
+        .map_err(|e: Failure| e.into_store_error(self.inner.path.clone(), "quick check"));
+        if let Err(e) = &checked {
+            self.failed("quick check", e);
+        }
+        checked
     }
 
     /// Runs SQLite's full integrity check, a foreign-key check and a check
@@ -276,7 +363,48 @@ impl Store {
             .conn
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        f(&mut conn).map_err(|e| e.into_store_error(self.inner.path.clone(), op))
+        let result = f(&mut conn).map_err(|e| e.into_store_error(self.inner.path.clone(), op));
+        drop(conn);
+        if let Err(e) = &result {
+            self.failed(op, e);
+        }
+        result
+    }
+
+    /// Counts a failed operation for [`Store::failed_within`] and the metrics.
+    fn failed(&self, op: &'static str, e: &StoreError) {
+        let mut health = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *health.errors.entry(op).or_default() += 1;
+        health.last = Some((std::time::Instant::now(), e.to_string()));
+    }
+
+    /// Failed operations since the store was opened, by operation (the
+    /// `op` label of `sms_canary_store_errors_total`).
+    pub fn error_counts(&self) -> Vec<(&'static str, u64)> {
+        let health = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        health.errors.iter().map(|(op, n)| (*op, *n)).collect()
+    }
+
+    /// The latest failure, if it happened within `window`.
+    pub fn failed_within(&self, window: Duration) -> Option<String> {
+        let health = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        health
+            .last
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() <= window)
+            .map(|(_, e)| e.clone())
     }
 }
 

@@ -5,7 +5,7 @@
 //! that stays listed until someone looks. Nothing is silently dropped.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::error::Failure;
 use super::{OutboxEntry, Store, StoreError, count, decode, millis, small, sql_limit, timestamp};
@@ -36,6 +36,44 @@ impl Store {
         })
     }
 
+    /// Takes the oldest entry due at `now` that no other sender holds, for
+    /// `claimer`, until `now + hold`: while the claim lasts no other sender
+    /// (a daemon, a cron check sharing the file) is given it. Delivering or
+    /// failing the entry ends the claim; a claim that expires (its sender
+    /// died mid-send) makes the entry due again. `None` when nothing is due.
+    pub fn claim_next(
+        &self,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: std::time::Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.with("claim a notification", |conn| {
+            let until = millis(now).saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let raw = tx
+                .query_row(
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM outbox WHERE {PENDING} AND next_attempt_at <= ?1
+                           AND (claimed_until IS NULL OR claimed_until <= ?1)
+                         ORDER BY created_at, rowid LIMIT 1"
+                    ),
+                    [millis(now)],
+                    raw_entry,
+                )
+                .optional()?;
+            let Some(raw) = raw else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE outbox SET claimed_by = ?3, claimed_until = ?4
+                 WHERE notification_id = ?1 AND channel = ?2",
+                params![raw.notification_id, raw.channel, claimer, until],
+            )?;
+            tx.commit()?;
+            raw.decode().map(Some)
+        })
+    }
+
     /// Records a successful delivery; the entry is never sent again.
     pub fn mark_delivered(
         &self,
@@ -45,7 +83,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.with("mark notification delivered", |conn| {
             let changed = conn.execute(
-                "UPDATE outbox SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL
+                "UPDATE outbox SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL,
+                     claimed_by = NULL, claimed_until = NULL
                  WHERE notification_id = ?1 AND channel = ?2",
                 params![notification_id, channel, millis(now)],
             )?;
@@ -68,7 +107,8 @@ impl Store {
             let next = millis(retry_at.unwrap_or(now));
             let changed = conn.execute(
                 "UPDATE outbox
-                 SET attempts = attempts + 1, last_error = ?3, next_attempt_at = ?4, dead = ?5
+                 SET attempts = attempts + 1, last_error = ?3, next_attempt_at = ?4, dead = ?5,
+                     claimed_by = NULL, claimed_until = NULL
                  WHERE notification_id = ?1 AND channel = ?2",
                 params![notification_id, channel, error, next, retry_at.is_none()],
             )?;
@@ -219,6 +259,44 @@ mod tests {
             .into_iter()
             .map(|e| (e.notification.id, e.channel))
             .collect()
+    }
+
+    #[test]
+    fn a_claimed_entry_is_given_to_no_other_sender_until_its_claim_expires() {
+        let (_dir, store) = store();
+        let id = queue(&store, "1", &["slack"], t(0));
+        let hold = std::time::Duration::from_secs(45);
+        let a = store.claim_next("a", t(1), hold).unwrap().unwrap();
+        assert_eq!(a.notification.id, id);
+        assert_eq!(
+            store.claim_next("b", t(2), hold).unwrap(),
+            None,
+            "a holds it"
+        );
+        // a died mid-send: once the claim expires, b gets it.
+        let b = store.claim_next("b", t(46), hold).unwrap().unwrap();
+        assert_eq!(b.notification.id, id);
+        store.mark_delivered(&id, "slack", t(47)).unwrap();
+        assert_eq!(
+            store.claim_next("a", t(200), hold).unwrap(),
+            None,
+            "delivered"
+        );
+        // A failure ends the claim too: the retry is due for anyone.
+        let id2 = queue(&store, "2", &["slack"], t(300));
+        store.claim_next("a", t(300), hold).unwrap().unwrap();
+        store
+            .mark_failed(&id2, "slack", "503", Some(t(301)), t(300))
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_next("b", t(301), hold)
+                .unwrap()
+                .unwrap()
+                .notification
+                .id,
+            id2
+        );
     }
 
     #[test]

@@ -89,24 +89,38 @@ impl Store {
                  SET state = excluded.state, updated_at = excluded.updated_at",
                 params![run.probe, state, millis(now)],
             )?;
-            let mut insert = tx.prepare(
-                "INSERT INTO outbox (notification_id, channel, probe, correlation_id, payload,
-                     created_at, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-            )?;
-            for (item, payload) in outbox.iter().zip(&payloads) {
-                insert.execute(params![
-                    item.notification.id,
-                    item.channel,
-                    item.notification.probe,
-                    run.correlation_id,
-                    payload,
-                    millis(now),
-                ])?;
-            }
-            drop(insert);
+            insert_outbox(&tx, outbox, &payloads, Some(&run.correlation_id), now)?;
             tx.commit()?;
             Ok(true)
+        })
+    }
+
+    /// Stores an alert state that changed without a run of its own (the
+    /// canary's own alerts, a silence that ended, a probe removed from the
+    /// config), with the notifications it caused, in one transaction.
+    pub fn record_alert(
+        &self,
+        key: &str,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with("record alert state", |conn| {
+            let state = encode("alert state", state)?;
+            let payloads = outbox
+                .iter()
+                .map(|item| encode("notification", &item.notification))
+                .collect::<Result<Vec<_>, _>>()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO alert_state (probe, state, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (probe) DO UPDATE
+                 SET state = excluded.state, updated_at = excluded.updated_at",
+                params![key, state, millis(now)],
+            )?;
+            insert_outbox(&tx, outbox, &payloads, None, now)?;
+            tx.commit()?;
+            Ok(())
         })
     }
 
@@ -132,6 +146,29 @@ impl Store {
     pub fn alert_states(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
         self.with("read alert states", |conn| {
             let mut stmt = conn.prepare("SELECT probe, state FROM alert_state ORDER BY probe")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?;
+            let mut states = Vec::new();
+            for row in rows {
+                let (probe, json) = row?;
+                let state = decode(&format!("alert state of {probe}"), &json)?;
+                states.push((probe, state));
+            }
+            Ok(states)
+        })
+    }
+
+    /// The alert states that may need telling without a run: firing, or
+    /// holding a notice a silence held back.
+    pub fn alert_states_to_reconcile(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
+        self.with("read alert states", |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT probe, state FROM alert_state
+                 WHERE json_extract(state, '$.firing') IS NOT NULL
+                    OR json_extract(state, '$.withheld') IS NOT NULL
+                 ORDER BY probe",
+            )?;
             let rows = stmt.query_map([], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
             })?;
@@ -296,6 +333,32 @@ struct RawRun {
     interrupted: bool,
 }
 
+/// Queues `outbox` (each item with its encoded payload) in `tx`.
+fn insert_outbox(
+    tx: &rusqlite::Transaction<'_>,
+    outbox: &[OutboxItem],
+    payloads: &[String],
+    correlation_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), Failure> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox (notification_id, channel, probe, correlation_id, payload,
+             created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?;
+    for (item, payload) in outbox.iter().zip(payloads) {
+        insert.execute(params![
+            item.notification.id,
+            item.channel,
+            item.notification.probe,
+            correlation_id,
+            payload,
+            millis(now),
+        ])?;
+    }
+    Ok(())
+}
+
 fn raw_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
     Ok(RawRun {
         probe: row.get(0)?,
@@ -368,7 +431,10 @@ mod tests {
                 since: at,
                 severity: Severity::Critical,
                 last_notified: at,
+                told: true,
+                channels: vec![],
             }),
+            withheld: None,
         }
     }
 

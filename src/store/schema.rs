@@ -98,6 +98,13 @@ CREATE TABLE started_runs (
 ) STRICT;
 CREATE INDEX started_runs_holder ON started_runs (holder);
 "#,
+    // 3: an outbox entry is claimed by one sender before it is sent, so a
+    // daemon and a cron check sharing the store never send it both. The
+    // claim expires, so a sender that died mid-send leaves it to the next.
+    r#"
+ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
+"#,
 ];
 
 /// The schema version this code writes.
@@ -155,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_file_keeps_its_runs_and_gains_started_runs() {
+    fn a_version_1_file_keeps_its_runs_and_outbox_and_gains_the_later_tables() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(MIGRATIONS[0]).unwrap();
         conn.pragma_update(None, "user_version", 1).unwrap();
@@ -166,8 +173,15 @@ mod tests {
             [],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO outbox (notification_id, channel, probe, correlation_id, payload,
+                 created_at, next_attempt_at)
+             VALUES ('n', 'c', 'p', 'old', '{}', 0, 0)",
+            [],
+        )
+        .unwrap();
         migrate(&mut conn).unwrap();
-        assert_eq!(user_version(&conn).unwrap(), 2);
+        assert_eq!(user_version(&conn).unwrap(), supported_version());
         let runs: i64 = conn
             .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))
             .unwrap();
@@ -175,6 +189,15 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM started_runs", [], |r| r.get(0))
             .unwrap();
         assert_eq!((runs, started), (1, 0));
+        // Its outbox entries are kept, unclaimed.
+        let unclaimed: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE claimed_by IS NULL AND claimed_until IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unclaimed, 1);
     }
 
     #[test]

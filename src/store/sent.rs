@@ -20,7 +20,7 @@ use super::error::Failure;
 use super::{count, millis};
 
 /// Which runs sent (or may have sent) a message: the cost guard counts them.
-const SENT: &str = "(message_id IS NOT NULL OR interrupted = 1)";
+pub(super) const SENT: &str = "(message_id IS NOT NULL OR interrupted = 1)";
 
 /// Seconds of counts kept below the latest `since`: concurrent runs ask with
 /// times a little out of order, and a step back within this margin must not

@@ -73,14 +73,19 @@ fn resolved() -> Notification {
     }
 }
 
-/// Loads `[alerts.NAME]` from TOML and builds the channel as the daemon does.
+/// Loads `[alerts.NAME]` from TOML and builds the channel as the daemon
+/// does. Settings that cannot work are refused as the config loads (as a
+/// permanent error here, with the config's message).
 fn build(name: &str, table: &str) -> Result<Box<dyn Channel>, ChannelError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.toml");
     let text = format!("[canary]\nprobes = []\n\n[alerts.{name}]\n{table}\n");
     std::fs::write(&path, text).expect("write config");
-    let config = Config::load_with_env(&path, &|_| None)
-        .unwrap_or_else(|e| panic!("config should load:\n{e}"));
+    let config = Config::load_with_env(&path, &|_| None).map_err(|e| ChannelError {
+        class: ErrorClass::Permanent,
+        reason: e.to_string(),
+        retry_after: None,
+    })?;
     build_channel(name, &config.alerts[name])
 }
 

@@ -176,7 +176,9 @@ fn ok_run_prints_outcome_latency_phases_and_correlation_id() {
     let out = run(dir.path(), &["check"]);
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
-    let line = text.lines().next().unwrap();
+    // First the overall status (a Nagios plugin's line), then the probe's.
+    assert!(text.starts_with("OK - 1 probe: 1 ok | "), "{text}");
+    let line = text.lines().nth(1).unwrap();
     assert!(line.starts_with("OK "), "{text}");
     assert!(line.contains("fast") && line.contains(" ok "), "{text}");
     assert!(
@@ -188,7 +190,7 @@ fn ok_run_prints_outcome_latency_phases_and_correlation_id() {
     }
     let id = line.rsplit("id ").next().unwrap().trim();
     assert_eq!(id.len(), 26, "a ULID correlation id: {text}");
-    assert!(text.contains("OK 1 probe: 1 ok"), "{text}");
+    assert!(text.contains("OK - 1 probe: 1 ok"), "{text}");
     assert!(!text.contains('\x1b'), "no colour when piped");
     assert!(
         !stderr(&out).contains('⠋'),

@@ -174,9 +174,12 @@ async fn an_overlapping_run_is_locked_out_and_sends_nothing() {
     let cron = Cron::new(addr, 5, GOOD);
     let store = sms_canary::store::Store::open(&cron.path().join(".sms-canary")).unwrap();
     let now = chrono::Utc::now();
+    // A live process (this one) holds the lease: a dead one's would be
+    // taken over at once.
+    let alive = sms_canary::store::Holder::claim(&store, "check").unwrap();
     assert!(
         store
-            .acquire_lease("p", "a-run-still-going", Duration::from_secs(600), now)
+            .acquire_lease("p", alive.name(), Duration::from_secs(600), now)
             .unwrap()
     );
     let out = cron.run(&["check"]).await;
@@ -190,7 +193,7 @@ async fn an_overlapping_run_is_locked_out_and_sends_nothing() {
         store.recent_runs(Some("p"), 10).unwrap().is_empty(),
         "nothing was sent or recorded"
     );
-    store.release_lease("p", "a-run-still-going").unwrap();
+    store.release_lease("p", alive.name()).unwrap();
     assert_eq!(cron.check().await, 0);
 }
 
@@ -236,19 +239,46 @@ async fn a_silenced_probe_records_runs_but_notifies_nobody() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cost_guard_stops_sending_at_the_daily_cap() {
-    let (_capture, addr) = Capture::start(free_addr()).await;
+async fn the_cost_guard_stops_sending_at_the_daily_cap_and_says_so_through_the_alerts() {
+    let (capture, addr) = Capture::start(free_addr()).await;
     let cron = Cron::new(addr, 5, GOOD);
-    let config = std::fs::read_to_string(cron.path().join("config.toml")).unwrap();
-    let config = config.replace(
-        "failure_threshold = 2",
-        "failure_threshold = 2\nmax_messages_per_day = 2",
-    );
-    std::fs::write(cron.path().join("config.toml"), config).unwrap();
+    let set_cap = |cap: u32| {
+        let config = config(addr, 5).replace(
+            "failure_threshold = 2",
+            &format!("failure_threshold = 2\nmax_messages_per_day = {cap}"),
+        );
+        std::fs::write(cron.path().join("config.toml"), config).unwrap();
+    };
+    set_cap(2);
     assert_eq!(cron.check().await, 0);
     assert_eq!(cron.check().await, 0);
+    assert!(capture.transitions().is_empty());
     let out = cron.run(&["check"]).await;
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("cost guard: max_messages_per_day (2)"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("cost guard reached: 2 of 2 messages in the last 24h"),
+        "{stdout}"
+    );
     assert!(cron.history().await.contains("2 runs (2 ok)"));
+    // Spending the budget stops the monitoring: that is an alert of its own,
+    // at once, not a quiet stop.
+    let sent = capture.received.lock().unwrap().clone();
+    assert_eq!(capture.transitions(), ["firing"], "{sent:?}");
+    assert_eq!(sent[0]["probe"], "canary:cost-guard");
+    assert_eq!(sent[0]["severity"], "critical");
+    let reason = sent[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("2 of 2 messages") && reason.contains("probes are not running until"),
+        "{reason}"
+    );
+    // Skipped again: counted, not re-sent (a reminder waits for `reminder`).
+    assert_eq!(cron.check().await, 3);
+    assert_eq!(capture.transitions(), ["firing"]);
+    // A bigger budget lets the probe run again, which resolves it.
+    set_cap(10);
+    assert_eq!(cron.check().await, 0);
+    assert_eq!(capture.transitions(), ["firing", "resolved"]);
+    let resolved = capture.received.lock().unwrap()[1].clone();
+    assert_eq!(resolved["probe"], "canary:cost-guard");
 }

@@ -391,7 +391,7 @@ async fn runs_cut_off_by_shutdown_are_recorded_as_interrupted() {
 async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
     let listen = free_addr();
     let carrier = carrier_delivering_to(listen, Duration::from_millis(10), Faults::default()).await;
-    let (_capture, alerts) = Capture::start(free_addr()).await;
+    let (capture, alerts) = Capture::start(free_addr()).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     let config = daemon_config(listen, &carrier.base_url(), alerts).replace(
@@ -435,10 +435,12 @@ async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
         run
     };
 
+    let admin = free_addr();
     let (tx, daemon) = crate::daemon::spawn_daemon(
         path.clone(),
         DaemonOptions {
             preflight: false,
+            admin_listen: Some(admin),
             ..DaemonOptions::default()
         },
     );
@@ -464,8 +466,44 @@ async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The slots after it are skipped, counted, and the probe shows as not
+    // checked; the canary's own alert says why, once.
+    let metrics = || async {
+        reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let skipped = |m: &str| {
+        crate::never_silent::sample(
+            m,
+            "sms_canary_probe_skipped_total",
+            &[("probe", "p"), ("reason", "cost_guard")],
+        )
+        .unwrap_or(0.0)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut m = metrics().await;
+    while skipped(&m) < 3.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no slot skipped:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m = metrics().await;
+    }
     assert_eq!(messages().await, 2, "sent past the daily cap");
+    assert_eq!(
+        crate::never_silent::sample(&m, "sms_canary_probe_up", &[("probe", "p")]),
+        Some(0.0),
+        "{m}"
+    );
+    capture.wait_for(1, Duration::from_secs(10)).await;
+    let notices = capture.received.lock().unwrap().clone();
+    let about: Vec<&str> = notices.iter().filter_map(|n| n["probe"].as_str()).collect();
+    assert_eq!(about, ["canary:cost-guard"], "{notices:?}");
     tx.send(Control::Shutdown).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), daemon)
         .await

@@ -111,8 +111,8 @@ fn the_shipped_example_keeps_the_promise_in_every_scenario() {
     let doc = json(&out);
     assert_eq!(out.status.code(), Some(0), "{doc:#}");
     let scenarios = doc["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 10, "{doc:#}");
-    assert_eq!(doc["passed"], 10);
+    assert_eq!(scenarios.len(), 12, "{doc:#}");
+    assert_eq!(doc["passed"], 12);
     // The example: every 5m, timeout 30s, failure_threshold 2, success_threshold 1.
     let sustained = 2.0 * 300.0 + 30.0;
     for quiet in ["dropped-message", "5xx-burst", "rate-limited"] {
@@ -170,6 +170,34 @@ fn the_shipped_example_keeps_the_promise_in_every_scenario() {
         .collect();
     assert_eq!(transitions, ["firing", "resolved"], "{recovery:#}");
     assert!(recovery["time_to_resolve_s"].as_f64().unwrap() <= 300.0 + 30.0);
+    // The canary's own failure modes: a spent budget alerts at the first run
+    // it stops, and a silence that ends with the alert firing tells it.
+    let cost = scenario(&doc, "cost-guard");
+    let told = &cost["notifications"][0];
+    assert_eq!(
+        (told["transition"].as_str(), told["severity"].as_str()),
+        (Some("firing"), Some("critical")),
+        "{cost:#}"
+    );
+    assert!(
+        told["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cost guard reached: 2 of 2 messages")
+    );
+    assert_eq!(cost["time_to_alert_s"].as_f64(), Some(0.0), "{cost:#}");
+    let silence = scenario(&doc, "silence-ends-while-firing");
+    let told: Vec<&str> = silence["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["transition"].as_str().unwrap())
+        .collect();
+    assert_eq!(told, ["firing"], "{silence:#}");
+    assert!(
+        silence["time_to_alert_s"].as_f64().unwrap() <= 30.0,
+        "{silence:#}"
+    );
 }
 
 #[test]

@@ -265,8 +265,10 @@ fn a_report_replaces_the_previous_one() {
     );
 }
 
+/// The exit code is the probes' verdict: a report that cannot be written is
+/// said on stderr (and in the JSON's `outputs`), never folded into it.
 #[test]
-fn an_unwritable_path_exits_3_naming_it_after_printing_the_results() {
+fn an_unwritable_path_is_reported_without_changing_the_verdict() {
     let dir = setup();
     let path = dir.path().join("no-such-dir").join("out.xml");
     let out = run(
@@ -279,24 +281,46 @@ fn an_unwritable_path_exits_3_naming_it_after_printing_the_results() {
             path.to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
-            "cannot write the JUnit report to {}",
+            "WARNING: the junit output was not written: cannot write the JUnit report to {}",
             path.display()
         )),
         "{stderr}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("OK 1 probe"),
+        String::from_utf8_lossy(&out.stdout).contains("OK - 1 probe"),
         "the results are still shown"
     );
-    // A directory is not a file either.
+    // A directory is not a file either; the JSON says so beside the verdict.
     let out = run(
         dir.path(),
-        &["check", "a-ok", "--no-state", "--junit", "probes"],
+        &[
+            "check",
+            "a-ok",
+            "--no-state",
+            "--junit",
+            "probes",
+            "--format",
+            "json",
+        ],
     );
-    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("probes"));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["status"].as_str(), doc["exit_code"].as_u64()),
+        (Some("OK"), Some(0))
+    );
+    assert_eq!(doc["outputs"][0]["kind"], "junit");
+    assert_eq!(doc["outputs"][0]["target"], "probes");
+    assert!(
+        doc["outputs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot write"),
+        "{doc}"
+    );
 }

@@ -25,6 +25,7 @@ mod mock_admin;
 mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
+mod never_silent;
 mod own_api;
 mod personal_data;
 mod python;
