@@ -34,9 +34,12 @@ COPY --from=build --chown=65532:65532 /state ./.sms-canary
 COPY config.example.toml ./
 COPY probes ./probes
 USER 65532:65532
-# [canary] listen: webhooks, /metrics, /healthz, /readyz.
+# [canary] listen: the webhooks, the one port to publish. /metrics, /healthz,
+# /readyz and the run API are on admin_listen (127.0.0.1:9188 by default,
+# inside the container); to scrape it, set admin_listen = "0.0.0.0:9188" and
+# publish it to a private network only.
 EXPOSE 9187
-# Asks /healthz on the config's listen address (no curl in the image).
+# Asks /healthz on the config's admin_listen (no curl in the image).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
   CMD ["/usr/local/bin/sms-canary", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/sms-canary"]

@@ -268,11 +268,14 @@ def oneshot(python, work):
 
 
 def start_daemon(cfg, port):
+    """Webhooks on `port`; /readyz and the rest on an admin port of its own."""
+    admin = free_port()
     proc = subprocess.Popen(
-        [CANARY, "--config", cfg, "daemon", "--listen", f"127.0.0.1:{port}", "--no-preflight"],
+        [CANARY, "--config", cfg, "daemon", "--listen", f"127.0.0.1:{port}",
+         "--admin-listen", f"127.0.0.1:{admin}", "--no-preflight"],
         stdout=subprocess.DEVNULL, stderr=open(cfg + ".log", "w"),
     )
-    if not wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60):
+    if not wait_http(f"http://127.0.0.1:{admin}/readyz", timeout=60):
         proc.kill()
         raise RuntimeError("the daemon did not become ready; see " + cfg + ".log")
     return proc

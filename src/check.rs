@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tracing::{Instrument, debug, warn};
 use url::Url;
 
@@ -27,7 +26,7 @@ use crate::receiver::Inbox;
 use crate::receiver::http_poll::HttpPoller;
 use crate::receiver::poll::Poller;
 use crate::receiver::twilio_poll::TwilioPoller;
-use crate::receiver::webhook::{self, Hooks, join_public};
+use crate::receiver::webhook::{self, Hooks, Inbound, join_public};
 use crate::store::{Holder, Store, StoreError};
 
 /// What to check and how.
@@ -295,9 +294,8 @@ impl Listener {
         inbox: &Arc<Inbox>,
     ) -> Result<Listener, CheckError> {
         let addr = options.listen.unwrap_or(config.canary.listen);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| CheckError::Listen { addr, source })?;
+        let listener =
+            crate::server::bind(addr).map_err(|source| CheckError::Listen { addr, source })?;
         let bound = listener
             .local_addr()
             .map_err(|source| CheckError::Listen { addr, source })?;
@@ -415,8 +413,7 @@ fn owned_numbers(
         .iter()
         .filter_map(|p| match &config.receivers[&p.receiver] {
             ReceiverConfig::Webhook(_) if p.gateway == gateway => {
-                let url = public_url
-                    .map(|u| join_public(u, &format!("/hooks/twilio/inbound/{}", p.receiver)));
+                let url = public_url.map(|u| join_public(u, &Inbound::Twilio.path(&p.receiver)));
                 Some((p.to.as_str().to_string(), url))
             }
             ReceiverConfig::TwilioPoll(t) if t.gateway.get_ref() == gateway => {

@@ -78,11 +78,16 @@ pub enum Command {
     /// Preflight without sending an SMS: credentials, listener, poll endpoints.
     /// Exit 0 if all pass, 2 if one fails, 3 for bad config.
     Doctor(DoctorArgs),
-    /// Run probes on their schedules: scheduler, webhooks, /healthz, /readyz.
+    /// Run probes on their schedules: scheduler, webhooks on `listen`; /metrics,
+    /// /healthz, /readyz and the run API on `admin_listen`.
     Daemon(DaemonArgs),
     /// Ask the running daemon's /healthz; exit 0 if healthy, 1 if not (for a
     /// container's HEALTHCHECK: the image has no shell or curl).
     Healthcheck(HealthcheckArgs),
+    /// Ask the running daemon to run a probe now (through its run API, with
+    /// the config's `admin_listen` and `api_token`). With --wait, exit like
+    /// `check`; without, 0 once the run started.
+    Trigger(TriggerArgs),
     /// Recent runs, outcome counts, latency percentiles, alerts and notifications.
     History(HistoryArgs),
     /// Silence a probe's alerts for a while (maintenance): runs still count.
@@ -111,9 +116,12 @@ pub struct ConfigSchemaArgs {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Listen here instead of `[canary] listen`.
+    /// Serve webhooks here instead of `[canary] listen`.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve /metrics, health and the run API here instead of `[canary] admin_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// Start even if the preflight (`doctor`) fails.
     #[arg(long)]
     pub no_preflight: bool,
@@ -131,6 +139,22 @@ pub struct HealthcheckArgs {
     /// Give up after this long.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::config::parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The probe to run.
+    #[arg(value_name = "PROBE")]
+    pub probe: String,
+    /// Wait for the run's result and exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    #[arg(long)]
+    pub wait: bool,
+    /// Call the daemon here instead of `[canary] admin_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Output format of the result on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -203,7 +227,7 @@ pub struct CheckArgs {
     pub no_state: bool,
 
     /// Push the run's metrics to this Prometheus Pushgateway (job `sms-canary`).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = UrlArg)]
     pub push_gateway: Option<url::Url>,
 
     /// Write the run's metrics as a node_exporter textfile (atomically).
@@ -256,4 +280,33 @@ pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_name = "SHELL", value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Parses a URL argument. clap's own error would quote the value whole; a
+/// URL may carry a password or a token, so the error quotes it without them.
+#[derive(Debug, Clone, Copy)]
+pub struct UrlArg;
+
+impl clap::builder::TypedValueParser for UrlArg {
+    type Value = url::Url;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<url::Url, clap::Error> {
+        let text = value.to_string_lossy();
+        url::Url::parse(&text).map_err(|e| {
+            let arg = arg.map(ToString::to_string).unwrap_or_default();
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "invalid value \"{}\" for '{arg}': {e}\n",
+                    crate::redact::redact_url(&text)
+                ),
+            )
+            .with_cmd(cmd)
+        })
+    }
 }

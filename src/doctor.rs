@@ -77,7 +77,7 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
                     Verdict::Skip,
                     "no read-only call to make (set health_url to check it)".into(),
                 ),
-                Ok(Err(e)) => (Verdict::Fail, e.to_string()),
+                Ok(Err(e)) => (Verdict::Fail, e.masked().to_string()),
             },
         };
         items.push(Item {
@@ -239,7 +239,7 @@ async fn poll(
                 probe.to.masked()
             ),
         ),
-        Ok(Err(e)) => (Verdict::Fail, e.to_string()),
+        Ok(Err(e)) => (Verdict::Fail, e.masked().to_string()),
     };
     Item {
         check: "receiver",

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use sms_canary::check::{CheckOptions, check};
-use sms_canary::cli::{self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat};
+use sms_canary::cli::{
+    self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat, TriggerArgs,
+};
 use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
 use sms_canary::operate;
@@ -127,6 +129,12 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
         Command::Daemon(args) => runtime.block_on(run_daemon(cli.config.as_deref(), args)),
         Command::Healthcheck(args) => {
             runtime.block_on(run_healthcheck(cli.config.as_deref(), args))
+        }
+        Command::Trigger(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            runtime.block_on(run_trigger(&config, args))
         }
         Command::History(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
@@ -374,7 +382,7 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
             let error = metrics.push(url, &config.canary.instance).await.err();
             outputs.push(Output {
                 kind: "pushgateway",
-                target: without_credentials(url),
+                target: sms_canary::redact::redact_url(url.as_str()),
                 error,
             });
         }
@@ -408,6 +416,45 @@ async fn run_check(config: &Config, args: CheckArgs) -> anyhow::Result<u8> {
     };
     print_stdout(text.as_bytes()).context("writing the report")?;
     warn_outputs(&outputs);
+    Ok(code)
+}
+
+/// `trigger`: the daemon runs the probe; with --wait its outcome is the exit code.
+async fn run_trigger(config: &Config, args: TriggerArgs) -> anyhow::Result<u8> {
+    use sms_canary::daemon::client::{self, Triggered};
+    let asked = client::trigger(config, args.admin_listen, &args.probe, args.wait);
+    let message = if args.wait {
+        format!("waiting for the daemon to run {}…", args.probe)
+    } else {
+        format!("asking the daemon to run {}…", args.probe)
+    };
+    let (text, code) = match behind_spinner(message, asked).await {
+        Err(code) => return Ok(code),
+        Ok(Triggered::Started { correlation_id }) => match args.format {
+            Format::Json => (
+                format!(
+                    "{}\n",
+                    serde_json::json!({"probe": args.probe, "status": "running", "correlation_id": correlation_id})
+                ),
+                0,
+            ),
+            Format::Human => (
+                format!(
+                    "{}: started (correlation id {correlation_id}); its result: `sms-canary history {}`, or trigger with --wait\n",
+                    args.probe, args.probe
+                ),
+                0,
+            ),
+        },
+        Ok(Triggered::Ended(run)) => {
+            let (line, code) = client::render_run(&run);
+            match args.format {
+                Format::Json => (format!("{run}\n"), code),
+                Format::Human => (line, code),
+            }
+        }
+    };
+    print_stdout(text.as_bytes()).context("writing the result")?;
     Ok(code)
 }
 
@@ -447,15 +494,6 @@ fn warn_outputs(outputs: &[Output]) {
             );
         }
     }
-}
-
-/// A URL as shown in output: no userinfo, no query (either may hold a credential).
-fn without_credentials(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.to_string()
 }
 
 /// Prints to stdout. A closed pipe (`| head`) is not an error worth a non-zero
@@ -537,6 +575,7 @@ async fn run_daemon(config: Option<&Path>, args: DaemonArgs) -> anyhow::Result<u
     };
     let options = DaemonOptions {
         listen: args.listen,
+        admin_listen: args.admin_listen,
         preflight: !args.no_preflight,
         grace: args.grace,
         ..DaemonOptions::default()

@@ -255,7 +255,12 @@ impl Metrics {
     pub async fn push(&self, gateway: &url::Url, instance: &str) -> Result<(), String> {
         let mut url = gateway.clone();
         url.path_segments_mut()
-            .map_err(|_| format!("{gateway} cannot be a Pushgateway base URL"))?
+            .map_err(|_| {
+                format!(
+                    "{} cannot be a Pushgateway base URL",
+                    crate::redact::redact_url(gateway.as_str())
+                )
+            })?
             .pop_if_empty()
             .extend(["metrics", "job", "sms-canary", "instance", instance]);
         let response = reqwest::Client::new()

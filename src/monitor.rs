@@ -327,7 +327,18 @@ impl Monitor {
         holder: &str,
         now: DateTime<Utc>,
     ) -> Result<Ticket, Refusal> {
-        let correlation = Correlation::new();
+        self.begin_as(probe, holder, now, Correlation::new()).await
+    }
+
+    /// As [`Monitor::begin`], under a correlation chosen by the caller: the
+    /// run API answers with a run's id before the run has begun.
+    pub async fn begin_as(
+        &self,
+        probe: &Probe,
+        holder: &str,
+        now: DateTime<Utc>,
+        correlation: Correlation,
+    ) -> Result<Ticket, Refusal> {
         let begin = BeginRun {
             run: StartedRun {
                 probe: probe.name.clone(),

@@ -2,10 +2,15 @@
 //!
 //! Webhooks arrive from providers across the internet, so the listener must
 //! not be held hostage: a client that sends its headers slowly (slowloris) is
-//! cut off after `header_timeout`, a request whose body or handling drags
-//! past `request_timeout` gets 408, and at most `max_connections` are open at
+//! cut off after `header_timeout`, headers over [`MAX_HEADER_BYTES`] get 431,
+//! a body declared larger than the routes take gets 413 before a byte of it
+//! is read ([`limit_body`]), a request whose body or handling drags past
+//! `request_timeout` gets 408, and at most `max_connections` are open at
 //! once (further clients wait in the kernel's accept queue). On shutdown open
 //! connections get a few seconds to finish.
+//!
+//! [`bind`] makes `[::]` take IPv4 callers too, whatever the system default,
+//! and handlers see such a caller as its IPv4 address, not `::ffff:a.b.c.d`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,6 +33,75 @@ use tracing::warn;
 
 /// How long open connections may take to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// Largest request head (request line and headers) read: ten times what a
+/// provider's webhook sends.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Binds a listener on `addr`. An IPv6 unspecified address (`[::]`) also
+/// takes IPv4 connections, as `0.0.0.0` would, whatever `bindv6only` says.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
+    // As the standard library does on Unix: a restart may rebind at once.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Adds the body limit to `router`: a request that declares a body over
+/// `limit` (`Content-Length`) is answered 413 at once, before anything is
+/// read and without a `100 Continue`, and its connection is closed; a body
+/// that turns out longer than declared, or unannounced, is cut at `limit`
+/// by the extractors (413 as well).
+/// `refused` is told the path of each request refused so.
+pub fn limit_body(
+    router: Router,
+    limit: usize,
+    refused: impl Fn(&str) + Clone + Send + Sync + 'static,
+) -> Router {
+    router
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let refused = refused.clone();
+                async move {
+                    if declared_length(request.headers()).is_some_and(|n| n > limit as u64) {
+                        refused(request.uri().path());
+                        return too_large(limit);
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+}
+
+/// The body length a request declares; an unreadable declaration counts as
+/// too large (hyper refuses most of those before us).
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    let value = headers.get(axum::http::header::CONTENT_LENGTH)?;
+    Some(
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(u64::MAX),
+    )
+}
+
+fn too_large(limit: usize) -> axum::response::Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(axum::http::header::CONNECTION, "close")],
+        format!("request body over {limit} bytes\n"),
+    )
+        .into_response()
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -80,6 +154,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request
@@ -103,7 +178,8 @@ pub async fn serve(
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
+            .header_read_timeout(limits.header_timeout)
+            .max_header_size(MAX_HEADER_BYTES);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;
@@ -114,5 +190,46 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(DRAIN) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn status(router: &Router, path: &str, length: &str) -> u16 {
+        let request = Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-length", length)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_on_every_path() {
+        let routes = Router::new().route("/in", axum::routing::post(|| async { "ok" }));
+        let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&refused);
+        let router = limit_body(routes, 100, move |path| {
+            seen.lock().unwrap().push(path.to_string())
+        });
+        assert_eq!(status(&router, "/in", "100").await, 200);
+        assert_eq!(status(&router, "/in", "101").await, 413);
+        assert_eq!(status(&router, "/in", "1000000000000").await, 413);
+        assert_eq!(status(&router, "/in", "twelve").await, 413);
+        assert_eq!(status(&router, "/elsewhere", "101").await, 413);
+        assert_eq!(status(&router, "/elsewhere", "1").await, 404);
+        assert_eq!(
+            *refused.lock().unwrap(),
+            ["/in", "/in", "/in", "/elsewhere"]
+        );
     }
 }

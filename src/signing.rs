@@ -62,8 +62,7 @@ fn twilio_mac(url: &str, params: &[(String, String)], auth_token: &str) -> HmacS
 }
 
 /// How a Vonage account signs: set in the Vonage dashboard next to the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VonageMethod {
     /// MD5 of the parameter string with the secret appended (Vonage's default).
     #[default]
@@ -85,12 +84,22 @@ impl FromStr for VonageMethod {
             "sha1" => VonageMethod::Sha1,
             "sha256" => VonageMethod::Sha256,
             "sha512" => VonageMethod::Sha512,
-            other => {
-                return Err(format!(
-                    "unknown Vonage signature method `{other}` (md5hash, md5, sha1, sha256, sha512)"
-                ));
+            // The value is not quoted: a secret pasted one line too low
+            // would otherwise be printed.
+            _ => {
+                return Err(
+                    "unknown Vonage signature method: expected one of md5hash, md5, sha1, sha256, sha512"
+                        .to_string(),
+                );
             }
         })
+    }
+}
+
+impl<'de> Deserialize<'de> for VonageMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,8 +1,9 @@
 //! The webhook routes, driven through the real router with any request:
 //! Twilio inbound and status callbacks, Vonage inbound and receipts (query,
 //! form or JSON), and the generic JSON route. No request makes a route panic
-//! or answer 5xx, and a request the harness signed correctly is never refused
-//! as badly signed.
+//! or answer 5xx, a request the harness signed correctly is never refused
+//! as badly signed, and one whose `Content-Length` declares more than the
+//! limit (or cannot be read) is refused with 413, on any path.
 //!
 //! Input: an HTTP/1-like request: `METHOD /path?query`, header lines, a blank
 //! line, the body. The pseudo-header `X-Fuzz-Sign: 1` asks the harness to sign
@@ -18,7 +19,7 @@ use axum::http::{HeaderName, HeaderValue, Method, Request, Uri, header};
 use libfuzzer_sys::fuzz_target;
 use sms_canary::config::Config;
 use sms_canary::receiver::Inbox;
-use sms_canary::receiver::webhook::{Hooks, router};
+use sms_canary::receiver::webhook::{BODY_LIMIT, Hooks, router};
 use sms_canary::signing::{VonageMethod, body_signature, twilio_signature, vonage_signature};
 use tower::ServiceExt;
 use url::Url;
@@ -235,6 +236,18 @@ fuzz_target!(|data: &[u8]| {
         Signer::None => {}
     }
 
+    // What the body limit goes by: the first Content-Length, unreadable = too large.
+    let declared = headers
+        .iter()
+        .find(|(name, _)| name == header::CONTENT_LENGTH)
+        .map(|(_, value)| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        });
+
     let mut request = Request::builder().method(method).uri(uri);
     for (name, value) in headers {
         request = request.header(name, value);
@@ -254,6 +267,10 @@ fuzz_target!(|data: &[u8]| {
 
     let status = response.status();
     assert!(!status.is_server_error(), "a webhook answered {status}");
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        assert_eq!(status.as_u16(), 413, "a declared {declared:?} bytes was not refused");
+        return;
+    }
     if signer != Signer::None {
         assert_ne!(
             status.as_u16(),

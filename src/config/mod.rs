@@ -6,6 +6,7 @@
 //! first, and each names its file, line and column.
 
 mod expand;
+pub mod probe_files;
 pub mod reference;
 mod values;
 
@@ -77,9 +78,17 @@ impl Config {
 pub struct Canary {
     /// Where the state store lives; relative paths are relative to the config file.
     pub state_dir: PathBuf,
-    /// Address of the HTTP listener for webhooks (and the daemon's endpoints).
+    /// The public listener: webhooks (`/hooks/...`) and nothing else. The
+    /// one address meant to be reachable from the internet.
     pub listen: SocketAddr,
+    /// The daemon's admin listener: `/metrics`, `/healthz`, `/readyz` and the
+    /// run API. Keep it off the internet.
+    pub admin_listen: SocketAddr,
+    /// Host names (with or without a port) the run API answers to besides
+    /// IP addresses and `localhost`, e.g. the name a reverse proxy forwards.
+    pub admin_hosts: Vec<String>,
     /// How providers reach our webhooks. Defaults to `http://` + the bound listen address.
+    #[serde(deserialize_with = "values::option_url")]
     pub public_url: Option<Url>,
     /// Label on metrics and alerts, so several instances can share one Alertmanager.
     pub instance: String,
@@ -89,8 +98,8 @@ pub struct Canary {
     pub heartbeat_url: Option<Secret>,
     /// Daemon: runs in flight at most.
     pub concurrency: usize,
-    /// Daemon: bearer token for `POST /probes/{name}/run` from other hosts
-    /// (loopback needs none).
+    /// Daemon: the bearer token the run API requires of every caller. Unset,
+    /// the run API refuses every request (403).
     pub api_token: Option<Secret>,
     /// Retries of alert notifications before they become dead letters.
     pub notify_retry: RetryPolicy,
@@ -104,6 +113,8 @@ impl Default for Canary {
         Canary {
             state_dir: PathBuf::from(".sms-canary"),
             listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9188)),
+            admin_hosts: Vec::new(),
             public_url: None,
             instance: default_instance(),
             probes: vec!["probes/*.toml".to_string()],
@@ -126,8 +137,23 @@ impl Canary {
     pub fn public_url_for(&self, bound: SocketAddr) -> Url {
         self.public_url.clone().unwrap_or_else(|| {
             // A socket address always makes a valid http URL authority.
-            Url::parse(&format!("http://{bound}")).expect("socket address forms a URL")
+            Url::parse(&format!("http://{}", reachable(bound))).expect("socket address forms a URL")
         })
+    }
+}
+
+/// The address a client on this host uses to reach a listener bound to
+/// `bound`: an unspecified address (`0.0.0.0`, `[::]`) is reached on loopback.
+pub fn reachable(bound: SocketAddr) -> SocketAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match bound.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, bound.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, bound.port()))
+        }
+        _ => bound,
     }
 }
 
@@ -359,7 +385,7 @@ pub struct TwilioGatewayConfig {
     #[serde(deserialize_with = "values::twilio_account_sid")]
     pub account_sid: String,
     pub auth_token: Secret,
-    #[serde(default = "twilio_base_url")]
+    #[serde(default = "twilio_base_url", deserialize_with = "values::url")]
     pub base_url: Url,
     /// Per-request timeout; a timeout is a transient error and is retried.
     #[serde(
@@ -375,7 +401,7 @@ pub struct TwilioGatewayConfig {
 pub struct VonageGatewayConfig {
     pub api_key: String,
     pub api_secret: Secret,
-    #[serde(default = "vonage_base_url")]
+    #[serde(default = "vonage_base_url", deserialize_with = "values::url")]
     pub base_url: Url,
     /// The account's signature secret: when set, receipts and inbound messages
     /// must carry a valid `sig`.
@@ -424,7 +450,7 @@ pub struct HttpGatewayConfig {
     #[serde(default)]
     pub transient: Vec<ResponseRule>,
     /// A read-only URL `doctor` calls to check reachability and credentials.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::option_url")]
     pub health_url: Option<Url>,
     #[serde(
         default = "request_timeout",
@@ -571,8 +597,10 @@ fn poll_interval() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookReceiverConfig {
-    /// The gateway whose account owns the receiving number; its credentials check
-    /// inbound signatures. Unset: any configured gateway's credentials are accepted.
+    /// The gateway whose account owns the receiving number: it picks the one
+    /// provider route served (Twilio for `twilio` and `mock`, Vonage for
+    /// `vonage`) and only its credentials check inbound signatures. Unset:
+    /// the receiver serves only the JSON route, signed with `json_secret`.
     #[serde(default)]
     pub gateway: Option<Spanned<String>>,
     /// Refuse unsigned or badly signed webhooks (403). On by default.
@@ -652,6 +680,7 @@ fn subject_prefix() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookAlertConfig {
+    #[serde(deserialize_with = "values::url")]
     pub url: Url,
     /// Signs the body: header `X-Signature-256: sha256=<hex>`.
     #[serde(default)]
@@ -665,6 +694,7 @@ pub struct WebhookAlertConfig {
 #[serde(deny_unknown_fields)]
 pub struct AlertmanagerConfig {
     /// Base URL, e.g. `http://127.0.0.1:9093`.
+    #[serde(deserialize_with = "values::url")]
     pub url: Url,
     /// Extra labels on every alert.
     #[serde(default)]
@@ -832,8 +862,26 @@ impl Sink<'_> {
     }
 
     fn toml(&mut self, e: toml::de::Error) {
-        self.at(e.span(), e.message().trim_end().to_string());
+        self.at(e.span(), de_message(&e));
     }
+}
+
+/// A deserialization error's message, with `{field}` (see
+/// [`crate::redact::EMPTY_SECRET`]) replaced by the path of the key it is
+/// about, which the TOML error knows but shows only in its long form.
+fn de_message(e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    if !message.contains("{field}") {
+        return message.to_string();
+    }
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let long = bare.to_string();
+    let path = long
+        .lines()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+        .unwrap_or("this secret");
+    message.replace("{field}", path)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -843,12 +891,27 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Largest main config file read.
+const MAX_MAIN_BYTES: u64 = 16 << 20;
+
 /// Reads a config file; text that is not UTF-8 is refused at the first bad byte.
-fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+fn read_text(path: &Path, limit: u64) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let failed = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    // Bounded: the file may be a pipe (`--config <(...)`) or grow while read.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(failed)?;
+    if bytes.len() as u64 > limit {
+        return Err(ConfigError::File {
+            file: path.to_path_buf(),
+            message: format!("larger than {limit} bytes: not a config file"),
+        });
+    }
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         // The prefix up to the bad byte is valid UTF-8 by definition.
@@ -874,7 +937,7 @@ impl Config {
     /// Loads with an explicit environment, so tests need not touch the process's.
     pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
-        let text = read_text(path).map_err(|e| ConfigErrors(vec![e]))?;
+        let text = read_text(path, MAX_MAIN_BYTES).map_err(|e| ConfigErrors(vec![e]))?;
         let main = parse_main(path, &text, env, &mut errors);
         let Some((raw, gateways, receivers, alerts, declared)) = main else {
             return Err(ConfigErrors(errors));
@@ -900,6 +963,7 @@ impl Config {
                 text: &text,
                 errors: &mut errors,
             };
+            check_canary(&config.canary, &declared, &mut sink);
             check_defaults(&config.defaults, defaults_span, &mut sink);
             check_receivers(&config, &declared, &mut sink);
         }
@@ -934,6 +998,8 @@ struct Declared {
     alerts: BTreeSet<String>,
     /// Line and column of `[canary] probes`, for errors in its globs.
     probes_at: Option<(usize, usize)>,
+    /// Where `[canary] admin_listen` is written.
+    admin_listen_span: Option<std::ops::Range<usize>>,
 }
 
 fn parse_main(
@@ -966,6 +1032,7 @@ fn parse_main(
     let probes_at = canary_key_at("probes").map(|span| line_col(text, span.start));
     let canary_alerts_at = canary_key_at("alerts");
     let heartbeat_url_at = canary_key_at("heartbeat_url");
+    let admin_listen_span = canary_key_at("admin_listen");
     let gateways_value = root.get_mut().remove("gateways");
     let receivers_value = root.get_mut().remove("receivers");
     let alerts_value = root.get_mut().remove("alerts");
@@ -978,6 +1045,7 @@ fn parse_main(
     };
     let mut declared = Declared {
         probes_at,
+        admin_listen_span,
         ..Declared::default()
     };
     let gateways = parse_kinds(
@@ -1150,7 +1218,7 @@ fn parse_kinds<T>(
                 out.insert(name, parsed);
             }
             Err(e) => {
-                let message = format!("`{section}.{name}`: {}", e.message().trim_end());
+                let message = format!("`{section}.{name}`: {}", de_message(&e));
                 sink.at(e.span(), message);
             }
         }
@@ -1179,6 +1247,18 @@ fn expand_value(value: &mut Spanned<DeValue<'_>>, env: Env<'_>, sink: &mut Sink<
         }
         DeValue::Table(t) => expand_table(t, env, sink),
         _ => {}
+    }
+}
+
+fn check_canary(c: &Canary, declared: &Declared, sink: &mut Sink<'_>) {
+    if c.admin_listen == c.listen && c.listen.port() != 0 {
+        sink.at(
+            declared.admin_listen_span.clone(),
+            format!(
+                "[canary] admin_listen must differ from listen ({}): the public listener serves only webhooks, the admin one /metrics, health and the run API",
+                c.listen
+            ),
+        );
     }
 }
 
@@ -1254,45 +1334,35 @@ fn load_probes(
     env: Env<'_>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Probe> {
-    let mut files = BTreeSet::new();
+    let mut found = probe_files::Found::default();
     for pattern in &config.canary.probes {
         let full = base.join(pattern);
         let full = full.to_string_lossy();
-        match glob::glob(&full) {
-            Ok(paths) => {
-                for p in paths {
-                    match p {
-                        Ok(p) => {
-                            files.insert(p);
-                        }
-                        Err(e) => errors.push(ConfigError::File {
-                            file: e.path().to_path_buf(),
-                            message: format!("cannot read: {}", e.error()),
-                        }),
-                    }
-                }
-            }
-            Err(e) => {
-                let message = format!("[canary] probes: bad glob \"{pattern}\": {e}");
-                errors.push(match declared.probes_at {
-                    Some((line, column)) => ConfigError::At {
-                        file: config.path.clone(),
-                        line,
-                        column,
-                        message,
-                    },
-                    None => ConfigError::File {
-                        file: config.path.clone(),
-                        message,
-                    },
-                });
-            }
+        if let Err(e) = probe_files::find(&full, &mut found) {
+            let message = format!("[canary] probes: bad glob \"{pattern}\": {e}");
+            errors.push(match declared.probes_at {
+                Some((line, column)) => ConfigError::At {
+                    file: config.path.clone(),
+                    line,
+                    column,
+                    message,
+                },
+                None => ConfigError::File {
+                    file: config.path.clone(),
+                    message,
+                },
+            });
         }
     }
+    errors.extend(found.errors.into_iter().map(|e| ConfigError::File {
+        file: e.path,
+        message: e.message,
+    }));
+    let files: BTreeSet<PathBuf> = found.files.into_iter().collect();
     let mut probes: Vec<Probe> = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
-        let text = match read_text(&file) {
+        let text = match read_text(&file, probe_files::MAX_FILE_BYTES) {
             Ok(t) => t,
             Err(e) => {
                 errors.push(e);
@@ -1378,6 +1448,22 @@ fn parse_probe(
                 "no receiver named `{}` (known: {})",
                 raw.receiver.get_ref(),
                 known(declared.receivers.iter())
+            ),
+        );
+    }
+    // The mock delivers to its own receiver only: any other refuses its
+    // signature, so every run would end `lost`.
+    if let (Some(GatewayConfig::Mock(_)), Some(ReceiverConfig::Webhook(w))) = (
+        config.gateways.get(raw.gateway.get_ref()),
+        config.receivers.get(raw.receiver.get_ref()),
+    ) && w.gateway.as_ref().map(|g| g.get_ref()) != Some(raw.gateway.get_ref())
+    {
+        sink.at(
+            Some(raw.receiver.span()),
+            format!(
+                "receiver `{receiver}` does not take mock `{gateway}`'s messages: a webhook receiver accepts only its own gateway's signed requests; set gateway = \"{gateway}\" in [receivers.{receiver}]",
+                receiver = raw.receiver.get_ref(),
+                gateway = raw.gateway.get_ref()
             ),
         );
     }

@@ -238,8 +238,22 @@ pub const TABLES: &[Table] = &[
                 name: "listen",
                 ty: Type::Address,
                 presence: Presence::Default(|| toml_string(canary().listen)),
-                doc: "Address of the HTTP listener: the webhook routes under /hooks/, and for the daemon /metrics, /healthz, /readyz and the run API. `check --listen` and `daemon --listen` override it.",
+                doc: "The public listener: the webhook routes under /hooks/ and nothing else, the one address meant to be reachable from the internet. `check --listen` and `daemon --listen` override it.",
                 example: Some(r#""0.0.0.0:9187""#),
+            },
+            Key {
+                name: "admin_listen",
+                ty: Type::Address,
+                presence: Presence::Default(|| toml_string(canary().admin_listen)),
+                doc: "Daemon: the admin listener, serving /metrics, /healthz, /readyz and the run API. Keep it on loopback or a private network.",
+                example: Some(r#""127.0.0.1:9188""#),
+            },
+            Key {
+                name: "admin_hosts",
+                ty: Type::List(&Type::String),
+                presence: Presence::Unset("IP addresses and `localhost` only"),
+                doc: "Host names (with or without a port) the run API answers to besides IP addresses and `localhost`, e.g. the name a reverse proxy forwards.",
+                example: Some(r#"["canary-admin.internal"]"#),
             },
             Key {
                 name: "public_url",
@@ -282,8 +296,8 @@ pub const TABLES: &[Table] = &[
             Key {
                 name: "api_token",
                 ty: Type::Secret,
-                presence: Presence::Unset("only loopback callers may use the run API"),
-                doc: "Daemon: bearer token for `POST /probes/{name}/run` from other hosts.",
+                presence: Presence::Unset("the run API is off (403)"),
+                doc: "Daemon: the bearer token every call to the run API (`POST /probes/{name}/run`, `GET /runs/{id}`) must carry; `sms-canary trigger` reads it from the config. An empty value is an error.",
                 example: Some(r#""${SMS_CANARY_API_TOKEN}""#),
             },
             Key {

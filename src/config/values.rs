@@ -161,10 +161,29 @@ pub fn twilio_account_sid<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::
     if ok {
         Ok(s)
     } else {
+        // Not quoted: an auth token pasted here by mistake would be printed.
         Err(de::Error::custom(format!(
-            "invalid account_sid \"{s}\": a Twilio account SID is \"AC\" and 32 hex digits"
+            "invalid account_sid ({} characters): a Twilio account SID is \"AC\" and 32 hex digits",
+            s.chars().count()
         )))
     }
+}
+
+/// A URL setting. Its error quotes the URL without userinfo or query values
+/// (see [`crate::redact::redact_url`]): a malformed URL may still carry a
+/// password or a token.
+pub fn url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
+    let s = String::deserialize(d)?;
+    url::Url::parse(&s).map_err(|e| {
+        de::Error::custom(format!(
+            "invalid URL \"{}\": {e}",
+            crate::redact::redact_url(&s)
+        ))
+    })
+}
+
+pub fn option_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<url::Url>, D::Error> {
+    url(d).map(Some)
 }
 
 /// Checks a body template.

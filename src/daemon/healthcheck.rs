@@ -10,10 +10,10 @@ use url::Url;
 use super::server::HEALTHZ;
 use crate::config::Canary;
 
-/// The URL of the daemon's `/healthz` for this config: its listen address,
-/// where an unspecified one (`0.0.0.0`, `[::]`) is reached on loopback.
+/// The URL of the daemon's `/healthz` for this config: its admin listener,
+/// where an unspecified address (`0.0.0.0`, `[::]`) is reached on loopback.
 pub fn url(canary: &Canary) -> Url {
-    let listen = canary.listen;
+    let listen = canary.admin_listen;
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -48,14 +48,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_unspecified_listen_address_is_asked_on_loopback() {
+    fn the_admin_listener_is_asked_and_an_unspecified_address_on_loopback() {
         let mut canary = Canary::default();
-        assert_eq!(url(&canary).as_str(), "http://127.0.0.1:9187/healthz");
+        assert_eq!(url(&canary).as_str(), "http://127.0.0.1:9188/healthz");
         canary.listen = "0.0.0.0:8080".parse().unwrap();
-        assert_eq!(url(&canary).as_str(), "http://127.0.0.1:8080/healthz");
-        canary.listen = "[::]:8080".parse().unwrap();
-        assert_eq!(url(&canary).as_str(), "http://[::1]:8080/healthz");
-        canary.listen = "10.0.0.5:9187".parse().unwrap();
-        assert_eq!(url(&canary).as_str(), "http://10.0.0.5:9187/healthz");
+        assert_eq!(url(&canary).as_str(), "http://127.0.0.1:9188/healthz");
+        canary.admin_listen = "0.0.0.0:8081".parse().unwrap();
+        assert_eq!(url(&canary).as_str(), "http://127.0.0.1:8081/healthz");
+        canary.admin_listen = "[::]:8081".parse().unwrap();
+        assert_eq!(url(&canary).as_str(), "http://[::1]:8081/healthz");
+        canary.admin_listen = "10.0.0.5:9188".parse().unwrap();
+        assert_eq!(url(&canary).as_str(), "http://10.0.0.5:9188/healthz");
     }
 }

@@ -1,12 +1,16 @@
 //! `sms-canary daemon`: probes on their schedules, for as long as it runs.
 //!
 //! One process holds: the scheduler (runs start at their due time, bounded by
-//! `concurrency`), the HTTP server (webhooks, `/metrics`, `/healthz`,
-//! `/readyz`, manual runs), the outbox delivery loop, a watchdog thread, and the state store it
-//! shares with cron runs. SIGHUP reloads the config (validated first; the old
-//! one stays on error); SIGTERM stops scheduling, lets in-flight runs finish
-//! within a grace period and records the rest as interrupted.
+//! `concurrency`), two HTTP listeners (public: the webhooks only; admin:
+//! `/metrics`, `/healthz`, `/readyz` and the run API), the outbox delivery
+//! loop, a watchdog thread, and the state store it shares with cron runs.
+//! SIGHUP reloads the config off the scheduler's task (validated first; the
+//! old one stays on error, and probing goes on while it loads); SIGTERM
+//! stops scheduling, lets in-flight runs finish within a grace period and
+//! records the rest as interrupted.
 
+pub mod api;
+pub mod client;
 mod clock;
 pub mod healthcheck;
 mod scheduler;
@@ -32,7 +36,7 @@ use crate::check::Setup;
 use crate::config::{Config, ConfigErrors};
 use crate::metrics::Metrics;
 use crate::monitor::{Monitor, MonitorError};
-use crate::probe::RunResult;
+use crate::probe::{Correlation, RunResult};
 use crate::receiver::Inbox;
 use crate::receiver::webhook::Hooks;
 use crate::store::{Holder, Recovered, Store, StoreError};
@@ -53,6 +57,8 @@ const STORE_CALLS: usize = 1;
 pub struct DaemonOptions {
     /// Overrides `[canary] listen`.
     pub listen: Option<SocketAddr>,
+    /// Overrides `[canary] admin_listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Run `doctor` first and refuse to start if it fails.
     pub preflight: bool,
     /// How long in-flight runs may take to finish on shutdown.
@@ -62,7 +68,7 @@ pub struct DaemonOptions {
     /// How often to look for processes sharing the store (a cron `check`)
     /// that died mid-run, to record their runs as interrupted.
     pub recovery_interval: Duration,
-    /// Limits of the HTTP listener (webhooks, metrics, the API).
+    /// Limits of both HTTP listeners.
     pub limits: crate::server::Limits,
     /// How often the state store's file is checked for damage (SQLite's
     /// quick check, on a connection of its own) besides at start.
@@ -73,6 +79,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             listen: None,
+            admin_listen: None,
             preflight: true,
             grace: Duration::from_secs(30),
             stall_limit: Duration::from_secs(60),
@@ -90,9 +97,11 @@ pub enum Control {
     Reload,
     /// Stop gracefully (SIGTERM, Ctrl-C).
     Shutdown,
-    /// Run one probe now and answer with its result.
+    /// Run one probe now, under `correlation`, and answer with its result
+    /// (or why it was not run).
     Run {
         probe: String,
+        correlation: Correlation,
         reply: oneshot::Sender<Result<RunResult, String>>,
     },
 }
@@ -113,8 +122,10 @@ pub enum DaemonError {
     CorruptStore { source: StoreError },
     #[error(transparent)]
     Monitor(#[from] MonitorError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ([canary] {which}): {source}")]
     Listen {
+        /// `listen` or `admin_listen`.
+        which: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -155,7 +166,8 @@ pub(crate) struct Shared {
     store_starts: Semaphore,
     /// Store calls of ending runs in progress at once.
     store_ends: Semaphore,
-    control: mpsc::Sender<Control>,
+    /// The run API: its checks follow the config on reload.
+    api: Arc<api::RunApi>,
     metrics: Arc<Metrics>,
     http: reqwest::Client,
 }
@@ -232,13 +244,11 @@ pub async fn run(
     };
     let (holder, recovered) = holder;
     report_recovered(&recovered);
-    let addr = options.listen.unwrap_or(config.canary.listen);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| DaemonError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| DaemonError::Listen { addr, source })?;
+    let (listener, bound) = listen("listen", options.listen.unwrap_or(config.canary.listen))?;
+    let (admin_listener, admin_bound) = listen(
+        "admin_listen",
+        options.admin_listen.unwrap_or(config.canary.admin_listen),
+    )?;
     let public_url = config.canary.public_url_for(bound);
     let inbox = Inbox::new();
     // Every probe, disabled ones too: `POST /probes/{name}/run` may name any.
@@ -255,6 +265,7 @@ pub async fn run(
         Some(Arc::clone(&metrics)),
     );
     let heartbeat = Arc::new(Heartbeat::default());
+    let api = api::RunApi::new(&config, control_tx, options.limits.request_timeout);
     let shared = Arc::new(Shared {
         config_path,
         config: RwLock::new(Arc::clone(&config)),
@@ -274,7 +285,7 @@ pub async fn run(
         reconcile_kick: Notify::new(),
         store_starts: Semaphore::new(STORE_CALLS),
         store_ends: Semaphore::new(STORE_CALLS),
-        control: control_tx,
+        api,
         metrics,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -282,11 +293,22 @@ pub async fn run(
             .map_err(|e| DaemonError::Setup(e.to_string()))?,
     });
 
-    let (stop_server, server_stopped) = oneshot::channel::<()>();
-    let app = server::router(Arc::clone(&shared));
-    let server = tokio::spawn(crate::server::serve(listener, app, options.limits, async {
-        let _ = server_stopped.await;
-    }));
+    let (stop_servers, servers_stopped) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let public = tokio::spawn(crate::server::serve(
+        listener,
+        server::public_router(Arc::clone(&shared)),
+        options.limits,
+        stopped(servers_stopped.clone()),
+    ));
+    let admin = tokio::spawn(crate::server::serve(
+        admin_listener,
+        server::admin_router(Arc::clone(&shared)),
+        options.limits,
+        stopped(servers_stopped),
+    ));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     let silences = tokio::spawn(silence_loop(Arc::clone(&shared)));
     let store_watch = tokio::spawn(store_watch(
@@ -299,7 +321,7 @@ pub async fn run(
     ));
     watchdog::spawn(Arc::clone(&heartbeat), options.stall_limit);
     let enabled = config.probes.iter().filter(|p| p.enabled).count();
-    info!(%bound, probes = enabled, "daemon started");
+    info!(%bound, admin = %admin_bound, probes = enabled, "daemon started");
 
     scheduler::schedule(Arc::clone(&shared), control, &options).await;
 
@@ -310,10 +332,23 @@ pub async fn run(
     recovery.abort();
     // One last chance for notifications queued by the final runs.
     let _ = tokio::time::timeout(Duration::from_secs(5), shared.monitor().deliver_due()).await;
-    let _ = stop_server.send(());
-    let _ = server.await;
+    let _ = stop_servers.send(true);
+    let _ = public.await;
+    let _ = admin.await;
     info!("daemon stopped");
     Ok(())
+}
+
+/// Binds the daemon's listener `which`; the address it got.
+fn listen(which: &'static str, addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let failed = |source| DaemonError::Listen {
+        which,
+        addr,
+        source,
+    };
+    let listener = crate::server::bind(addr).map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    Ok((listener, bound))
 }
 
 fn report_recovered(recovered: &Recovered) {
@@ -436,8 +471,18 @@ async fn store_watch(shared: Arc<Shared>, check_every: Duration) {
     }
 }
 
-/// SIGHUP: load and validate the new config; keep the old one on any error.
-pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
+/// A reloaded config with everything built from it, ready to swap in.
+pub(crate) struct Reloaded {
+    config: Arc<Config>,
+    setup: Setup,
+    monitor: Arc<Monitor>,
+    hooks: Arc<Hooks>,
+}
+
+/// SIGHUP: load and validate the new config and build what it describes.
+/// Runs as a task of its own, never on the scheduler's: however long the
+/// files take to read, probes keep running on the old config meanwhile.
+pub(crate) async fn prepare_reload(shared: Arc<Shared>) -> Result<Reloaded, String> {
     let path = shared.config_path.clone();
     let config = match tokio::task::spawn_blocking(move || Config::load(&path)).await {
         Ok(Ok(config)) => Arc::new(config),
@@ -457,6 +502,22 @@ pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
         shared.public_url.clone(),
         metrics,
     );
+    Ok(Reloaded {
+        config,
+        setup,
+        monitor,
+        hooks,
+    })
+}
+
+/// Swaps a reloaded config in; the scheduler does this between two ticks.
+pub(crate) fn apply_reload(shared: &Shared, reloaded: Reloaded) {
+    let Reloaded {
+        config,
+        setup,
+        monitor,
+        hooks,
+    } = reloaded;
     // Runs in flight keep the Arcs of the old setup until they finish.
     *shared.setup.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(setup);
     *shared.monitor.write().unwrap_or_else(|e| e.into_inner()) = monitor;
@@ -464,9 +525,9 @@ pub(crate) async fn reload(shared: &Shared) -> Result<(), String> {
         .hook_routes
         .write()
         .unwrap_or_else(|e| e.into_inner()) = crate::receiver::webhook::router(hooks);
+    shared.api.configure(&config);
     *shared.config.write().unwrap_or_else(|e| e.into_inner()) = config;
     shared.reconcile_kick.notify_one();
-    Ok(())
 }
 
 /// Pings the heartbeat URL (a dead-man's switch) once every enabled probe has

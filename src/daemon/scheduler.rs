@@ -17,10 +17,10 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::{Control, DaemonOptions, Shared, heartbeat_after, reload};
+use super::{Control, DaemonOptions, Shared, apply_reload, heartbeat_after, prepare_reload};
 use crate::config::{Config, Probe};
 use crate::monitor::Refusal;
-use crate::probe::{self, RunResult, Wiring};
+use crate::probe::{self, Correlation, RunResult, Wiring};
 
 /// The longest the scheduler sleeps without ticking.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -47,6 +47,9 @@ pub(crate) async fn schedule(
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut enabled = EnabledProbes::new(shared.config());
+    // A reload loads off this task; one asked for meanwhile runs after it.
+    let mut reloading: Option<tokio::task::JoinHandle<Result<super::Reloaded, String>>> = None;
+    let mut reload_again = false;
     loop {
         shared.heartbeat.tick();
         let now = shared.clock.now();
@@ -84,28 +87,43 @@ pub(crate) async fn schedule(
                     error!("a run panicked: {e}");
                 }
             }
-            msg = control.recv() => match msg {
-                None | Some(Control::Shutdown) => break,
-                Some(Control::Reload) => match reload(&shared).await {
-                    Ok(()) => {
+            Some(done) = async { Some(reloading.as_mut()?.await) }, if reloading.is_some() => {
+                reloading = None;
+                match done {
+                    Ok(Ok(reloaded)) => {
+                        apply_reload(&shared, reloaded);
                         next = due_times(&shared, Some(&next));
                         permits = Arc::new(Semaphore::new(shared.config().canary.concurrency.max(1)));
                         info!(probes = next.len(), "config reloaded");
                     }
-                    Err(e) => error!("config reload failed, keeping the running config:\n{e}"),
-                },
-                Some(Control::Run { probe, reply }) => {
+                    Ok(Err(e)) => error!("config reload failed, keeping the running config:\n{e}"),
+                    Err(e) => error!("config reload failed, keeping the running config: {e}"),
+                }
+                if std::mem::take(&mut reload_again) {
+                    reloading = Some(tokio::spawn(prepare_reload(Arc::clone(&shared))));
+                }
+            }
+            msg = control.recv() => match msg {
+                None | Some(Control::Shutdown) => break,
+                Some(Control::Reload) if reloading.is_some() => reload_again = true,
+                Some(Control::Reload) => {
+                    reloading = Some(tokio::spawn(prepare_reload(Arc::clone(&shared))));
+                }
+                Some(Control::Run { probe, correlation, reply }) => {
                     let config = shared.config();
                     match config.probe(&probe) {
                         None => { let _ = reply.send(Err(format!("no probe named `{probe}`"))); }
                         Some(_) if shared.in_flight().contains_key(&probe) => {
                             let _ = reply.send(Err(format!("probe `{probe}` is running already")));
                         }
-                        Some(p) => spawn_run(&mut tasks, &shared, &permits, p.clone(), None, Some(reply)),
+                        Some(p) => spawn_run(&mut tasks, &shared, &permits, p.clone(), None, Some((correlation, reply))),
                     }
                 }
             },
         }
+    }
+    if let Some(reloading) = reloading {
+        reloading.abort();
     }
     shutdown(&shared, tasks, options.grace).await;
 }
@@ -192,14 +210,21 @@ fn spawn_run(
     permits: &Arc<Semaphore>,
     probe: Probe,
     scheduled: Option<DateTime<Utc>>,
-    reply: Option<tokio::sync::oneshot::Sender<Result<RunResult, String>>>,
+    manual: Option<(
+        Correlation,
+        tokio::sync::oneshot::Sender<Result<RunResult, String>>,
+    )>,
 ) {
+    let (correlation, reply) = match manual {
+        Some((correlation, reply)) => (Some(correlation), Some(reply)),
+        None => (None, None),
+    };
     shared.in_flight().insert(probe.name.clone(), None);
     let shared = Arc::clone(shared);
     let permits = Arc::clone(permits);
     tasks.spawn(async move {
         let outcome = match permits.acquire_owned().await {
-            Ok(_permit) => run_one(&shared, &probe, scheduled).await,
+            Ok(_permit) => run_one(&shared, &probe, scheduled, correlation).await,
             Err(_) => Err("the scheduler is shutting down".to_string()),
         };
         shared.in_flight().remove(&probe.name);
@@ -215,6 +240,7 @@ async fn run_one(
     shared: &Shared,
     probe: &Probe,
     scheduled: Option<DateTime<Utc>>,
+    correlation: Option<Correlation>,
 ) -> Result<RunResult, String> {
     let now = shared.clock.now();
     if let Some(at) = scheduled {
@@ -224,7 +250,10 @@ async fn run_one(
     let monitor = shared.monitor();
     let ticket = {
         let _slot = shared.store_starts.acquire().await;
-        monitor.begin(probe, shared.holder.name(), now).await
+        let correlation = correlation.unwrap_or_default();
+        monitor
+            .begin_as(probe, shared.holder.name(), now, correlation)
+            .await
     };
     let ticket = ticket.map_err(|refusal| {
         // The cost guard's refusal may have queued the canary's own alert.

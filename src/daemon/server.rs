@@ -1,28 +1,29 @@
-//! The daemon's HTTP endpoints, next to the webhook routes.
+//! The daemon's two listeners.
+//!
+//! The public one (`[canary] listen`) faces the internet and serves the
+//! webhook routes of the config in force, `/hooks/...`, and nothing else
+//! (404). The admin one (`[canary] admin_listen`) serves operators:
 //!
 //! - `GET /healthz`: 200 only if the scheduler ticked recently, the store
 //!   takes a write and no store operation failed in the last minute — what a
 //!   liveness probe should restart on;
 //! - `GET /readyz`: 200 once the daemon schedules (after preflight);
 //! - `GET /metrics`: Prometheus metrics;
-//! - `POST /probes/{name}/run`: run a probe now and get its result, from
-//!   loopback or with `Authorization: Bearer <api_token>`;
-//! - everything else: the webhook routes of the current config.
+//! - the run API (see [`super::api`]): `POST /probes/{name}/run`, `GET /runs/{id}`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use subtle::ConstantTimeEq;
+use axum::routing::get;
 use tower::ServiceExt;
 
-use super::{Control, Shared};
+use super::Shared;
+use super::api::{self, ADMIN_BODY_LIMIT};
 
 /// Where liveness is asked (`sms-canary healthcheck` asks it too).
 pub(crate) const HEALTHZ: &str = "/healthz";
@@ -30,14 +31,20 @@ pub(crate) const HEALTHZ: &str = "/healthz";
 /// Longest silence of the scheduler that still counts as healthy.
 const HEALTHY_TICK: Duration = Duration::from_secs(10);
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+/// What the public listener serves: webhooks only.
+pub(crate) fn public_router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(webhooks).with_state(shared)
+}
+
+/// What the admin listener serves.
+pub(crate) fn admin_router(shared: Arc<Shared>) -> Router {
+    let routes = Router::new()
         .route(HEALTHZ, get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/probes/{name}/run", post(run_now))
-        .fallback(webhooks)
-        .with_state(shared)
+        .with_state(Arc::clone(&shared))
+        .merge(api::router(Arc::clone(&shared.api)));
+    crate::server::limit_body(routes, ADMIN_BODY_LIMIT, |_| {})
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
@@ -95,57 +102,11 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// Loopback callers are trusted; others need the configured bearer token.
-fn authorized(shared: &Shared, peer: SocketAddr, headers: &HeaderMap) -> bool {
-    if peer.ip().is_loopback() {
-        return true;
-    }
-    let Some(token) = shared.config().canary.api_token.clone() else {
-        return false;
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    given.len() == token.expose().len()
-        && bool::from(given.as_bytes().ct_eq(token.expose().as_bytes()))
-}
-
-async fn run_now(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !authorized(&shared, peer, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "loopback or a valid bearer token required\n",
-        )
-            .into_response();
-    }
-    if shared.config().probe(&name).is_none() {
-        return (StatusCode::NOT_FOUND, format!("no probe named `{name}`\n")).into_response();
-    }
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    if shared
-        .control
-        .send(Control::Run { probe: name, reply })
-        .await
-        .is_err()
-    {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    }
-    match answer.await {
-        Ok(Ok(run)) => axum::Json(run).into_response(),
-        Ok(Err(why)) => (StatusCode::CONFLICT, format!("{why}\n")).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
-    }
-}
-
-/// Hands the request to the webhook routes of the config in force.
+/// Hands `/hooks/...` to the webhook routes of the config in force.
 async fn webhooks(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    if !request.uri().path().starts_with("/hooks/") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     match shared.hook_routes().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

@@ -41,7 +41,7 @@ use crate::mock_carrier::{LatencyModel, MockConfig, NumberConfig};
 use crate::monitor::Monitor;
 use crate::probe::{self, Outcome, RunResult, Wiring};
 use crate::receiver::Inbox;
-use crate::receiver::webhook::{self, Hooks, join_public};
+use crate::receiver::webhook::{self, Hooks, Inbound, join_public};
 use crate::schedule::Schedule;
 use crate::store::Store;
 pub use scenario::{Expect, Played, Verdict};
@@ -312,7 +312,7 @@ impl World {
         world_config.receivers = BTreeMap::from([(
             RECEIVER.to_string(),
             ReceiverConfig::Webhook(WebhookReceiverConfig {
-                gateway: None,
+                gateway: Some(toml::Spanned::new(0..0, GATEWAY.to_string())),
                 verify_signatures: true,
                 json_secret: None,
                 json_signature_header: "X-Signature-256".to_string(),
@@ -350,11 +350,9 @@ impl World {
                 let _ = stopped.await;
             },
         ));
-        let inbound_url = join_public(&public_url, &format!("/hooks/twilio/inbound/{RECEIVER}"));
-        let closed_url = format!(
-            "http://{}/hooks/twilio/inbound/{RECEIVER}",
-            closed_port().await?
-        );
+        let inbound_path = Inbound::Twilio.path(RECEIVER);
+        let inbound_url = join_public(&public_url, &inbound_path);
+        let closed_url = format!("http://{}{inbound_path}", closed_port().await?);
         let carrier = mock::start(
             GATEWAY,
             &carrier_config,

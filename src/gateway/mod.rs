@@ -18,6 +18,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::E164;
+use crate::redact::mask_numbers_in;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -89,6 +90,15 @@ impl SubmitError {
             reason: reason.into(),
             retry_after: None,
         }
+    }
+
+    /// With every phone number in its words masked: a provider's message
+    /// often quotes the number it refused, and this error goes on to runs,
+    /// logs, the store and alerts.
+    pub fn masked(mut self) -> Self {
+        self.reason = mask_numbers_in(&self.reason).into_owned();
+        self.code = self.code.map(|c| mask_numbers_in(&c).into_owned());
+        self
     }
 }
 

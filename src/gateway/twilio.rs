@@ -95,7 +95,7 @@ impl Gateway for TwilioGateway {
     }
 
     fn status_callback_path(&self) -> Option<String> {
-        Some(format!("/hooks/twilio/status/{}", self.name))
+        Some(crate::receiver::webhook::twilio_status_path(&self.name))
     }
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {

@@ -100,7 +100,7 @@ impl Gateway for VonageGateway {
     }
 
     fn status_callback_path(&self) -> Option<String> {
-        Some(format!("/hooks/vonage/receipt/{}", self.name))
+        Some(crate::receiver::webhook::vonage_receipt_path(&self.name))
     }
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {

@@ -87,6 +87,8 @@ pub struct MockConfig {
     pub vonage: VonageAccount,
     /// Faults in force from the start; the admin API can change them.
     pub faults: Faults,
+    /// When set, the admin API (`/_mock/...`) needs it as a bearer token.
+    pub admin_token: Option<Secret>,
 }
 
 impl Default for MockConfig {
@@ -99,6 +101,7 @@ impl Default for MockConfig {
             numbers: BTreeMap::new(),
             vonage: VonageAccount::default(),
             faults: Faults::default(),
+            admin_token: None,
         }
     }
 }
@@ -205,10 +208,11 @@ pub(crate) fn is_phone_number(s: &str) -> bool {
 }
 
 pub(crate) fn check_http_url(s: &str) -> Result<(), String> {
+    let shown = crate::redact::redact_url(s);
     match url::Url::parse(s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
-        Ok(_) => Err(format!("`{s}` is not an http(s) URL")),
-        Err(e) => Err(format!("`{s}` is not a URL: {e}")),
+        Ok(_) => Err(format!("`{shown}` is not an http(s) URL")),
+        Err(e) => Err(format!("`{shown}` is not a URL: {e}")),
     }
 }
 
@@ -236,6 +240,7 @@ impl MockCarrier {
         let shared = Arc::new(Shared {
             account_sid: config.account_sid,
             auth_token: config.auth_token,
+            admin_token: config.admin_token,
             vonage: config.vonage,
             latency: config.latency,
             numbers: RwLock::new(config.numbers),
@@ -286,6 +291,15 @@ pub(crate) fn validate(config: &MockConfig) -> Result<(), MockError> {
     if config.auth_token.is_empty() {
         return Err(MockError::InvalidConfig("the auth token is empty".into()));
     }
+    if config
+        .admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        return Err(MockError::InvalidConfig(
+            "the admin token is empty (leave it out for an open admin API)".into(),
+        ));
+    }
     config
         .latency
         .validate()
@@ -333,6 +347,11 @@ impl MockHandle {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether the admin API needs a token.
+    pub fn has_admin_token(&self) -> bool {
+        self.shared.admin_token.is_some()
     }
 
     /// Registers or replaces a number's behaviour; messages created from now
@@ -393,6 +412,7 @@ impl Drop for MockHandle {
 pub(crate) struct Shared {
     pub(crate) account_sid: String,
     pub(crate) auth_token: Secret,
+    pub(crate) admin_token: Option<Secret>,
     pub(crate) vonage: VonageAccount,
     latency: LatencyModel,
     numbers: RwLock<BTreeMap<String, NumberConfig>>,

@@ -4,7 +4,8 @@
 //! curl) at a carrier that needs no account: `base_url =
 //! "http://127.0.0.1:4010"`. The flags cover the per-number behaviours of the
 //! in-process mock, the Vonage credentials, and the faults to start with
-//! (which the admin API can change later).
+//! (which the admin API can change later), and the admin API's token.
+//! Bound to anything but loopback it warns: its credentials are public.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -65,6 +66,15 @@ pub struct StandaloneArgs {
     /// `{"errors":{"status":503,"count":2}}`.
     #[arg(long, value_name = "JSON")]
     pub faults: Option<String>,
+
+    /// Require `Authorization: Bearer TOKEN` on the admin API (`/_mock/...`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SMS_CANARY_MOCK_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
 }
 
 /// The Vonage account of the standalone mock.
@@ -162,6 +172,16 @@ impl StandaloneArgs {
                 "must not be empty".into(),
             ));
         }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(invalid(
+                "--admin-token",
+                "must not be empty (leave it out for an open admin API)".into(),
+            ));
+        }
         let faults = match &self.faults {
             Some(json) => {
                 let faults: Faults =
@@ -186,6 +206,7 @@ impl StandaloneArgs {
                 ..VonageAccount::default()
             },
             faults,
+            admin_token: self.admin_token.clone().map(Secret::new),
         })
     }
 }
@@ -212,6 +233,9 @@ pub async fn run_standalone(args: StandaloneArgs) -> Result<(), MockError> {
 
 fn announce(handle: &MockHandle, account_sid: &str) {
     let shown: String = account_sid.chars().take(5).collect();
+    if let Some(warning) = exposure_warning(handle.local_addr(), handle.has_admin_token()) {
+        eprintln!("{warning}");
+    }
     let mut out = std::io::stdout().lock();
     // Someone may be waiting for this line (a script, a test): flush it now.
     let _ = writeln!(
@@ -220,6 +244,23 @@ fn announce(handle: &MockHandle, account_sid: &str) {
         handle.base_url()
     );
     let _ = out.flush();
+}
+
+/// What to say when the mock is reachable from other hosts: its provider
+/// credentials are public defaults, and without a token anyone reaching it
+/// can change its faults and read its messages.
+fn exposure_warning(addr: std::net::SocketAddr, admin_token: bool) -> Option<String> {
+    if addr.ip().to_canonical().is_loopback() {
+        return None;
+    }
+    let admin = if admin_token {
+        ""
+    } else {
+        "; its admin API (/_mock/faults, /_mock/messages, /_mock/reset) is open: set --admin-token"
+    };
+    Some(format!(
+        "warning: the mock carrier listens on {addr}, reachable from other hosts; it is a test double whose credentials anyone can read in the docs{admin}"
+    ))
 }
 
 async fn serve(
@@ -383,6 +424,21 @@ mod tests {
     }
 
     #[test]
+    fn exposure_is_warned_about_beyond_loopback() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(exposure_warning(at("127.0.0.1:4010"), false), None);
+        assert_eq!(exposure_warning(at("[::1]:4010"), false), None);
+        assert_eq!(exposure_warning(at("[::ffff:127.0.0.1]:4010"), false), None);
+        let open = exposure_warning(at("0.0.0.0:4010"), false).unwrap();
+        assert!(
+            open.contains("0.0.0.0:4010") && open.contains("--admin-token"),
+            "{open}"
+        );
+        let closed = exposure_warning(at("[::]:4010"), true).unwrap();
+        assert!(!closed.contains("--admin-token"), "{closed}");
+    }
+
+    #[test]
     fn bad_flags_are_named() {
         for (argv, flag) in [
             (&["--fail", "+15005550103"][..], "--fail"),
@@ -394,6 +450,7 @@ mod tests {
             (&["--faults", "{\"drop_rate\":2}"][..], "--faults"),
             (&["--faults", "{\"nope\":1}"][..], "--faults"),
             (&["--vonage-api-key", ""][..], "--vonage-api-key"),
+            (&["--admin-token", " "][..], "--admin-token"),
         ] {
             let e = parse(argv).unwrap_err();
             assert!(e.contains(flag), "{argv:?}: {e}");

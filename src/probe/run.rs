@@ -209,7 +209,9 @@ async fn submit_with_retries(
         let attempt = result.attempts;
         let attempt_start = Instant::now();
         let outcome = match timeout_at(deadline, gateway.submit(request.clone())).await {
-            Ok(outcome) => outcome,
+            // A provider's words enter the run here: numbers in them are masked
+            // before they reach a log line, the reason, the store or an alert.
+            Ok(outcome) => outcome.map_err(SubmitError::masked),
             Err(_) => Err(SubmitError::transient(
                 "the run's timeout passed while submitting",
             )),

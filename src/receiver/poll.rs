@@ -59,6 +59,12 @@ impl PollError {
             reason: reason.into(),
         }
     }
+
+    /// With every phone number in its words masked (see [`crate::gateway::SubmitError::masked`]).
+    pub fn masked(mut self) -> Self {
+        self.reason = crate::redact::mask_numbers_in(&self.reason).into_owned();
+        self
+    }
 }
 
 /// A way to list inbound messages.
@@ -96,7 +102,8 @@ pub async fn watch_reporting(
     let mut seen: HashSet<String> = HashSet::new();
     let set = |e: Option<PollError>| *failing.lock().unwrap_or_else(|p| p.into_inner()) = e;
     loop {
-        match poller.poll(watch).await {
+        // A provider's words enter the run here: numbers in them are masked.
+        match poller.poll(watch).await.map_err(PollError::masked) {
             Ok(messages) => {
                 set(None);
                 let at = Instant::now();

@@ -7,12 +7,21 @@
 //! - `GET|POST /hooks/vonage/receipt/{gateway}?run={token}`: a Vonage delivery receipt;
 //! - `POST /hooks/json/{receiver}`: your own system's JSON, HMAC-SHA256 signed.
 //!
+//! A receiver serves the inbound route of its own gateway's provider only
+//! ([`Inbound`]): a Twilio (or mock) receiver answers 404 on the Vonage route
+//! and the other way round, and a receiver with no `gateway` serves only the
+//! JSON route. The JSON route is also served by a receiver with a
+//! `json_secret`.
+//!
 //! Twilio requests must carry a valid `X-Twilio-Signature` over our *public*
-//! URL (the one the provider called) unless the receiver turned checks off;
-//! Vonage requests must carry a valid, fresh `sig` when the account has a
-//! signature secret configured (Vonage signs only on request); JSON requests
-//! must be signed with the receiver's `json_secret`. Unsigned or badly signed
-//! → 403, body over the limit → 413, malformed → 400.
+//! URL (the one the provider called), made with the auth token of the
+//! receiver's own gateway, unless the receiver turned checks off; Vonage
+//! requests must carry a valid, fresh `sig` made with its own gateway's
+//! signature secret when that account has one (Vonage signs only on
+//! request); JSON requests must be signed with the receiver's `json_secret`.
+//! No other gateway's credentials count, so the in-process mock's public
+//! token opens nothing but a mock's own receiver. Unsigned or badly signed →
+//! 403, body over the limit → 413 (declared: before it is read), malformed → 400.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -41,6 +50,71 @@ use crate::signing::{
 
 /// Largest webhook body accepted: Twilio's are well under 4 KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+const TWILIO_INBOUND: &str = "/hooks/twilio/inbound/{receiver}";
+const TWILIO_STATUS: &str = "/hooks/twilio/status/{gateway}";
+const VONAGE_INBOUND: &str = "/hooks/vonage/inbound/{receiver}";
+const VONAGE_RECEIPT: &str = "/hooks/vonage/receipt/{gateway}";
+const JSON_INBOUND: &str = "/hooks/json/{receiver}";
+
+/// Where a gateway's Twilio-style status callbacks come in.
+pub fn twilio_status_path(gateway: &str) -> String {
+    TWILIO_STATUS.replace("{gateway}", gateway)
+}
+
+/// Where a Vonage gateway's delivery receipts come in.
+pub fn vonage_receipt_path(gateway: &str) -> String {
+    VONAGE_RECEIPT.replace("{gateway}", gateway)
+}
+
+/// The inbound-message route a webhook receiver serves, chosen by its
+/// gateway's provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// A `twilio` or `mock` gateway: Twilio's form, `X-Twilio-Signature`.
+    Twilio,
+    /// A `vonage` gateway: Vonage's fields, `sig` when the account signs.
+    Vonage,
+    /// No gateway: only your own system's JSON, signed with `json_secret`.
+    Json,
+}
+
+impl Inbound {
+    /// The route of receiver `name`, if it is a webhook receiver.
+    pub fn of(config: &Config, name: &str) -> Option<Inbound> {
+        let ReceiverConfig::Webhook(w) = config.receivers.get(name)? else {
+            return None;
+        };
+        let Some(gateway) = &w.gateway else {
+            return Some(Inbound::Json);
+        };
+        Some(match config.gateways.get(gateway.get_ref()) {
+            Some(GatewayConfig::Vonage(_)) => Inbound::Vonage,
+            Some(GatewayConfig::Twilio(_) | GatewayConfig::Mock(_)) => Inbound::Twilio,
+            // Refused when the config loads: an `http` gateway signs nothing.
+            Some(GatewayConfig::Http(_)) | None => Inbound::Json,
+        })
+    }
+
+    /// The path (under the public URL) where receiver `name` takes messages.
+    pub fn path(self, receiver: &str) -> String {
+        let route = match self {
+            Inbound::Twilio => TWILIO_INBOUND,
+            Inbound::Vonage => VONAGE_INBOUND,
+            Inbound::Json => JSON_INBOUND,
+        };
+        route.replace("{receiver}", receiver)
+    }
+
+    /// The provider's name, as the plan shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Inbound::Twilio => "Twilio",
+            Inbound::Vonage => "Vonage",
+            Inbound::Json => "JSON",
+        }
+    }
+}
 
 /// What the webhook routes need: the inbox, the keys, and our public URL.
 #[derive(Debug)]
@@ -69,11 +143,13 @@ struct GatewayKeys {
 
 #[derive(Debug)]
 struct ReceiverKeys {
+    /// The one provider route it serves.
+    inbound: Inbound,
     verify: bool,
-    /// Tokens a Twilio inbound signature may be made with.
-    twilio: Vec<Secret>,
-    /// Vonage signature secrets; empty means the account does not sign.
-    vonage: Vec<(Secret, VonageMethod)>,
+    /// Its gateway's auth token, which signs Twilio inbound messages.
+    twilio: Option<Secret>,
+    /// Its gateway's Vonage signature secret; unset when the account does not sign.
+    vonage: Option<(Secret, VonageMethod)>,
     json_secret: Option<Secret>,
     json_header: String,
     json_body: JsonPathExpr,
@@ -127,16 +203,19 @@ impl Hooks {
                 _ => None,
             })
             .map(|(name, w)| {
-                // The receiving number's account signs inbound messages; when the
-                // receiver does not say which account that is, any of ours will do.
-                let accounts: Vec<&GatewayKeys> = match &w.gateway {
-                    Some(g) => gateways.get(g.get_ref()).into_iter().collect(),
-                    None => gateways.values().collect(),
-                };
+                // The receiving number's account signs inbound messages: only
+                // that account's credentials count, never another gateway's.
+                let account = w
+                    .gateway
+                    .as_ref()
+                    .and_then(|g| gateways.get(g.get_ref()))
+                    .cloned()
+                    .unwrap_or_default();
                 let keys = ReceiverKeys {
+                    inbound: Inbound::of(config, name).unwrap_or(Inbound::Json),
                     verify: w.verify_signatures,
-                    twilio: accounts.iter().filter_map(|k| k.twilio.clone()).collect(),
-                    vonage: accounts.iter().filter_map(|k| k.vonage.clone()).collect(),
+                    twilio: account.twilio,
+                    vonage: account.vonage,
                     json_secret: w.json_secret.clone(),
                     json_header: w.json_signature_header.clone(),
                     json_body: w.json_body.clone(),
@@ -182,6 +261,13 @@ impl Hooks {
         }
     }
 
+    /// Receiver `name`, if it serves the `route` asked for.
+    fn receiver(&self, name: &str, route: Inbound) -> Option<&ReceiverKeys> {
+        self.receivers.get(name).filter(|keys| {
+            keys.inbound == route || (route == Inbound::Json && keys.json_secret.is_some())
+        })
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -203,20 +289,35 @@ pub fn join_public(public_url: &Url, path_and_query: &str) -> String {
 
 /// The webhook routes, ready to be served or merged into a bigger router.
 pub fn router(hooks: Arc<Hooks>) -> Router {
-    Router::new()
-        .route("/hooks/twilio/inbound/{receiver}", post(twilio_inbound))
-        .route("/hooks/twilio/status/{gateway}", post(twilio_status))
-        .route(
-            "/hooks/vonage/inbound/{receiver}",
-            get(vonage_inbound).post(vonage_inbound),
-        )
-        .route(
-            "/hooks/vonage/receipt/{gateway}",
-            get(vonage_receipt).post(vonage_receipt),
-        )
-        .route("/hooks/json/{receiver}", post(json_inbound))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(hooks)
+    let counting = Arc::clone(&hooks);
+    let routes = Router::new()
+        .route(TWILIO_INBOUND, post(twilio_inbound))
+        .route(TWILIO_STATUS, post(twilio_status))
+        .route(VONAGE_INBOUND, get(vonage_inbound).post(vonage_inbound))
+        .route(VONAGE_RECEIPT, get(vonage_receipt).post(vonage_receipt))
+        .route(JSON_INBOUND, post(json_inbound))
+        .with_state(hooks);
+    crate::server::limit_body(routes, BODY_LIMIT, move |path| {
+        counting.counters.too_large.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &counting.metrics {
+            m.webhook_request(route_name(path), "too_large");
+        }
+    })
+}
+
+/// The route label of a request path, for a refusal made before routing.
+fn route_name(path: &str) -> &'static str {
+    let prefixes = [
+        ("/hooks/twilio/inbound/", "twilio_inbound"),
+        ("/hooks/twilio/status/", "twilio_status"),
+        ("/hooks/vonage/inbound/", "vonage_inbound"),
+        ("/hooks/vonage/receipt/", "vonage_receipt"),
+        ("/hooks/json/", "json"),
+    ];
+    prefixes
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix))
+        .map_or("other", |(_, name)| name)
 }
 
 /// Twilio waits for TwiML; an empty `<Response/>` means "do not reply".
@@ -297,12 +398,12 @@ async fn twilio_inbound(
         Err(e) => return refuse(&hooks, "twilio_inbound", e.status(), &e.body_text()),
     };
     let at = Instant::now();
-    let Some(keys) = hooks.receivers.get(&receiver) else {
+    let Some(keys) = hooks.receiver(&receiver, Inbound::Twilio) else {
         return refuse(
             &hooks,
             "twilio_inbound",
             StatusCode::NOT_FOUND,
-            "no such receiver",
+            "no such Twilio receiver",
         );
     };
     let Some(params) = parse_form(&body) else {
@@ -313,7 +414,7 @@ async fn twilio_inbound(
             "body is not a UTF-8 form",
         );
     };
-    if keys.verify && !signed(&hooks, &uri, &headers, &params, &keys.twilio) {
+    if keys.verify && !signed(&hooks, &uri, &headers, &params, keys.twilio.as_slice()) {
         return refuse(
             &hooks,
             "twilio_inbound",
@@ -473,12 +574,12 @@ async fn vonage_inbound(
         Err(e) => return refuse(&hooks, "vonage_inbound", e.status(), &e.body_text()),
     };
     let at = Instant::now();
-    let Some(keys) = hooks.receivers.get(&receiver) else {
+    let Some(keys) = hooks.receiver(&receiver, Inbound::Vonage) else {
         return refuse(
             &hooks,
             "vonage_inbound",
             StatusCode::NOT_FOUND,
-            "no such receiver",
+            "no such Vonage receiver",
         );
     };
     let Some(params) = vonage_params(&method, &uri, &headers, &body) else {
@@ -489,7 +590,10 @@ async fn vonage_inbound(
             "body is neither a UTF-8 form nor a JSON object",
         );
     };
-    if keys.verify && !keys.vonage.is_empty() && !vonage_signed(&params, &keys.vonage) {
+    if keys.verify
+        && let Some(key) = &keys.vonage
+        && !vonage_signed(&params, std::slice::from_ref(key))
+    {
         return refuse(
             &hooks,
             "vonage_inbound",
@@ -597,8 +701,13 @@ async fn json_inbound(
         Err(e) => return refuse(&hooks, "json", e.status(), &e.body_text()),
     };
     let at = Instant::now();
-    let Some(keys) = hooks.receivers.get(&receiver) else {
-        return refuse(&hooks, "json", StatusCode::NOT_FOUND, "no such receiver");
+    let Some(keys) = hooks.receiver(&receiver, Inbound::Json) else {
+        return refuse(
+            &hooks,
+            "json",
+            StatusCode::NOT_FOUND,
+            "no such JSON receiver",
+        );
     };
     if keys.verify {
         let Some(secret) = &keys.json_secret else {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::short_duration;
 use crate::config::{Config, ReceiverConfig};
-use crate::receiver::webhook::join_public;
+use crate::receiver::webhook::{Inbound, join_public};
 
 /// Lists gateways, receivers (with the webhook URLs to configure at the provider)
 /// and probes. Numbers are masked; secrets never appear.
@@ -13,8 +13,18 @@ pub fn render(config: &Config) -> String {
     let _ = writeln!(out, "{}: OK", config.path.display());
     let _ = writeln!(
         out,
-        "instance {}, webhooks on {}",
+        "instance {}, webhooks on {} (public: /hooks/... only)",
         config.canary.instance, config.canary.listen
+    );
+    let token = if config.canary.api_token.is_some() {
+        "run API with api_token"
+    } else {
+        "run API off: no api_token"
+    };
+    let _ = writeln!(
+        out,
+        "daemon admin on {} (/metrics, /healthz, /readyz, {token}); keep it off the internet",
+        config.canary.admin_listen
     );
     let public = config.canary.public_url_for(config.canary.listen);
     let _ = writeln!(out, "gateways:");
@@ -25,13 +35,22 @@ pub fn render(config: &Config) -> String {
     for (name, r) in &config.receivers {
         match r {
             ReceiverConfig::Webhook(w) => {
-                let url = join_public(&public, &format!("/hooks/twilio/inbound/{name}"));
+                let inbound = Inbound::of(config, name).unwrap_or(Inbound::Json);
+                let url = join_public(&public, &inbound.path(name));
                 let checks = if w.verify_signatures {
                     ""
                 } else {
                     ", signature checks OFF"
                 };
-                let _ = writeln!(out, "  {name} (webhook{checks}): Twilio inbound URL {url}");
+                let _ = writeln!(
+                    out,
+                    "  {name} (webhook{checks}): {} inbound URL {url}",
+                    inbound.name()
+                );
+                if inbound != Inbound::Json && w.json_secret.is_some() {
+                    let json = join_public(&public, &Inbound::Json.path(name));
+                    let _ = writeln!(out, "  {name} (webhook{checks}): JSON inbound URL {json}");
+                }
             }
             other => {
                 let _ = writeln!(out, "  {name} ({})", other.kind());

@@ -180,13 +180,37 @@ pub struct Percentiles {
 impl Store {
     /// Opens (creating if needed) `state.db` in `state_dir`, configures the
     /// connection and brings the schema up to date.
+    ///
+    /// The store holds run history, alert state and queued notifications:
+    /// a state dir it creates is `0700`, and the database with its `-wal` and
+    /// `-shm` files is `0600`, whatever the umask.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        let create_dir = |source| StoreError::CreateDir {
             path: state_dir.to_path_buf(),
             source,
-        })?;
+        };
+        if !state_dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .and_then(|()| {
+                    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+                })
+                .map_err(create_dir)?;
+        }
         let path = state_dir.join(DB_FILE);
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+        // Created here so that it never exists with the umask's mode; SQLite
+        // gives the -wal and -shm files the database's own permissions. If
+        // it cannot be created, opening it below says why in SQLite's words.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .is_ok();
+        if !created && std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
             tracing::warn!(
                 path = %path.display(),
                 "the state store is an empty file (0 bytes): starting a new one; if it held runs \
@@ -199,6 +223,12 @@ impl Store {
         };
         let mut conn = Connection::open(&path).map_err(|e| fail("open")(e.into()))?;
         configure(&conn).map_err(fail("configure"))?;
+        // Files an older version made (or a umask made looser) are tightened.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+        }
         schema::migrate(&mut conn).map_err(fail("migrate schema"))?;
         Ok(Store {
             inner: Arc::new(Inner {

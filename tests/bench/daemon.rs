@@ -127,6 +127,8 @@ fn start_daemon(
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let options = DaemonOptions {
         listen: None,
+        // Any free port: the default 9188 may be a running daemon's.
+        admin_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         preflight: false,
         grace: Duration::from_secs(2),
         stall_limit: Duration::from_secs(600),

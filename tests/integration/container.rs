@@ -10,6 +10,7 @@
 //! daemon.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -478,8 +479,12 @@ fn the_dockerfile_builds_the_binary_and_runs_it_as_the_code_expects() {
         })
         .collect();
     assert_eq!(exposed, expected_ports());
+    // The healthcheck runs inside the container, so it asks the admin
+    // listener on loopback, which is never published.
     let asked = sms_canary::daemon::healthcheck::url(&Canary::default());
-    assert!(exposed.contains(&asked.port().unwrap()), "{asked}");
+    assert_eq!(asked.host_str(), Some("127.0.0.1"), "{asked}");
+    assert_eq!(asked.port(), Some(Canary::default().admin_listen.port()));
+    assert!(!exposed.contains(&asked.port().unwrap()), "{asked}");
     assert_eq!(asked.path(), "/healthz");
 }
 
@@ -598,18 +603,21 @@ fn healthcheck(config: Option<&Path>, url: Option<&str>) -> (Option<i32>, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_says_whether_the_daemon_is_healthy() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (public, port) = (free(), free());
     let dir = tempfile::tempdir().unwrap();
-    // Listening on every interface: the healthcheck asks on loopback.
+    // The admin listener on every interface: the healthcheck asks on loopback.
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "[canary]\nlisten = \"0.0.0.0:{port}\"\nstate_dir = \"state\"\n[gateways.sandbox]\nkind = \"mock\"\n[receivers.inbox]\nkind = \"webhook\"\ngateway = \"sandbox\"\n"
+            "[canary]\nlisten = \"127.0.0.1:{public}\"\nadmin_listen = \"0.0.0.0:{port}\"\nstate_dir = \"state\"\n[gateways.sandbox]\nkind = \"mock\"\n[receivers.inbox]\nkind = \"webhook\"\ngateway = \"sandbox\"\n"
         ),
     )
     .unwrap();
@@ -634,15 +642,15 @@ async fn healthcheck_says_whether_the_daemon_is_healthy() {
         config.clone(),
         DaemonOptions {
             preflight: false,
+            // The config's, as the healthcheck reads it.
+            admin_listen: Some(SocketAddr::from(([0, 0, 0, 0], port))),
             ..DaemonOptions::default()
         },
     );
     let mut up = false;
     for _ in 0..100 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
+        let got = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+        if got.is_ok_and(|r| r.status().is_success()) {
             up = true;
             break;
         }

@@ -70,6 +70,7 @@ fn write_config(dir: &Path, listen: SocketAddr, mock: &str, sink: SocketAddr) {
     let config = format!(
         r#"[canary]
 listen = "{listen}"
+admin_listen = "127.0.0.1:0"
 notify_retry = {{ attempts = 8, initial = "50ms", factor = 2.0 }}
 
 [defaults]

@@ -1,6 +1,6 @@
 //! The daemon, in-process and as a process: probes run on their schedules,
-//! alerts fire and resolve, /healthz and /readyz answer, manual runs return
-//! their result, a bad reload keeps the old config, SIGTERM stops it cleanly,
+//! alerts fire and resolve, /healthz and /readyz answer on the admin
+//! listener, manual runs through the run API return their result, a bad reload keeps the old config, SIGTERM stops it cleanly,
 //! a kill -9 mid-write leaves a store that passes its integrity check, and the
 //! cost guard stops sending at the day's cap.
 
@@ -21,10 +21,15 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// The bearer token of the daemons these tests start.
+pub(crate) const API_TOKEN: &str = "test-api-token";
+
 fn daemon_config(listen: SocketAddr, mock: &str, alerts: SocketAddr) -> String {
     format!(
         r#"[canary]
 listen = "{listen}"
+admin_listen = "127.0.0.1:0"
+api_token = "{API_TOKEN}"
 heartbeat_url = "http://{alerts}/heartbeat"
 notify_retry = {{ attempts = 5, initial = "50ms", factor = 1.0 }}
 
@@ -57,14 +62,18 @@ url = "http://{alerts}/alerts"
 const PROBE: &str = "name = \"p\"\ngateway = \"carrier\"\nreceiver = \"inbox\"\nfrom = \"+15005550006\"\nto = \"+15005550100\"\n";
 
 /// Starts the daemon in this process on the real clock, as `sms-canary
-/// daemon` would; returns its control channel and its task.
+/// daemon` would; returns its control channel and its task. Its admin
+/// listener takes any free port unless `options` name one.
 pub(crate) fn spawn_daemon(
     config: std::path::PathBuf,
-    options: DaemonOptions,
+    mut options: DaemonOptions,
 ) -> (
     tokio::sync::mpsc::Sender<Control>,
     tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
 ) {
+    options
+        .admin_listen
+        .get_or_insert(SocketAddr::from(([127, 0, 0, 1], 0)));
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let task = tokio::spawn(daemon::run(
         config,
@@ -132,11 +141,13 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
         + "enabled = false\n";
     std::fs::write(dir.path().join("probes/off.toml"), off).unwrap();
 
+    let admin = free_addr();
     let (tx, daemon) = crate::daemon::spawn_daemon(
         path.clone(),
         DaemonOptions {
             preflight: false,
             grace: Duration::from_secs(5),
+            admin_listen: Some(admin),
             ..DaemonOptions::default()
         },
     );
@@ -148,7 +159,7 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
     );
     let http = reqwest::Client::new();
     let get = |p: &str| {
-        let r = http.get(format!("http://{listen}{p}")).send();
+        let r = http.get(format!("http://{admin}{p}")).send();
         async move { r.await.unwrap().status().as_u16() }
     };
     assert_eq!(get("/healthz").await, 200);
@@ -159,9 +170,10 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
         capture.wait_for(2, Duration::from_secs(15)).await,
         ["firing", "resolved"]
     );
-    // A manual run answers with its result (loopback needs no token).
+    // A manual run answers with its result when it ends within `wait`.
     let run: serde_json::Value = http
-        .post(format!("http://{listen}/probes/p/run"))
+        .post(format!("http://{admin}/probes/p/run?wait=20s"))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap()
@@ -170,7 +182,8 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
         .unwrap();
     assert!(run["outcome"] == "ok" || run["outcome"] == "slow", "{run}");
     assert_eq!(
-        http.post(format!("http://{listen}/probes/nope/run"))
+        http.post(format!("http://{admin}/probes/nope/run"))
+            .bearer_auth(API_TOKEN)
             .send()
             .await
             .unwrap()
@@ -179,7 +192,8 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
         404
     );
     let off: serde_json::Value = http
-        .post(format!("http://{listen}/probes/off/run"))
+        .post(format!("http://{admin}/probes/off/run?wait=20s"))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap()
@@ -216,6 +230,7 @@ async fn kill_9_mid_write_then_restart_and_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = r#"[canary]
 listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 [defaults]
 schedule = "* * * * * *"
 timeout = "2s"
@@ -420,10 +435,12 @@ async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
         run
     };
 
+    let admin = free_addr();
     let (tx, daemon) = crate::daemon::spawn_daemon(
         path.clone(),
         DaemonOptions {
             preflight: false,
+            admin_listen: Some(admin),
             ..DaemonOptions::default()
         },
     );
@@ -452,7 +469,7 @@ async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
     // The slots after it are skipped, counted, and the probe shows as not
     // checked; the canary's own alert says why, once.
     let metrics = || async {
-        reqwest::get(format!("http://{listen}/metrics"))
+        reqwest::get(format!("http://{admin}/metrics"))
             .await
             .unwrap()
             .text()

@@ -521,21 +521,27 @@ fn kubernetes_deployment_serves_probes_and_metrics() {
         daemon.grace
     );
 
-    let port = config.canary.listen.port();
-    assert!(
-        config.canary.listen.ip().is_unspecified(),
-        "listen on all interfaces in a pod"
-    );
+    // Two ports: the public one (webhooks) and the admin one (the rest).
     let ports = container["ports"].as_array().expect("ports");
-    let named = ports
-        .iter()
-        .find(|p| p["containerPort"] == port)
-        .unwrap_or_else(|| panic!("container port {port} (the config's listen) not declared"));
+    let declared = |addr: std::net::SocketAddr, what: &str| {
+        assert!(
+            addr.ip().is_unspecified(),
+            "{what} on all interfaces in a pod"
+        );
+        ports
+            .iter()
+            .find(|p| p["containerPort"] == addr.port())
+            .unwrap_or_else(|| panic!("container port {addr} (the config's {what}) not declared"))
+            .clone()
+    };
+    let public = declared(config.canary.listen, "listen");
+    let admin = declared(config.canary.admin_listen, "admin_listen");
+    let admin_port = config.canary.admin_listen.port();
     let probe_path = |which: &str| {
         let probe = &container[which]["httpGet"];
         assert!(
-            probe["port"] == named["name"] || probe["port"] == port,
-            "{which} on port {port}"
+            probe["port"] == admin["name"] || probe["port"] == admin_port,
+            "{which} on the admin port {admin_port}"
         );
         probe["path"].as_str().unwrap_or_default().to_string()
     };
@@ -544,7 +550,15 @@ fn kubernetes_deployment_serves_probes_and_metrics() {
     let annotations = &template["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
     assert_eq!(annotations["prometheus.io/path"], "/metrics");
-    assert_eq!(annotations["prometheus.io/port"], port.to_string());
+    assert_eq!(
+        annotations["prometheus.io/port"],
+        admin_port.to_string(),
+        "metrics are scraped on the admin port"
+    );
+    assert!(
+        config.canary.api_token.is_some(),
+        "the run API has a token, from the Secret"
+    );
     let resources = &container["resources"];
     assert!(
         resources["requests"]["memory"].is_string() && resources["limits"]["memory"].is_string()
@@ -555,7 +569,95 @@ fn kubernetes_deployment_serves_probes_and_metrics() {
         service["spec"]["selector"], spec["selector"]["matchLabels"],
         "the Service selects the Deployment's pods"
     );
-    assert_eq!(service["spec"]["ports"][0]["targetPort"], named["name"]);
+    let exposed = service["spec"]["ports"].as_array().expect("Service ports");
+    assert_eq!(
+        exposed.len(),
+        1,
+        "the Service, meant for an Ingress, exposes the public port only: {exposed:?}"
+    );
+    assert!(
+        exposed[0]["targetPort"] == public["name"]
+            || exposed[0]["targetPort"] == config.canary.listen.port(),
+        "the Service targets the public port: {exposed:?}"
+    );
+    assert!(
+        docs.iter().filter(|d| d["kind"] == "Service").count() == 1,
+        "no Service for the admin port"
+    );
+}
+
+#[test]
+fn kubernetes_pod_monitor_scrapes_the_admin_port() {
+    let docs = yaml_docs("kubernetes/deployment.yaml");
+    let deployment = of_kind(&docs, "Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let monitor = yaml_docs("kubernetes/monitoring.yaml");
+    let monitor = of_kind(&monitor, "PodMonitor");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"], deployment["spec"]["selector"]["matchLabels"],
+        "the PodMonitor selects the Deployment's pods"
+    );
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["honorLabels"], true);
+    let port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == endpoint["port"])
+        .unwrap_or_else(|| panic!("no container port named {}", endpoint["port"]));
+    let (_dir, config) = load_configmap("deployment.yaml", of_kind(&docs, "ConfigMap"));
+    assert_eq!(
+        port["containerPort"],
+        config.canary.admin_listen.port(),
+        "the PodMonitor scrapes the admin port"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Prometheus scrape job
+
+#[test]
+fn prometheus_scrape_job_targets_the_admin_listener() {
+    let docs = yaml_docs("prometheus/scrape.yml");
+    let job = &docs[0]["scrape_configs"][0];
+    assert_eq!(
+        job["job_name"], "sms-canary",
+        "alerts.yml expects this job name"
+    );
+    assert_eq!(job["honor_labels"], true);
+    let default = Config::load_with_env(&example("../config.example.toml"), &|_| None)
+        .expect("the example config loads");
+    assert_eq!(
+        job["static_configs"][0]["targets"][0],
+        default.canary.admin_listen.to_string(),
+        "scraped where the example config's admin_listen is"
+    );
+    let out = match Command::new("promtool")
+        .args(["check", "config"])
+        .arg(example("prometheus/scrape.yml"))
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if std::env::var("SMS_CANARY_SKIP_PROMTOOL").as_deref() == Ok("1") {
+                eprintln!("promtool not found: skipped (SMS_CANARY_SKIP_PROMTOOL=1)");
+                return;
+            }
+            panic!(
+                "promtool is not on PATH, so examples/prometheus/scrape.yml cannot be checked. \
+                 Install it (Debian/Ubuntu: apt-get install -y prometheus), or set \
+                 SMS_CANARY_SKIP_PROMTOOL=1 to skip this check knowingly."
+            );
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "promtool check config examples/prometheus/scrape.yml:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Integration tests, one binary of modules (fast to link): each module drives
 //! the real code over real HTTP on 127.0.0.1:0.
 
+mod admin_api;
 mod alert_channels;
 mod bad_config;
 mod bad_responses;
@@ -9,6 +10,7 @@ mod capture;
 mod cli;
 mod cli_conventions;
 mod config;
+mod config_errors;
 mod container;
 mod crash;
 mod cron;
@@ -21,18 +23,22 @@ mod http_gateway;
 mod http_poll;
 mod junit;
 mod metrics;
+mod mock_admin;
 mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
 mod never_silent;
 mod own_api;
 mod peers;
+mod personal_data;
 mod python;
 mod reference;
 mod reliability;
+mod reload;
 mod server;
 mod sink_outage;
 mod store;
 mod twilio_sdk;
 mod vonage_e2e;
 mod webhook;
+mod webhook_trust;

@@ -91,15 +91,20 @@ async fn the_daemon_exposition_passes_promtool() {
         .unwrap()
         .local_addr()
         .unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let (tx, daemon) = crate::daemon::spawn_daemon(
         dir.path().join("config.toml"),
         DaemonOptions {
             listen: Some(listen),
+            admin_listen: Some(admin),
             preflight: false,
             ..DaemonOptions::default()
         },
     );
-    let url = format!("http://{listen}/metrics");
+    let url = format!("http://{admin}/metrics");
     let mut text = String::new();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -151,6 +156,15 @@ async fn the_daemon_exposition_passes_promtool() {
         "{text}"
     );
     promtool(&text);
+    // Metrics are on the admin listener; the public one serves webhooks only.
+    let public = reqwest::get(format!("http://{listen}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(
+        public.status().as_u16(),
+        404,
+        "/metrics on the public listener"
+    );
     tx.send(Control::Shutdown).await.unwrap();
     daemon.await.unwrap().unwrap();
 }

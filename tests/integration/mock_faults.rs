@@ -465,7 +465,13 @@ async fn admin_api_sets_lists_and_resets() {
     let all = admin_messages(&mock).await;
     assert_eq!(all.len(), 2);
     assert_eq!(all[0]["api"], "vonage");
-    assert_eq!(all[0]["to"], "+447700900000", "numbers are not masked here");
+    assert_eq!(all[0]["to"], "+447700900000", "asked for in full");
+    let (status, masked) = admin(&mock, Method::GET, "/_mock/messages", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        masked["messages"][0]["to"], "+*********000",
+        "masked by default"
+    );
     assert_eq!(all[1]["api"], "twilio");
     assert_eq!(all[1]["direction"], "outbound-api");
     assert_eq!(all[1]["body"], "hi");

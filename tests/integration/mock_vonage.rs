@@ -95,10 +95,10 @@ pub(crate) fn entry(body: &Value) -> &Value {
     &body["messages"][0]
 }
 
-/// Every message the mock holds, through the admin API.
+/// Every message the mock holds, through the admin API, numbers in full.
 pub(crate) async fn admin_messages(mock: &MockHandle) -> Vec<Value> {
     let body: Value = client()
-        .get(format!("{}/_mock/messages", mock.base_url()))
+        .get(format!("{}/_mock/messages?numbers=full", mock.base_url()))
         .send()
         .await
         .unwrap()

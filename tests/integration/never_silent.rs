@@ -17,20 +17,27 @@ pub(crate) fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
+/// The run API's token in these configs.
+const API_TOKEN: &str = "never-silent-token";
+
 /// A config dir like the shipped example: the in-process mock carrier and
-/// a webhook receiver on a fixed `listen`, one probe `p`.
+/// a webhook receiver on a fixed `listen`, the daemon's admin listener on a
+/// fixed `admin_listen`, one probe `p`.
 pub(crate) struct Canary {
     pub dir: tempfile::TempDir,
-    pub listen: SocketAddr,
+    pub admin: SocketAddr,
 }
 
 impl Canary {
     pub fn new(extra_defaults: &str, extra: &str) -> Canary {
         let dir = tempfile::tempdir().unwrap();
         let listen = free_addr();
+        let admin = free_addr();
         let config = format!(
             r#"[canary]
 listen = "{listen}"
+admin_listen = "{admin}"
+api_token = "{API_TOKEN}"
 instance = "test"
 
 [defaults]
@@ -51,7 +58,7 @@ gateway = "sandbox"
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         std::fs::create_dir(dir.path().join("probes")).unwrap();
-        let canary = Canary { dir, listen };
+        let canary = Canary { dir, admin };
         canary.probe("p", "+15005550100", "");
         canary
     }
@@ -102,7 +109,7 @@ gateway = "sandbox"
             .unwrap();
         let daemon = Daemon {
             child,
-            listen: self.listen,
+            admin: self.admin,
             dir: self.path(),
         };
         daemon.wait_until_ready().await;
@@ -112,7 +119,8 @@ gateway = "sandbox"
 
 pub(crate) struct Daemon {
     child: Child,
-    listen: SocketAddr,
+    /// Its admin listener: /readyz, /metrics, the run API.
+    admin: SocketAddr,
     dir: PathBuf,
 }
 
@@ -121,7 +129,7 @@ impl Daemon {
         let http = reqwest::Client::new();
         for _ in 0..200 {
             if let Ok(r) = http
-                .get(format!("http://{}/readyz", self.listen))
+                .get(format!("http://{}/readyz", self.admin))
                 .send()
                 .await
                 && r.status().is_success()
@@ -138,7 +146,7 @@ impl Daemon {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.listen))
+        reqwest::get(format!("http://{}/metrics", self.admin))
             .await
             .unwrap()
             .text()
@@ -146,10 +154,12 @@ impl Daemon {
             .unwrap()
     }
 
-    /// Asks the daemon to run `probe` now: the HTTP status and body.
+    /// Asks the daemon to run `probe` now and waits for it: the HTTP status
+    /// and body.
     pub async fn run_now(&self, probe: &str) -> (u16, String) {
         let r = reqwest::Client::new()
-            .post(format!("http://{}/probes/{probe}/run", self.listen))
+            .post(format!("http://{}/probes/{probe}/run?wait=20s", self.admin))
+            .bearer_auth(API_TOKEN)
             .send()
             .await
             .unwrap();
@@ -643,12 +653,13 @@ async fn a_damaged_store_fails_healthz_and_is_told() {
         sms_canary::daemon::DaemonOptions {
             preflight: false,
             store_check_interval: Duration::from_millis(500),
+            admin_listen: Some(canary.admin),
             ..Default::default()
         },
     );
     let http = reqwest::Client::new();
     let get = |path: &'static str| {
-        let r = http.get(format!("http://{}{path}", canary.listen)).send();
+        let r = http.get(format!("http://{}{path}", canary.admin)).send();
         async move {
             match r.await {
                 Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),

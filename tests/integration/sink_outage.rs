@@ -137,6 +137,7 @@ kind = "mock"
 
 [receivers.inbox]
 kind = "webhook"
+gateway = "sandbox"
 
 [alerts.slack]
 kind = "slack"
