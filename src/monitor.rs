@@ -506,9 +506,9 @@ impl Monitor {
             }
             let mut outbox = Vec::new();
             if let Some(t) = transition {
-                let mut ids = vec![run.correlation_id.clone()];
-                ids.extend(store.recent_correlation_ids(&probe.name, RECENT_IDS - 1)?);
-                let n = Notification::new(t, &run, &instance, &before, &after, ids, now);
+                let facts = facts(&store, &probe, &run.correlation_id)?;
+                let n = Notification::new(t, &run, &instance, &before, &after, facts, now);
+                note_firing_notice(&mut after, t, &n);
                 outbox = fan_out(&probe.alerts, &n);
                 info!(probe = %probe.name, transition = ?t, channels = outbox.len(), "alert {}", n.headline());
             }
@@ -538,9 +538,19 @@ impl Monitor {
                     retry_after: None,
                 }),
                 Some(channel) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, channel.send(&entry.notification))
-                        .await
-                    {
+                    // A follow-up threads under the message that told the firing.
+                    let thread = match &entry.notification.follows {
+                        Some(first) => {
+                            let (store, first, name) =
+                                (self.store.clone(), first.clone(), entry.channel.clone());
+                            blocking(move || store.delivered_ref(&first, &name))
+                                .await
+                                .unwrap_or(None)
+                        }
+                        None => None,
+                    };
+                    let sent = channel.send_in_thread(&entry.notification, thread.as_deref());
+                    match tokio::time::timeout(SEND_TIMEOUT, sent).await {
                         Ok(r) => r,
                         Err(_) => Err(alert::ChannelError {
                             class: ErrorClass::Transient,
@@ -554,11 +564,14 @@ impl Monitor {
             let channel = entry.channel.clone();
             let now = (self.now)();
             match outcome {
-                Ok(()) => {
+                Ok(reference) => {
                     if let Some(m) = &self.metrics {
                         m.alert_sent(&entry.channel, true);
                     }
-                    blocking(move || store.mark_delivered(&id, &channel, now)).await?;
+                    blocking(move || {
+                        store.mark_delivered_as(&id, &channel, reference.as_deref(), now)
+                    })
+                    .await?;
                     result.sent += 1;
                 }
                 Err(e) => {
@@ -804,17 +817,51 @@ impl Monitor {
             let last = store.recent_runs(Some(&probe.name), 1)?.into_iter().next();
             let n = match last {
                 Some(run) => {
-                    let ids = store.recent_correlation_ids(&probe.name, RECENT_IDS)?;
-                    Notification::new(t, &run.into_result(), &instance, &state, &after, ids, now)
+                    let mut run = run.into_result();
+                    run.gateway = probe.gateway.clone();
+                    run.receiver = probe.receiver.clone();
+                    let facts = facts(&store, &probe, &run.correlation_id)?;
+                    Notification::new(t, &run, &instance, &state, &after, facts, now)
                 }
                 None => Notification::without_run(t, &probe.name, "a silence ended".into(), &instance, after.firing.as_ref(), now),
             };
+            note_firing_notice(&mut after, t, &n);
             info!(probe = %probe.name, transition = ?t, channels = probe.alerts.len(), "silence over: alert {}", n.headline());
             let outbox = fan_out(&probe.alerts, &n);
             store.record_alert(&probe.name, &after, &outbox, now)?;
             Ok(Some(Reconciled { probe: probe.name.clone(), transition: t, unfired: None }))
         })
         .await
+    }
+}
+
+/// What a notice about `probe` tells beyond its run: the runs before it,
+/// the masked destination, its links, its last good run.
+fn facts(store: &Store, probe: &Probe, correlation_id: &str) -> Result<alert::Facts, StoreError> {
+    Ok(alert::Facts {
+        recent_ids: store.recent_correlation_ids(&probe.name, RECENT_IDS)?,
+        destination: Some(probe.to.masked()),
+        links: probe
+            .links(correlation_id)
+            .into_iter()
+            .map(|(label, url)| alert::Link {
+                label: label.to_string(),
+                url,
+            })
+            .collect(),
+        last_ok: store
+            .last_ok_run(&probe.name)?
+            .map(|(at, correlation_id)| alert::LastOk { at, correlation_id }),
+    })
+}
+
+/// Remembers which notice told a firing, so its reminders and resolve can
+/// follow it up (a mail thread, a Slack thread).
+fn note_firing_notice(state: &mut AlertState, transition: Transition, n: &Notification) {
+    if transition == Transition::Firing
+        && let Some(firing) = &mut state.firing
+    {
+        firing.notice = Some(n.id.clone());
     }
 }
 

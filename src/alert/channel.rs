@@ -63,6 +63,21 @@ pub trait Channel: Send + Sync {
         &'a self,
         notification: &'a Notification,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
+
+    /// Delivers one notification as a follow-up of an earlier message of
+    /// this channel (`thread`: the reference that delivery returned), and
+    /// returns this message's own reference, for the notices that follow
+    /// it. Only channels whose API threads by a reference it hands out
+    /// (Slack's `ts`) do more than [`Channel::send`]; mail threads by the
+    /// notification's own ids.
+    fn send_in_thread<'a>(
+        &'a self,
+        notification: &'a Notification,
+        thread: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, ChannelError>> {
+        let _ = thread;
+        Box::pin(async move { self.send(notification).await.map(|()| None) })
+    }
 }
 
 /// Builds the channel configured as `[alerts.NAME]`.
@@ -86,7 +101,7 @@ pub fn build(name: &str, config: &AlertConfig) -> Result<Box<dyn Channel>, Chann
 /// that building the channel makes.
 pub fn check_config(config: &AlertConfig) -> Result<(), Invalid> {
     match config {
-        AlertConfig::Slack(c) => super::slack::check_config(c).map(|_| ()),
+        AlertConfig::Slack(c) => super::slack::check(c),
         AlertConfig::Email(c) => super::email::check_config(c).map(|_| ()),
         AlertConfig::Webhook(c) => super::webhook::check_config(c).map(|_| ()),
         AlertConfig::Alertmanager(c) => super::alertmanager::check_config(c).map(|_| ()),

@@ -74,6 +74,45 @@ impl Store {
         })
     }
 
+    /// Records a successful delivery with the reference the channel gave
+    /// the message (see [`Store::delivered_ref`]); never sent again.
+    pub fn mark_delivered_as(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        reference: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with("mark notification delivered", |conn| {
+            let changed = conn.execute(
+                "UPDATE outbox SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL,
+                     claimed_by = NULL, claimed_until = NULL, delivered_ref = ?4
+                 WHERE notification_id = ?1 AND channel = ?2",
+                params![notification_id, channel, millis(now), reference],
+            )?;
+            found(changed, notification_id, channel)
+        })
+    }
+
+    /// The reference `channel` gave notification `notification_id` when it
+    /// delivered it (Slack's message `ts`), if it gave one.
+    pub fn delivered_ref(
+        &self,
+        notification_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with("read a delivery reference", |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT delivered_ref FROM outbox WHERE notification_id = ?1 AND channel = ?2",
+                    [notification_id, channel],
+                    |row| row.get::<_, Option<String>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+    }
+
     /// Records a successful delivery; the entry is never sent again.
     pub fn mark_delivered(
         &self,
@@ -81,15 +120,7 @@ impl Store {
         channel: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.with("mark notification delivered", |conn| {
-            let changed = conn.execute(
-                "UPDATE outbox SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL,
-                     claimed_by = NULL, claimed_until = NULL
-                 WHERE notification_id = ?1 AND channel = ?2",
-                params![notification_id, channel, millis(now)],
-            )?;
-            found(changed, notification_id, channel)
-        })
+        self.mark_delivered_as(notification_id, channel, None, now)
     }
 
     /// Records a failed attempt: retried at `retry_at`, or, with `None`,

@@ -201,6 +201,22 @@ impl Store {
         })
     }
 
+    /// When the probe's last `ok` run started, and its correlation id.
+    pub fn last_ok_run(&self, probe: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        self.with("read the last good run", |conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT started_at, correlation_id FROM runs
+                     WHERE probe = ?1 AND outcome = 'ok'
+                     ORDER BY started_at DESC, id DESC LIMIT 1",
+                    [probe],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(at, id)| Ok((timestamp(at)?, id))).transpose()
+        })
+    }
+
     /// How many runs ended with each outcome since `since`, of one probe or
     /// of all; outcomes with no runs are left out, the rest come in
     /// [`Outcome::ALL`] order.
@@ -430,8 +446,10 @@ mod tests {
                 last_notified: at,
                 told: true,
                 channels: vec![],
+                notice: None,
             }),
             withheld: None,
+            failing_since: Some(at),
         }
     }
 

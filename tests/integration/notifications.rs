@@ -1,0 +1,234 @@
+//! What an on-call person receives (issue 20): through the real outbox, a
+//! cron `check` fires and resolves an alert on a webhook sink, a
+//! Slack-shaped API (bot token: the resolve threads under the firing notice)
+//! and a real SMTP server, and each notice carries what it takes to act
+//! without opening anything else. The webhook's JSON is checked against its
+//! published schema with a real validator.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::alert_channels::SmtpServer;
+use crate::capture::Capture;
+use crate::never_silent::{Canary, free_addr};
+
+const DROPPED: &str = "+15005550191";
+const GOOD: &str = "+15005550100";
+
+/// A stand-in for Slack's Web API: records each `chat.postMessage` (its
+/// bearer token and body) and answers `ok` with a fresh `ts`.
+#[derive(Clone, Default)]
+struct SlackApi {
+    posts: Arc<Mutex<Vec<Post>>>,
+}
+
+/// One `chat.postMessage`: its `Authorization` header and its body.
+type Post = (Option<String>, Value);
+
+impl SlackApi {
+    async fn start() -> (SlackApi, SocketAddr) {
+        let api = SlackApi::default();
+        let app =
+            axum::Router::new()
+                .route(
+                    "/api/chat.postMessage",
+                    axum::routing::post(
+                        |State(api): State<SlackApi>,
+                         headers: HeaderMap,
+                         body: axum::body::Bytes| async move {
+                            let auth = headers
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_string);
+                            let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+                            let mut posts = api.posts.lock().unwrap();
+                            posts.push((auth, body));
+                            axum::Json(json!({
+                                "ok": true,
+                                "channel": "C0123456",
+                                "ts": format!("1700000000.{:06}", posts.len()),
+                            }))
+                        },
+                    ),
+                )
+                .with_state(api.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, app).into_future());
+        (api, addr)
+    }
+}
+
+/// Validates `doc` against the JSON Schema at `schema` with Python's
+/// `jsonschema` (format checks on): the errors, if any.
+fn schema_errors(schema: &str, doc: &Value) -> Vec<String> {
+    let python = crate::reference::python();
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(schema))
+            .unwrap(),
+    )
+    .unwrap();
+    let script = "import json, sys, jsonschema\n\
+                  req = json.load(sys.stdin)\n\
+                  v = jsonschema.Draft7Validator(req['schema'], format_checker=jsonschema.FormatChecker())\n\
+                  print(json.dumps([e.message for e in v.iter_errors(req['doc'])]))";
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json!({"schema": schema, "doc": doc}).to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firing() {
+    let (hook, hook_addr) = Capture::start(free_addr()).await;
+    let (slack, slack_addr) = SlackApi::start().await;
+    let smtp = tokio::task::spawn_blocking(|| SmtpServer::start_on(0))
+        .await
+        .unwrap();
+    let canary = Canary::new(
+        "alerts = [\"hook\", \"chat\", \"mail\"]\n\
+         runbook_url = \"https://wiki.example.com/runbooks/sms#{probe}\"\n\
+         dashboard_url = \"https://grafana.example.com/d/sms?var-probe={probe}&var-run={correlation_id}\"",
+        &format!(
+            "[gateways.sandbox.numbers.\"{DROPPED}\"]\ndrop = true\n\n\
+             [alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook_addr}/alerts\"\n\n\
+             [alerts.chat]\nkind = \"slack\"\nbot_token = \"xoxb-test-token\"\nchannel = \"#sms-alerts\"\n\
+             api_url = \"http://{slack_addr}/api/\"\n\n\
+             [alerts.mail]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+             from = \"canary@example.com\"\nto = [\"oncall@example.com\"]\n",
+            smtp.port
+        ),
+    );
+    canary.probe("p", DROPPED, "timeout = \"300ms\"\nthreshold = \"200ms\"\n");
+    let check = |expected: i32| {
+        let canary = &canary;
+        async move {
+            let out = canary.run(&["check"]).await;
+            assert_eq!(
+                out.status.code(),
+                Some(expected),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    check(2).await;
+    check(2).await;
+    // The webhook: the notice as the outbox keeps it, in its published shape.
+    assert_eq!(hook.transitions(), ["firing"]);
+    let firing = hook.received.lock().unwrap()[0].clone();
+    assert_eq!(
+        schema_errors("docs/notification.schema.json", &firing),
+        Vec::<String>::new()
+    );
+    assert_eq!(firing["schema_version"], 1);
+    assert_eq!(firing["probe"], "p");
+    assert_eq!(
+        (firing["gateway"].as_str(), firing["receiver"].as_str()),
+        (Some("sandbox"), Some("inbox"))
+    );
+    assert!(
+        firing["message_id"].as_str().unwrap().starts_with("SM"),
+        "{firing}"
+    );
+    assert_eq!(firing["destination"], "+********191");
+    let progress = firing["progress"].as_str().unwrap();
+    assert!(
+        progress.starts_with("accepted ") && progress.ends_with("nothing arrived within 300ms"),
+        "{progress}"
+    );
+    assert_eq!(firing["failed_runs"], 2);
+    assert!(firing["failing_since"].as_str().is_some());
+    assert_eq!(firing["last_ok"], Value::Null, "no good run yet");
+    let ids = firing["correlation_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2, "both failed runs: {firing}");
+    let links = firing["links"].as_array().unwrap();
+    assert_eq!(links[0]["url"], "https://wiki.example.com/runbooks/sms#p");
+    assert_eq!(
+        links[1]["url"],
+        format!(
+            "https://grafana.example.com/d/sms?var-probe=p&var-run={}",
+            ids[0].as_str().unwrap()
+        )
+    );
+
+    // The carrier recovers: the resolve follows the firing everywhere.
+    canary.probe("p", GOOD, "timeout = \"5s\"\nthreshold = \"4s\"\n");
+    check(0).await;
+    assert_eq!(hook.transitions(), ["firing", "resolved"]);
+    let resolved = hook.received.lock().unwrap()[1].clone();
+    assert_eq!(
+        schema_errors("docs/notification.schema.json", &resolved),
+        Vec::<String>::new()
+    );
+    assert_eq!(resolved["follows"], firing["id"]);
+
+    let posts = slack.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    for (auth, body) in &posts {
+        assert_eq!(auth.as_deref(), Some("Bearer xoxb-test-token"));
+        assert_eq!(body["channel"], "#sms-alerts");
+    }
+    assert_eq!(posts[0].1["blocks"][0]["text"]["text"], "CRITICAL p: lost");
+    assert!(
+        posts[0].1.get("thread_ts").is_none(),
+        "a firing starts a thread"
+    );
+    assert_eq!(
+        posts[1].1["thread_ts"], "1700000000.000001",
+        "the resolve threads under it"
+    );
+    assert_eq!(posts[1].1["reply_broadcast"], true);
+    let buttons = posts[0].1["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "actions")
+        .map(|b| b["elements"].as_array().unwrap().len());
+    assert_eq!(buttons, Some(2), "runbook and dashboard buttons");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while smtp.messages().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert_eq!(
+        mails[0]["headers"]["Subject"],
+        "[sms-canary] CRITICAL p: lost"
+    );
+    assert_eq!(
+        mails[1]["headers"]["Subject"],
+        "[sms-canary] RESOLVED p: ok"
+    );
+    assert_eq!(
+        mails[1]["headers"]["In-Reply-To"],
+        format!("<{}@sms-canary>", firing["id"].as_str().unwrap())
+    );
+    let body = mails[0]["body"].as_str().unwrap();
+    assert!(
+        body.contains("Route: gateway sandbox → receiver inbox, to +********191"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Failed runs") || body.contains("(2 failed runs)"),
+        "{body}"
+    );
+}
