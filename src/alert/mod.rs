@@ -244,6 +244,12 @@ impl Notification {
     /// and filter: "CRITICAL sandbox-roundtrip: lost", "WARNING p: slow
     /// (still firing)", "RESOLVED p: ok".
     pub fn headline(&self) -> String {
+        if self.probe == TEST_KEY {
+            return format!(
+                "TEST sms-canary ({}): a test notification, nothing is wrong",
+                self.instance
+            );
+        }
         let what = if self.is_about_canary()
             || (self.transition == Transition::Resolved && self.outcome != Outcome::Ok)
         {
@@ -430,6 +436,9 @@ pub fn progress(run: &RunResult) -> String {
 /// The prefix of the alert keys of the canary's own checks: probe names
 /// cannot hold a `:`, so they never meet a probe's.
 pub const CANARY_KEY_PREFIX: &str = "canary:";
+
+/// The key of the notices `sms-canary alerts test` sends.
+pub const TEST_KEY: &str = "canary:test";
 
 /// Whether an alert key is one of the canary's own checks.
 pub fn is_canary_key(key: &str) -> bool {

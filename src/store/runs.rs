@@ -347,7 +347,7 @@ fn read_alert_states(
 }
 
 /// Queues `outbox` (each item with its encoded payload) in `tx`.
-fn insert_outbox(
+pub(super) fn insert_outbox(
     tx: &rusqlite::Transaction<'_>,
     outbox: &[OutboxItem],
     payloads: &[String],

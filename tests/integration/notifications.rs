@@ -232,3 +232,109 @@ async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firi
         "{body}"
     );
 }
+
+/// `alerts test` sends a marked notice through each channel and says which
+/// did not take it; `outbox` lists what waits, `outbox retry` sends dead
+/// letters again once the channel is back, `outbox purge` drops them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_test_and_the_outbox_commands_work_end_to_end() {
+    let (hook, hook_addr) = Capture::start(free_addr()).await;
+    let (down_addr, gone_addr) = (free_addr(), free_addr());
+    let canary = Canary::new(
+        "alerts = [\"hook\"]",
+        &format!(
+            "[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook_addr}/alerts\"\n\n\
+             [alerts.down]\nkind = \"webhook\"\nurl = \"http://{down_addr}/alerts\"\n\n\
+             [alerts.gone]\nkind = \"webhook\"\nurl = \"http://{gone_addr}/alerts\"\n"
+        ),
+    );
+    // One attempt only: a failure is a dead letter at once.
+    let config = std::fs::read_to_string(canary.path().join("config.toml")).unwrap();
+    std::fs::write(
+        canary.path().join("config.toml"),
+        config.replace(
+            "[canary]\n",
+            "[canary]\nnotify_retry = { attempts = 1, initial = \"1s\", factor = 1.0 }\n",
+        ),
+    )
+    .unwrap();
+    let run = |args: &'static [&'static str]| {
+        let canary = &canary;
+        async move {
+            let out = canary.run(args).await;
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+
+    let (code, out, _) = run(&["alerts", "test", "hook", "down"]).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("ok    hook: took the test notification"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  down: ") && out.contains("(dead-lettered)"),
+        "{out}"
+    );
+    let told = hook.received.lock().unwrap()[0].clone();
+    assert_eq!(told["probe"], "canary:test");
+    assert!(
+        told["reason"]
+            .as_str()
+            .unwrap()
+            .contains("nothing is wrong")
+    );
+    let (code, out, _) = run(&["alerts", "test", "hook"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, err) = run(&["alerts", "test", "nope"]).await;
+    assert_eq!(code, Some(3));
+    assert!(
+        err.contains("no alert channel named `nope` (known: down, gone, hook)"),
+        "{err}"
+    );
+
+    // The dead letter is listed, with what to do about it.
+    let (code, out, _) = run(&["outbox"]).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("DEAD ") && out.contains("down") && out.contains("TEST sms-canary"),
+        "{out}"
+    );
+    assert!(out.contains("sms-canary outbox retry ID"), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    // Still down: retried, dead again.
+    let (code, out, _) = run(&["outbox", "retry", "--all"]).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("1 dead letter(s) re-queued: 0 delivered, 0 to retry, 1 dead again"),
+        "{out}"
+    );
+    // Back up: the retry delivers it.
+    let (down, _) = Capture::start(down_addr).await;
+    let out = canary.run(&["outbox", "retry", &id]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 delivered"));
+    assert_eq!(down.transitions(), ["firing"]);
+    let (_, out, _) = run(&["outbox"]).await;
+    assert_eq!(
+        out,
+        "the outbox is empty: every notification was delivered\n"
+    );
+
+    // Purging: one by id, many only with --yes, pending never.
+    let (code, _, _) = run(&["alerts", "test", "gone"]).await;
+    assert_eq!(code, Some(2));
+    let (code, _, err) = run(&["outbox", "purge", "--older-than", "0s"]).await;
+    assert_eq!(code, Some(3));
+    assert!(err.contains("needs --yes"), "{err}");
+    let (code, out, _) = run(&["outbox", "purge", "--older-than", "0s", "--yes"]).await;
+    assert_eq!(code, Some(0));
+    assert_eq!(out, "1 dead letter(s) purged\n");
+    let (code, _, err) = run(&["outbox", "retry", "01NOSUCHID"]).await;
+    assert_eq!(code, Some(3));
+    assert!(err.contains("no dead letter with id 01NOSUCHID"), "{err}");
+}
