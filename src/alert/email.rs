@@ -108,6 +108,24 @@ impl Channel for EmailChannel {
         &self.name
     }
 
+    fn reach(&self) -> BoxFuture<'_, Result<String, ChannelError>> {
+        // Connects, greets (EHLO), upgrades to TLS where configured and
+        // authenticates, then quits: everything but a message.
+        Box::pin(async move {
+            match self.transport.test_connection().await {
+                Ok(true) => Ok(format!(
+                    "mail server of alerts.{} takes a session",
+                    self.name
+                )),
+                Ok(false) => Err(ChannelError::transient(format!(
+                    "mail server of alerts.{} did not complete the session",
+                    self.name
+                ))),
+                Err(e) => Err(smtp_error(&e, &self.name)),
+            }
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "email"
     }

@@ -205,6 +205,45 @@ impl Channel for SlackChannel {
         Box::pin(async move { self.send_in_thread(notification, None).await.map(|_| ()) })
     }
 
+    fn reach(&self) -> BoxFuture<'_, Result<String, ChannelError>> {
+        Box::pin(async move {
+            match &self.to {
+                // A GET posts nothing: Slack answers it (400 or 405) if the
+                // hook exists, 404 or 410 if it was revoked.
+                Target::Webhook(url) => {
+                    super::channel::reach_http(self.client.get(url.clone()), &self.who()).await
+                }
+                // auth.test: checks the token, posts nothing.
+                Target::Bot {
+                    post_message,
+                    token,
+                    ..
+                } => {
+                    let url = post_message
+                        .join("auth.test")
+                        .map_err(|e| ChannelError::permanent(e.to_string()))?;
+                    let response = self
+                        .client
+                        .post(url)
+                        .bearer_auth(token.expose())
+                        .send()
+                        .await
+                        .map_err(|e| super::channel::transport_error(&e, &self.who()))?;
+                    let answer: Value = response.json().await.unwrap_or(Value::Null);
+                    if answer["ok"] == true {
+                        Ok(format!("{} accepts the bot token", self.who()))
+                    } else {
+                        Err(ChannelError::permanent(format!(
+                            "{} refused the bot token: {}",
+                            self.who(),
+                            answer["error"].as_str().unwrap_or("no `ok` in the answer")
+                        )))
+                    }
+                }
+            }
+        })
+    }
+
     fn send_in_thread<'a>(
         &'a self,
         notification: &'a Notification,

@@ -201,6 +201,24 @@ impl Store {
         })
     }
 
+    /// Whether each of `probes`' latest recorded run was `ok` (`false`
+    /// without one): the `probe_up` a daemon starts from.
+    pub fn last_ok_flags(&self, probes: &[String]) -> Result<Vec<(String, bool)>, StoreError> {
+        self.with("read the last outcomes", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT outcome = 'ok' FROM runs WHERE probe = ?1
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+            )?;
+            probes
+                .iter()
+                .map(|p| {
+                    let ok: Option<bool> = stmt.query_row([p], |row| row.get(0)).optional()?;
+                    Ok((p.clone(), ok.unwrap_or(false)))
+                })
+                .collect()
+        })
+    }
+
     /// When the probe's last `ok` run started, and its correlation id.
     pub fn last_ok_run(&self, probe: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
         self.with("read the last good run", |conn| {

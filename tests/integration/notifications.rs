@@ -56,6 +56,19 @@ impl SlackApi {
                         },
                     ),
                 )
+                .route(
+                    "/api/auth.test",
+                    axum::routing::post(|headers: HeaderMap| async move {
+                        let good = headers
+                            .get("authorization")
+                            .is_some_and(|v| v == "Bearer xoxb-test-token");
+                        axum::Json(if good {
+                            json!({"ok": true, "team": "T0", "user": "canary"})
+                        } else {
+                            json!({"ok": false, "error": "invalid_auth"})
+                        })
+                    }),
+                )
                 .with_state(api.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -337,4 +350,174 @@ async fn alerts_test_and_the_outbox_commands_work_end_to_end() {
     let (code, _, err) = run(&["outbox", "retry", "01NOSUCHID"]).await;
     assert_eq!(code, Some(3));
     assert!(err.contains("no dead letter with id 01NOSUCHID"), "{err}");
+}
+
+/// `doctor` checks that each alert channel answers, sending nothing anyone
+/// reads: a webhook is asked with HEAD, Slack's token with auth.test, the
+/// mail server up to authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_every_alert_channel_answers_without_sending() {
+    let (hook, hook_addr) = Capture::start(free_addr()).await;
+    let (slack, slack_addr) = SlackApi::start().await;
+    let smtp = tokio::task::spawn_blocking(|| SmtpServer::start_on(0))
+        .await
+        .unwrap();
+    let closed = free_addr();
+    let canary = Canary::new(
+        "alerts = [\"hook\"]",
+        &format!(
+            "[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook_addr}/alerts\"\n\n\
+             [alerts.down]\nkind = \"webhook\"\nurl = \"http://{closed}/alerts\"\n\n\
+             [alerts.chat]\nkind = \"slack\"\nbot_token = \"xoxb-test-token\"\nchannel = \"#a\"\n\
+             api_url = \"http://{slack_addr}/api/\"\n\n\
+             [alerts.stale]\nkind = \"slack\"\nbot_token = \"xoxb-revoked\"\nchannel = \"#a\"\n\
+             api_url = \"http://{slack_addr}/api/\"\n\n\
+             [alerts.mail]\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:{}\"\n\
+             from = \"canary@example.com\"\nto = [\"oncall@example.com\"]\n",
+            smtp.port
+        ),
+    );
+    let out = canary.run(&["doctor", "--listen", "127.0.0.1:0"]).await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let line = |subject: &str| {
+        text.lines()
+            .find(|l| l.starts_with("channel") && l.contains(subject))
+            .unwrap_or_else(|| panic!("no line for {subject}: {text}"))
+            .to_string()
+    };
+    assert!(line("hook (webhook)").contains(" ok "), "{text}");
+    assert!(line("down (webhook)").contains("FAIL"), "{text}");
+    assert!(
+        line("chat (slack)").contains("accepts the bot token"),
+        "{text}"
+    );
+    assert!(
+        line("stale (slack)").contains("FAIL") && line("stale (slack)").contains("invalid_auth"),
+        "{text}"
+    );
+    assert!(line("mail (email)").contains("takes a session"), "{text}");
+    // Nothing was sent anywhere.
+    assert!(hook.received.lock().unwrap().is_empty());
+    assert!(slack.posts.lock().unwrap().is_empty());
+    assert!(smtp.messages().is_empty());
+    assert!(!text.contains("xoxb-"), "a token in the output: {text}");
+}
+
+/// The metrics an operator alerts on: whether the last config load worked
+/// (and when one last did), and `probe_up` for every enabled probe from the
+/// start, from its last recorded run, not only once it ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_and_every_probe_show_in_the_metrics_from_the_start() {
+    use sms_canary::daemon::{Control, DaemonOptions};
+    let canary = Canary::new("", "");
+    canary.probe("p", GOOD, "alerts = []\nschedule = \"every 1h\"\n");
+    canary.probe("q", GOOD, "alerts = []\nschedule = \"every 1h\"\n");
+    // p ran well before this daemon started; q never ran.
+    {
+        let store = canary.store();
+        let run = sms_canary::probe::RunResult {
+            probe: "p".into(),
+            gateway: "sandbox".into(),
+            receiver: "inbox".into(),
+            correlation_id: "earlier".into(),
+            started_at: chrono::Utc::now() - chrono::Duration::minutes(30),
+            outcome: sms_canary::probe::Outcome::Ok,
+            reason: None,
+            code: None,
+            latency: Some(Duration::from_millis(20)),
+            threshold: Duration::from_secs(4),
+            timeout: Duration::from_secs(5),
+            phases: Default::default(),
+            message_id: Some("SM1".into()),
+            attempts: 1,
+            findings: vec![],
+            gateway_errors: vec![],
+        };
+        store
+            .record_run(
+                &run,
+                "test",
+                false,
+                &Default::default(),
+                &[],
+                chrono::Utc::now(),
+            )
+            .unwrap();
+    }
+    let admin = free_addr();
+    let (tx, daemon) = crate::daemon::spawn_daemon(
+        canary.path().join("config.toml"),
+        DaemonOptions {
+            preflight: false,
+            admin_listen: Some(admin),
+            ..DaemonOptions::default()
+        },
+    );
+    let metrics = || async move {
+        match reqwest::get(format!("http://{admin}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    };
+    let sample = crate::never_silent::sample;
+    let wait_for = |want: &'static str, value: f64| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = metrics().await;
+            if sample(&m, want, &[]) == Some(value) || tokio::time::Instant::now() > deadline {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let m = wait_for("sms_canary_config_last_reload_successful", 1.0).await;
+    assert_eq!(
+        sample(&m, "sms_canary_probe_up", &[("probe", "p")]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "sms_canary_probe_up", &[("probe", "q")]),
+        Some(0.0),
+        "{m}"
+    );
+    let loaded = sample(
+        &m,
+        "sms_canary_config_last_reload_success_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+    assert!(loaded > 1.7e9, "{m}");
+
+    // A broken config: the reload fails and says so; the good one runs on.
+    let good = std::fs::read_to_string(canary.path().join("config.toml")).unwrap();
+    std::fs::write(canary.path().join("config.toml"), "[canary]\nlisten = 12\n").unwrap();
+    tx.send(Control::Reload).await.unwrap();
+    let m = wait_for("sms_canary_config_last_reload_successful", 0.0).await;
+    assert_eq!(
+        sample(&m, "sms_canary_config_last_reload_successful", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "sms_canary_config_last_reload_success_timestamp_seconds",
+            &[]
+        ),
+        Some(loaded)
+    );
+    // Fixed, with a new probe: it shows at once.
+    std::fs::write(canary.path().join("config.toml"), good).unwrap();
+    canary.probe("r", GOOD, "alerts = []\nschedule = \"every 1h\"\n");
+    tx.send(Control::Reload).await.unwrap();
+    let m = wait_for("sms_canary_config_last_reload_successful", 1.0).await;
+    assert_eq!(
+        sample(&m, "sms_canary_probe_up", &[("probe", "r")]),
+        Some(0.0),
+        "{m}"
+    );
+    tx.send(Control::Shutdown).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
 }
