@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
 use sms_canary::check::{CheckOptions, check};
 use sms_canary::cli::{
     self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat, TriggerArgs,
@@ -23,7 +22,7 @@ use tracing_subscriber::EnvFilter;
 const UNKNOWN: u8 = Status::Unknown as u8;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -87,7 +86,7 @@ fn init_tracing(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sms_canary::report::progress::LogWriter::default)
         .with_ansi(cli::color_allowed(std::io::stderr().is_terminal()));
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
@@ -583,7 +582,7 @@ fn print_stdout(bytes: &[u8]) -> std::io::Result<()> {
 /// panics on a write error and a closed pipe must not crash us.
 fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "sms-canary", &mut script);
+    clap_complete::generate(shell, &mut Cli::definition(), "sms-canary", &mut script);
     print_stdout(&script).context("writing the completions")?;
     Ok(0)
 }

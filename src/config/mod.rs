@@ -1329,25 +1329,42 @@ fn threshold_message(prefix: &str, threshold: Duration, timeout: Duration) -> St
 
 fn check_receivers(config: &Config, declared: &Declared, sink: &mut Sink<'_>) {
     for (name, receiver) in &config.receivers {
-        let (gateway, wanted): (&Spanned<String>, fn(&GatewayConfig) -> bool) = match receiver {
-            ReceiverConfig::Webhook(w) => match &w.gateway {
-                Some(g) => (g, |g| {
-                    g.twilio_auth_token().is_some() || matches!(g, GatewayConfig::Vonage(_))
-                }),
-                None => continue,
-            },
-            ReceiverConfig::TwilioPoll(p) => (&p.gateway, |g| g.twilio_auth_token().is_some()),
-            ReceiverConfig::HttpPoll(_) => continue,
-        };
+        // Which gateway kinds a receiver can be bound to, and what to do
+        // when it is bound to another.
+        type Fits = fn(&GatewayConfig) -> bool;
+        let (gateway, wanted, fits, otherwise): (&Spanned<String>, Fits, &str, &str) =
+            match receiver {
+                ReceiverConfig::Webhook(w) => match &w.gateway {
+                    Some(g) => (
+                        g,
+                        |g| {
+                            g.twilio_auth_token().is_some() || matches!(g, GatewayConfig::Vonage(_))
+                        },
+                        "twilio, vonage or mock (whose signatures it checks)",
+                        "for your own API's inbound messages, leave `gateway` out: the receiver then takes \
+                     the JSON route, signed with `json_secret`",
+                    ),
+                    None => continue,
+                },
+                ReceiverConfig::TwilioPoll(p) => (
+                    &p.gateway,
+                    |g| g.twilio_auth_token().is_some(),
+                    "twilio or mock (whose API it polls)",
+                    "to poll your own API, use a receiver of kind = \"http-poll\"",
+                ),
+                ReceiverConfig::HttpPoll(_) => continue,
+            };
         match config.gateways.get(gateway.get_ref()) {
             Some(g) if wanted(g) => {}
             Some(g) => sink.at(
                 Some(gateway.span()),
                 format!(
-                    "receiver `{name}` ({}): gateway `{}` is of kind {}, which does not fit",
+                    "receiver `{name}` ({}): gateway `{}` is of kind {}, which does not fit: \
+                     a {} receiver needs a gateway of kind {fits}; {otherwise}",
                     receiver.kind(),
                     gateway.get_ref(),
-                    g.kind()
+                    g.kind(),
+                    receiver.kind(),
                 ),
             ),
             None if declared.gateways.contains(gateway.get_ref()) => {}

@@ -18,7 +18,8 @@ pub struct History {
     pub window: Duration,
     pub runs: Vec<StoredRun>,
     pub counts: Vec<(Outcome, u64)>,
-    pub percentiles: Option<Percentiles>,
+    /// Per probe with arrivals in the window (only the one asked for, if any).
+    pub percentiles: Vec<(String, Percentiles)>,
     pub alerts: Vec<(String, AlertState)>,
     pub silences: Vec<Silence>,
     pub pending: u64,
@@ -40,7 +41,19 @@ pub fn load(
         window,
         runs: store.recent_runs(probe, limit)?,
         counts: store.outcome_counts(probe, since)?,
-        percentiles: store.latency_percentiles(probe, since)?,
+        percentiles: {
+            let probes = match probe {
+                Some(p) => vec![p.to_string()],
+                None => store.probes_run_since(since)?,
+            };
+            let mut each = Vec::new();
+            for p in probes {
+                if let Some(pct) = store.latency_percentiles(Some(&p), since)? {
+                    each.push((p, pct));
+                }
+            }
+            each
+        },
         alerts: store
             .alert_states()?
             .into_iter()
@@ -63,7 +76,7 @@ pub fn load(
 
 pub fn render(h: &History) -> String {
     let mut out = String::new();
-    let window = humantime::format_duration(h.window);
+    let window = window_text(h.window);
     let total: u64 = h.counts.iter().map(|(_, n)| n).sum();
     let counts: Vec<String> = h.counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
     let scope = h.probe.as_deref().unwrap_or("all probes");
@@ -76,20 +89,24 @@ pub fn render(h: &History) -> String {
             format!(" ({})", counts.join(", "))
         }
     );
-    match &h.percentiles {
-        Some(p) => {
-            let _ = writeln!(
-                out,
-                "latency over {} arrivals: p50 {}  p95 {}  p99 {}",
-                p.count,
-                short_duration(p.p50),
-                short_duration(p.p95),
-                short_duration(p.p99)
-            );
-        }
-        None => {
-            let _ = writeln!(out, "latency: no arrivals in the window");
-        }
+    if h.percentiles.is_empty() {
+        let _ = writeln!(out, "latency: no arrivals in the window");
+    }
+    let w = h
+        .percentiles
+        .iter()
+        .map(|(p, _)| p.len())
+        .max()
+        .unwrap_or(0);
+    for (probe, p) in &h.percentiles {
+        let _ = writeln!(
+            out,
+            "latency {probe:<w$}  p50 {:>8}  p95 {:>8}  p99 {:>8}  ({} arrivals)",
+            short_duration(p.p50),
+            short_duration(p.p95),
+            short_duration(p.p99),
+            p.count,
+        );
     }
     for (probe, state) in &h.alerts {
         if let Some(f) = &state.firing {
@@ -154,4 +171,30 @@ pub fn render(h: &History) -> String {
         }
     }
     out
+}
+
+/// A window the way it was asked for: "24h", "7d", "90m", else humantime.
+fn window_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => humantime::format_duration(d).to_string(),
+        s if s % 86_400 == 0 && s > 86_400 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        _ => humantime::format_duration(d).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_read_as_written() {
+        assert_eq!(window_text(Duration::from_secs(86_400)), "24h");
+        assert_eq!(window_text(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(window_text(Duration::from_secs(3600)), "1h");
+        assert_eq!(window_text(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(window_text(Duration::from_secs(90)), "1m 30s");
+    }
 }

@@ -219,6 +219,18 @@ impl Store {
         })
     }
 
+    /// The probes with runs started since `since`, by name.
+    pub fn probes_run_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        self.with("read the probes that ran", |conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT probe FROM runs WHERE started_at >= ?1 ORDER BY probe")?;
+            let probes = stmt
+                .query_map([millis(since)], |row| row.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(probes)
+        })
+    }
+
     /// When the probe's last `ok` run started, and its correlation id.
     pub fn last_ok_run(&self, probe: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
         self.with("read the last good run", |conn| {
