@@ -248,7 +248,7 @@ fn screen_lines(raw: &str) -> Vec<String> {
             if c == '\x1b' {
                 // CSI: ESC [ parameters, then one letter.
                 if chars.next_if_eq(&'[').is_some() {
-                    while let Some(c) = chars.next() {
+                    for c in chars.by_ref() {
                         if c.is_ascii_alphabetic() {
                             break;
                         }
