@@ -39,6 +39,7 @@ pub mod gateway;
 pub mod manual;
 pub mod metrics;
 pub mod mock_carrier;
+pub mod net;
 pub mod monitor;
 pub mod operate;
 pub mod probe;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::Notification;
 use super::channel::{Channel, ChannelError, deliver, http_client};
 use crate::config::{Invalid, SlackConfig};
-use crate::gateway::BoxFuture;
+use crate::net::BoxFuture;
 
 /// Block Kit limits: a header's text, a field's text, a section's text.
 const HEADER_MAX: usize = 150;

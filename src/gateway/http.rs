@@ -5,7 +5,8 @@
 //! value escaped for where it lands. The answer is classified by the user's
 //! `permanent` rules first, then their `transient` rules, then by HTTP status
 //! the way every other gateway is: 2xx accepted, 408/429/5xx retried, other
-//! 4xx refused. Templates are checked when the gateway is built, so a typo in
+//! 4xx refused. A 2xx answer cut off or too large to read is retried, as for
+//! every provider. Templates are checked when the gateway is built, so a typo in
 //! the config is reported before any message is sent, not halfway through a run.
 
 use std::fmt;
@@ -17,7 +18,7 @@ use url::Url;
 
 use super::{
     Accepted, BoxFuture, ErrorClass, Gateway, MAX_RESPONSE_BYTES, SubmitError, SubmitRequest,
-    retry_after, transport_error,
+    read_answer, retry_after, transport_error,
 };
 use crate::config::{HttpGatewayConfig, HttpMethod, Invalid, JsonPathExpr, ResponseRule};
 use crate::template::{Escape, Template, TemplateError};
@@ -251,18 +252,10 @@ impl HttpGateway {
             .map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = read_body(response, MAX_RESPONSE_BYTES).await;
-        if let Some(e) = &body.cut {
-            // The status line is in: classify by it and whatever body arrived.
-            // Retrying a 2xx here could send the message twice.
-            warn!(gateway = %self.name, status, error = %e, "response body cut off");
-        }
-        if body.over_limit {
-            // Classified like any answer that is not JSON: a 2xx is accepted
-            // with an unknown id, the run goes on, nothing is held in memory.
-            warn!(gateway = %self.name, status, "response body over 1 MiB, the rest not read");
-        }
-        let mut result = self.classify(status, &body.bytes);
+        // A 2xx not read whole is transient, as for every provider: user
+        // rules may put a refusal inside a 2xx answer.
+        let body = read_answer(response, "the gateway's answer").await?;
+        let mut result = self.classify(status, &body);
         if let Err(e) = &mut result
             && e.class == ErrorClass::Transient
         {

@@ -19,8 +19,8 @@ use url::Url;
 
 use super::poll::{PollError, Polled, Poller, Watch};
 use crate::config::{HttpPollConfig, Invalid, JsonPathExpr};
-use crate::gateway::http::{read_body, snippet};
-use crate::gateway::{Body, BoxFuture};
+use crate::gateway::http::snippet;
+use crate::gateway::BoxFuture;
 use crate::template::{Escape, Template};
 
 /// The placeholders the URL template may use.
@@ -154,22 +154,19 @@ impl HttpPoller {
         }
         let response = request.send().await.map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
-        let Body {
-            bytes: body,
-            over_limit,
-            cut,
-        } = read_body(response, MAX_LISTING_BYTES).await;
+        let body = crate::net::read_answer(response, "the receiver API's answer", MAX_LISTING_BYTES)
+            .await
+            .map_err(|mut e| {
+                if e.reason.contains("not read to the end") {
+                    e.reason = format!(
+                        "the receiver API answered with more than {} MiB: filter the url by time, \
+                         e.g. with {{{{since}}}}",
+                        MAX_LISTING_BYTES >> 20
+                    );
+                }
+                e
+            })?;
         check_status(status, &body)?;
-        if let Some(e) = cut {
-            return Err(transport_error(&e));
-        }
-        if over_limit {
-            return Err(PollError::permanent(format!(
-                "the receiver API answered with more than {} MiB: filter the url by time, \
-                 e.g. with {{{{since}}}}",
-                MAX_LISTING_BYTES >> 20
-            )));
-        }
         self.read_answer(&body)
     }
 
@@ -257,22 +254,9 @@ pub fn check_status(status: u16, body: &[u8]) -> Result<(), PollError> {
 }
 
 fn transport_error(e: &reqwest::Error) -> PollError {
-    let what = if e.is_timeout() {
-        "the receiver API did not answer in time"
-    } else if e.is_connect() {
-        "the receiver API is unreachable (connection failed)"
-    } else if e.is_body() || e.is_decode() {
-        "the receiver API's answer was cut off"
-    } else {
-        "request to the receiver API failed"
-    };
     // Never the URL: it may carry an API key.
-    let detail = std::error::Error::source(e)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    PollError::transient(format!("{what}{detail}"))
+    crate::net::transport_error(e, "the receiver API")
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use url::Url;
 
 use super::poll::{PollError, Polled, Poller, Watch};
 use crate::gateway::{
-    BoxFuture, MAX_RESPONSE_BYTES, SubmitError, http_client, join_base, read_body, snippet,
+    BoxFuture, MAX_RESPONSE_BYTES, SubmitError, http_client, join_base, snippet,
 };
 use crate::redact::Secret;
 
@@ -66,20 +66,7 @@ impl TwilioPoller {
             .await
             .map_err(|e| PollError::transient(crate::gateway::transport_error(&e).reason))?;
         let status = response.status();
-        let body = read_body(response, MAX_RESPONSE_BYTES).await;
-        if let Some(e) = &body.cut {
-            return Err(PollError::transient(format!(
-                "listing cut off: {}",
-                crate::gateway::transport_error(e).reason
-            )));
-        }
-        if body.over_limit && status.is_success() {
-            return Err(PollError::permanent(format!(
-                "the listing is larger than {} MiB; it was not read to the end",
-                MAX_RESPONSE_BYTES >> 20
-            )));
-        }
-        let body = body.bytes;
+        let body = crate::net::read_answer(response, "Twilio's listing", MAX_RESPONSE_BYTES).await?;
         parse_listing(status.as_u16(), &body)
     }
 }

@@ -343,8 +343,8 @@ fn cases() -> Vec<Case> {
             });
         }
     }
-    // The HTTP gateway takes a 2xx as accepted whatever its body says
-    // (see http_gateway.rs): its bad answers here are the non-2xx ones.
+    // The HTTP gateway takes a 2xx it can read whole as accepted whatever its
+    // body says (see http_gateway.rs): its bad answers here are the non-2xx ones.
     for (name, submit) in bad_answers(500, MAX_RESPONSE_BYTES) {
         cases.push(Case {
             submit,
