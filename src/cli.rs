@@ -96,7 +96,7 @@ pub enum Command {
     Unsilence(UnsilenceArgs),
     /// List firing alerts; `alerts clear PROBE` resolves one by hand (its resolve is sent).
     Alerts(AlertsArgs),
-    /// Run the standalone Twilio- and Vonage-compatible mock carrier.
+    /// Run the standalone mock carrier (every provider API it emulates).
     MockCarrier(StandaloneArgs),
     /// Print a shell completion script, e.g. `sms-canary completions bash > /etc/bash_completion.d/sms-canary`.
     Completions(CompletionsArgs),

@@ -27,8 +27,8 @@ use tracing::{error, info, warn};
 
 use crate::alert::{self, AlertState, Channel, Notification, Observation, Policy, Transition};
 use crate::config::{Config, Probe};
-use crate::net::ErrorClass;
 use crate::metrics::Metrics;
+use crate::net::ErrorClass;
 use crate::probe::{Correlation, RunResult};
 use crate::store::{BeginRun, Begun, COST_GUARD_KEY, OutboxItem, StartedRun, Store, StoreError};
 

@@ -188,11 +188,11 @@ pub async fn read_body(mut response: reqwest::Response, limit: usize) -> Body {
     }
 }
 
-/// Reads an answer of `who` ("Twilio's answer") at most `limit` bytes long.
+/// Reads an answer of `who` ("the gateway's answer") at most `limit` bytes long.
 ///
 /// The one rule for an answer that could not be read whole: a 2xx cut off
-/// or over the limit is transient. What it said cannot be known (Vonage and
-/// user rules put refusals inside 200 answers), a retry may duplicate the
+/// or over the limit is transient. What it said cannot be known (some
+/// providers and user rules put refusals inside 200 answers), a retry may duplicate the
 /// message, which token matching tolerates, while giving up would report a
 /// false loss. An error answer keeps what arrived: its status and start are
 /// enough to classify it.
@@ -208,9 +208,7 @@ pub async fn read_answer(
             let detail = std::error::Error::source(e)
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default();
-            return Err(CallError::transient(format!(
-                "{who} was cut off{detail}"
-            )));
+            return Err(CallError::transient(format!("{who} was cut off{detail}")));
         }
         if body.over_limit {
             return Err(too_large(who, limit));

@@ -119,8 +119,7 @@ impl AlertmanagerChannel {
 /// (Alertmanager behind a proxy at `/alertmanager`).
 pub(crate) fn check_config(config: &AlertmanagerConfig) -> Result<url::Url, Invalid> {
     super::channel::check_http_url("url", &config.url)?;
-    crate::net::join_base(&config.url, "api/v2/alerts")
-        .map_err(|e| Invalid::new("url", e.reason))
+    crate::net::join_base(&config.url, "api/v2/alerts").map_err(|e| Invalid::new("url", e.reason))
 }
 
 impl Channel for AlertmanagerChannel {

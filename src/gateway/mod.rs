@@ -1,17 +1,12 @@
 //! Gateways: where a probe submits its message.
 //!
-//! Every provider implements [`Gateway`]: submit one message and classify the
+//! Every provider implements [`Gateway`] in its folder
+//! (`crate::providers::<name>::gateway`): submit one message and classify the
 //! answer as accepted, transient (retry) or permanent (fail the run at once,
-//! with the provider's code and a reason a person can act on). A provider is
-//! one file here plus one variant of [`crate::config::GatewayConfig`].
+//! with the provider's code and a reason a person can act on).
 
-pub mod http;
-pub mod mock;
-pub mod twilio;
-pub mod vonage;
-
-use crate::config::E164;
 pub use crate::net::{BoxFuture, ErrorClass};
+use crate::values::E164;
 
 /// A submit that did not get the message accepted.
 pub type SubmitError = crate::net::CallError;
@@ -31,7 +26,7 @@ pub struct SubmitRequest<'a> {
 /// The gateway took the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// The provider's message id (Twilio's `SM…` sid).
+    /// The provider's message id.
     pub message_id: String,
 }
 
@@ -56,20 +51,4 @@ pub trait Gateway: Send + Sync {
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async { Ok(None) })
     }
-}
-
-/// Turns a transport failure into a transient error a person can read.
-pub fn transport_error(e: &reqwest::Error) -> SubmitError {
-    crate::net::transport_error(e, "gateway")
-}
-
-pub use crate::net::{
-    Body, MAX_RESPONSE_BYTES, http_client, join_base, read_body, retry_after, snippet,
-};
-pub(crate) use crate::net::clip;
-
-/// Reads a provider's answer to a submit or preflight, at most
-/// [`MAX_RESPONSE_BYTES`], by the one rule of [`crate::net::read_answer`].
-pub async fn read_answer(response: reqwest::Response, what: &str) -> Result<Vec<u8>, SubmitError> {
-    crate::net::read_answer(response, what, MAX_RESPONSE_BYTES).await
 }

@@ -15,8 +15,8 @@ use tokio::time::{Instant, sleep};
 use tracing::{debug, warn};
 
 use super::inbox::{Arrival, Inbox};
-use crate::config::E164;
 use crate::net::{BoxFuture, ErrorClass};
+use crate::values::E164;
 
 /// What a run asks a poller to look for.
 #[derive(Debug, Clone)]

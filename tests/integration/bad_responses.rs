@@ -19,9 +19,9 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use sms_canary::check::{CheckOptions, check};
 use sms_canary::config::Config;
-use sms_canary::gateway::MAX_RESPONSE_BYTES;
+use sms_canary::net::MAX_RESPONSE_BYTES;
 use sms_canary::probe::Outcome;
-use sms_canary::receiver::http_poll::MAX_LISTING_BYTES;
+use sms_canary::providers::http::poll::MAX_LISTING_BYTES;
 
 const SECRETS: &[&str] = &[
     "tw-secret-token-123",

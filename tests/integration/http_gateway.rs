@@ -13,9 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use sms_canary::config::{Config, E164, GatewayConfig, HttpGatewayConfig};
-use sms_canary::gateway::http::HttpGateway;
 use sms_canary::gateway::{Accepted, ErrorClass, Gateway, SubmitError, SubmitRequest};
 use sms_canary::net::MAX_RESPONSE_BYTES;
+use sms_canary::providers::http::gateway::HttpGateway;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One request as the fake API saw it.
