@@ -94,8 +94,12 @@ pub enum Command {
     Silence(SilenceArgs),
     /// Lift a probe's silence; an alert it held back is told at once.
     Unsilence(UnsilenceArgs),
-    /// List firing alerts; `alerts clear PROBE` resolves one by hand (its resolve is sent).
+    /// List firing alerts; `alerts clear PROBE` resolves one by hand (its
+    /// resolve is sent); `alerts test` checks that every channel takes a notice.
     Alerts(AlertsArgs),
+    /// List pending and dead-lettered notifications; `outbox retry` re-queues
+    /// dead letters, `outbox purge` drops them.
+    Outbox(OutboxArgs),
     /// Run the standalone mock carrier (every provider API it emulates).
     MockCarrier(StandaloneArgs),
     /// Print a shell completion script, e.g. `sms-canary completions bash > /etc/bash_completion.d/sms-canary`.
@@ -201,6 +205,51 @@ pub enum AlertsAction {
         /// The probe whose alert to resolve.
         #[arg(value_name = "PROBE")]
         probe: String,
+    },
+    /// Send a clearly marked test notification through each channel (through
+    /// the outbox); exit 0 only if every channel took it, 2 if not.
+    Test {
+        /// Channels to test (names of `[alerts.NAME]`) [default: every channel].
+        #[arg(value_name = "CHANNEL")]
+        channels: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    #[command(subcommand)]
+    pub action: Option<OutboxAction>,
+    /// Entries to list at most.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// Put dead letters back in the queue and try them now.
+    Retry {
+        /// The notification to retry (its id, from `sms-canary outbox`).
+        #[arg(
+            value_name = "ID",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        id: Option<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Drop dead letters (pending notifications are never dropped).
+    Purge {
+        /// The notification to drop (its id, from `sms-canary outbox`).
+        #[arg(value_name = "ID", conflicts_with = "older_than")]
+        id: Option<String>,
+        /// Every dead letter created longer ago than this, e.g. 30d.
+        #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Confirms a purge of more than one notification.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

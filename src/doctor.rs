@@ -2,7 +2,10 @@
 //!
 //! The config loads; each gateway accepts its credentials through a read-only
 //! call its provider offers (an account fetch, a balance, your API's health URL);
-//! the webhook listener can bind; each polling receiver's endpoint answers.
+//! the webhook listener can bind; each polling receiver's endpoint answers;
+//! every probe has an alert channel and each channel answers (a request it
+//! does not act on, an SMTP session up to authentication); the state store
+//! opens, passes its quick check and takes a write.
 //! Problems here are what would otherwise surface as a failed probe at 3 am.
 
 use std::fmt::Write as _;
@@ -101,8 +104,30 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
         m.shutdown().await;
     }
     items.push(alerts(config));
+    for (name, channel) in &config.alerts {
+        items.push(channel_reach(name, channel).await);
+    }
     items.push(store(config).await);
     items
+}
+
+/// An alert channel answers, without being sent anything a person sees.
+async fn channel_reach(name: &str, config: &crate::config::AlertConfig) -> Item {
+    let subject = format!("{name} ({})", config.kind());
+    let (verdict, detail) = match crate::alert::build_channel(name, config) {
+        Err(e) => (Verdict::Fail, e.reason),
+        Ok(channel) => match tokio::time::timeout(CALL_TIMEOUT, channel.reach()).await {
+            Err(_) => (Verdict::Fail, "no answer within 15s".to_string()),
+            Ok(Ok(detail)) => (Verdict::Ok, detail),
+            Ok(Err(e)) => (Verdict::Fail, e.reason),
+        },
+    };
+    Item {
+        check: "channel",
+        subject,
+        verdict,
+        detail,
+    }
 }
 
 /// Every enabled probe notifies someone, or says it means not to.

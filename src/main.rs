@@ -225,6 +225,79 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
                         Err(e) => operate_failed(e),
                     }
                 }
+                Some(cli::AlertsAction::Test { channels }) => {
+                    match runtime.block_on(operate::test_channels(&config, &channels)) {
+                        Ok(outcomes) => {
+                            let mut all_took = true;
+                            for (channel, attempt) in &outcomes {
+                                match attempt {
+                                    sms_canary::monitor::Attempt::Sent => {
+                                        println!("ok    {channel}: took the test notification")
+                                    }
+                                    sms_canary::monitor::Attempt::Retrying { reason, at } => {
+                                        all_took = false;
+                                        println!(
+                                            "FAIL  {channel}: {reason} (the outbox tries again at {})",
+                                            sms_canary::alert::time(*at)
+                                        );
+                                    }
+                                    sms_canary::monitor::Attempt::Dead(reason) => {
+                                        all_took = false;
+                                        println!("FAIL  {channel}: {reason} (dead-lettered)");
+                                    }
+                                }
+                            }
+                            Ok(if all_took { 0 } else { 2 })
+                        }
+                        Err(e) => operate_failed(e),
+                    }
+                }
+            }
+        }
+        Command::Outbox(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            match args.action {
+                None => match operate::outbox(&config, args.limit) {
+                    Ok(entries) => {
+                        print!("{}", report::outbox::render(&entries));
+                        Ok(0)
+                    }
+                    Err(e) => operate_failed(e),
+                },
+                Some(cli::OutboxAction::Retry { id, .. }) => {
+                    match runtime.block_on(operate::retry_dead(&config, id.as_deref())) {
+                        Ok((requeued, delivered)) => {
+                            println!(
+                                "{requeued} dead letter(s) re-queued: {} delivered, {} to retry, {} dead again",
+                                delivered.sent, delivered.retrying, delivered.dead
+                            );
+                            Ok(0)
+                        }
+                        Err(e) => operate_failed(e),
+                    }
+                }
+                Some(cli::OutboxAction::Purge {
+                    id,
+                    older_than,
+                    yes,
+                }) => {
+                    if id.is_none() && !yes {
+                        eprintln!(
+                            "sms-canary: purging more than one notification needs --yes \
+                             (dead letters are the record of alerts nobody received)"
+                        );
+                        return Ok(UNKNOWN);
+                    }
+                    match operate::purge_dead(&config, id.as_deref(), older_than) {
+                        Ok(purged) => {
+                            println!("{purged} dead letter(s) purged");
+                            Ok(0)
+                        }
+                        Err(e) => operate_failed(e),
+                    }
+                }
             }
         }
         Command::Check(args) => match load_quietly(cli.config.as_deref()) {

@@ -39,6 +39,8 @@ pub struct Metrics {
     skipped: IntCounterVec,
     store_errors: IntCounterVec,
     store_up: IntGauge,
+    reload_ok: IntGauge,
+    reload_success_time: prometheus::Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -133,6 +135,16 @@ impl Metrics {
             "1 if the state store had no failure in the last minute, else 0.",
         )
         .expect("valid metric");
+        let reload_ok = IntGauge::new(
+            "config_last_reload_successful",
+            "1 if the last config load (start or SIGHUP) succeeded, else 0 (the old config runs on).",
+        )
+        .expect("valid metric");
+        let reload_success_time = prometheus::Gauge::new(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load.",
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "build_info",
@@ -157,6 +169,8 @@ impl Metrics {
             Box::new(skipped.clone()),
             Box::new(store_errors.clone()),
             Box::new(store_up.clone()),
+            Box::new(reload_ok.clone()),
+            Box::new(reload_success_time.clone()),
             Box::new(build_info),
         ] {
             registry.register(c).expect("metric names are unique");
@@ -175,6 +189,29 @@ impl Metrics {
             skipped,
             store_errors,
             store_up,
+            reload_ok,
+            reload_success_time,
+        }
+    }
+
+    /// Records a config load (the daemon's start, a SIGHUP): whether it
+    /// worked, and when it last did.
+    pub fn config_loaded(&self, ok: bool, at: chrono::DateTime<chrono::Utc>) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            self.reload_success_time
+                .set(at.timestamp_millis() as f64 / 1e3);
+        }
+    }
+
+    /// Gives every enabled probe its `probe_up` from the start, from its
+    /// last recorded outcome (0 without one): a probe that never reports
+    /// must show, not be missing from the metrics.
+    pub fn seed_probes(&self, last_ok: &[(String, bool)]) {
+        for (probe, ok) in last_ok {
+            self.up
+                .with_label_values(&[probe.as_str()])
+                .set(i64::from(*ok));
         }
     }
 

@@ -506,9 +506,9 @@ impl Monitor {
             }
             let mut outbox = Vec::new();
             if let Some(t) = transition {
-                let mut ids = vec![run.correlation_id.clone()];
-                ids.extend(store.recent_correlation_ids(&probe.name, RECENT_IDS - 1)?);
-                let n = Notification::new(t, &run, &instance, &before, &after, ids, now);
+                let facts = facts(&store, &probe, &run.correlation_id)?;
+                let n = Notification::new(t, &run, &instance, &before, &after, facts, now);
+                note_firing_notice(&mut after, t, &n);
                 outbox = fan_out(&probe.alerts, &n);
                 info!(probe = %probe.name, transition = ?t, channels = outbox.len(), "alert {}", n.headline());
             }
@@ -530,70 +530,125 @@ impl Monitor {
             let Some(entry) = claimed else {
                 break;
             };
-            let id = entry.notification.id.clone();
-            let outcome = match self.channels.get(&entry.channel) {
-                None => Err(alert::ChannelError {
-                    class: ErrorClass::Permanent,
-                    reason: format!("alert channel `{}` is no longer configured", entry.channel),
-                    code: None,
-                    retry_after: None,
-                }),
-                Some(channel) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, channel.send(&entry.notification))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(alert::ChannelError {
-                            class: ErrorClass::Transient,
-                            reason: format!("no answer within {}s", SEND_TIMEOUT.as_secs()),
-                            code: None,
-                            retry_after: None,
-                        }),
-                    }
-                }
-            };
-            let store = self.store.clone();
-            let channel = entry.channel.clone();
-            let now = (self.now)();
-            match outcome {
-                Ok(()) => {
-                    if let Some(m) = &self.metrics {
-                        m.alert_sent(&entry.channel, true);
-                    }
-                    blocking(move || store.mark_delivered(&id, &channel, now)).await?;
-                    result.sent += 1;
-                }
-                Err(e) => {
-                    if let Some(m) = &self.metrics {
-                        m.alert_sent(&entry.channel, false);
-                    }
-                    let attempts = entry.attempts + 1;
-                    let retry_at = (e.class == ErrorClass::Transient
-                        && attempts < self.retry.attempts)
-                        .then(|| {
-                            retry_time(
-                                now,
-                                self.retry
-                                    .delay_after(attempts)
-                                    .max(e.retry_after.unwrap_or_default()),
-                            )
-                        });
-                    match retry_at {
-                        Some(at) => {
-                            warn!(channel = %entry.channel, attempts, error = %e.reason, retry_at = %at, "notification not delivered, will retry");
-                            result.retrying += 1;
-                        }
-                        None => {
-                            warn!(channel = %entry.channel, attempts, error = %e.reason, "notification dead-lettered");
-                            result.dead += 1;
-                        }
-                    }
-                    let reason = e.reason.clone();
-                    blocking(move || store.mark_failed(&id, &channel, &reason, retry_at, now))
-                        .await?;
-                }
+            match self.deliver(entry).await? {
+                Attempt::Sent => result.sent += 1,
+                Attempt::Retrying { .. } => result.retrying += 1,
+                Attempt::Dead(_) => result.dead += 1,
             }
         }
+        self.count_outbox().await;
+        Ok(result)
+    }
+
+    /// Queues `n` for `channels` and tries each at once, as any notice is
+    /// sent (claimed, retried or dead-lettered on failure): what `alerts
+    /// test` checks. The outcome per channel, in order.
+    pub async fn send_now(
+        &self,
+        n: &Notification,
+        channels: &[String],
+    ) -> Result<Vec<(String, Attempt)>, MonitorError> {
+        let (store, outbox, now) = (self.store.clone(), fan_out(channels, n), (self.now)());
+        blocking(move || store.queue(&outbox, now)).await?;
+        let mut outcomes = Vec::new();
+        for channel in channels {
+            let (store, claimer, id, name, at) = (
+                self.store.clone(),
+                self.claimer.clone(),
+                n.id.clone(),
+                channel.clone(),
+                (self.now)(),
+            );
+            let claimed =
+                blocking(move || store.claim(&id, &name, &claimer, at, CLAIM_HOLD)).await?;
+            if let Some(entry) = claimed {
+                outcomes.push((channel.clone(), self.deliver(entry).await?));
+            }
+        }
+        self.count_outbox().await;
+        Ok(outcomes)
+    }
+
+    /// Sends one claimed entry and records what happened.
+    async fn deliver(&self, entry: crate::store::OutboxEntry) -> Result<Attempt, MonitorError> {
+        let id = entry.notification.id.clone();
+        let outcome = match self.channels.get(&entry.channel) {
+            None => Err(alert::ChannelError {
+                class: ErrorClass::Permanent,
+                reason: format!("alert channel `{}` is no longer configured", entry.channel),
+                code: None,
+                retry_after: None,
+            }),
+            Some(channel) => {
+                // A follow-up threads under the message that told the firing.
+                let thread = match &entry.notification.follows {
+                    Some(first) => {
+                        let (store, first, name) =
+                            (self.store.clone(), first.clone(), entry.channel.clone());
+                        blocking(move || store.delivered_ref(&first, &name))
+                            .await
+                            .unwrap_or(None)
+                    }
+                    None => None,
+                };
+                let sent = channel.send_in_thread(&entry.notification, thread.as_deref());
+                match tokio::time::timeout(SEND_TIMEOUT, sent).await {
+                    Ok(r) => r,
+                    Err(_) => Err(alert::ChannelError {
+                        class: ErrorClass::Transient,
+                        reason: format!("no answer within {}s", SEND_TIMEOUT.as_secs()),
+                        code: None,
+                        retry_after: None,
+                    }),
+                }
+            }
+        };
+        let store = self.store.clone();
+        let channel = entry.channel.clone();
+        let now = (self.now)();
+        if let Some(m) = &self.metrics {
+            m.alert_sent(&entry.channel, outcome.is_ok());
+        }
+        match outcome {
+            Ok(reference) => {
+                blocking(move || store.mark_delivered_as(&id, &channel, reference.as_deref(), now))
+                    .await?;
+                Ok(Attempt::Sent)
+            }
+            Err(e) => {
+                let attempts = entry.attempts + 1;
+                let retry_at = (e.class == ErrorClass::Transient && attempts < self.retry.attempts)
+                    .then(|| {
+                        retry_time(
+                            now,
+                            self.retry
+                                .delay_after(attempts)
+                                .max(e.retry_after.unwrap_or_default()),
+                        )
+                    });
+                match retry_at {
+                    Some(at) => {
+                        warn!(channel = %entry.channel, attempts, error = %e.reason, retry_at = %at, "notification not delivered, will retry");
+                    }
+                    None => {
+                        warn!(channel = %entry.channel, attempts, error = %e.reason, "notification dead-lettered");
+                    }
+                }
+                let reason = e.reason.clone();
+                blocking(move || store.mark_failed(&id, &channel, &reason, retry_at, now)).await?;
+                Ok(match retry_at {
+                    Some(at) => Attempt::Retrying {
+                        reason: e.reason,
+                        at,
+                    },
+                    None => Attempt::Dead(e.reason),
+                })
+            }
+        }
+    }
+
+    /// Brings the outbox gauges up to date.
+    async fn count_outbox(&self) {
         if let Some(m) = &self.metrics {
             let store = self.store.clone();
             if let Ok((pending, dead)) =
@@ -604,8 +659,20 @@ impl Monitor {
                 m.set_outbox_dead_letters(dead);
             }
         }
-        Ok(result)
     }
+}
+
+/// What one delivery attempt of a notice to a channel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent,
+    /// Not taken; tried again at `at`.
+    Retrying {
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// Not taken, and not tried again: a dead letter.
+    Dead(String),
 }
 
 /// The alert key of the canary's own check of its state store.
@@ -806,17 +873,51 @@ impl Monitor {
             let last = store.recent_runs(Some(&probe.name), 1)?.into_iter().next();
             let n = match last {
                 Some(run) => {
-                    let ids = store.recent_correlation_ids(&probe.name, RECENT_IDS)?;
-                    Notification::new(t, &run.into_result(), &instance, &state, &after, ids, now)
+                    let mut run = run.into_result();
+                    run.gateway = probe.gateway.clone();
+                    run.receiver = probe.receiver.clone();
+                    let facts = facts(&store, &probe, &run.correlation_id)?;
+                    Notification::new(t, &run, &instance, &state, &after, facts, now)
                 }
                 None => Notification::without_run(t, &probe.name, "a silence ended".into(), &instance, after.firing.as_ref(), now),
             };
+            note_firing_notice(&mut after, t, &n);
             info!(probe = %probe.name, transition = ?t, channels = probe.alerts.len(), "silence over: alert {}", n.headline());
             let outbox = fan_out(&probe.alerts, &n);
             store.record_alert(&probe.name, &after, &outbox, now)?;
             Ok(Some(Reconciled { probe: probe.name.clone(), transition: t, unfired: None }))
         })
         .await
+    }
+}
+
+/// What a notice about `probe` tells beyond its run: the runs before it,
+/// the masked destination, its links, its last good run.
+fn facts(store: &Store, probe: &Probe, correlation_id: &str) -> Result<alert::Facts, StoreError> {
+    Ok(alert::Facts {
+        recent_ids: store.recent_correlation_ids(&probe.name, RECENT_IDS)?,
+        destination: Some(probe.to.masked()),
+        links: probe
+            .links(correlation_id)
+            .into_iter()
+            .map(|(label, url)| alert::Link {
+                label: label.to_string(),
+                url,
+            })
+            .collect(),
+        last_ok: store
+            .last_ok_run(&probe.name)?
+            .map(|(at, correlation_id)| alert::LastOk { at, correlation_id }),
+    })
+}
+
+/// Remembers which notice told a firing, so its reminders and resolve can
+/// follow it up (a mail thread, a Slack thread).
+fn note_firing_notice(state: &mut AlertState, transition: Transition, n: &Notification) {
+    if transition == Transition::Firing
+        && let Some(firing) = &mut state.firing
+    {
+        firing.notice = Some(n.id.clone());
     }
 }
 

@@ -1,7 +1,9 @@
-//! Operator commands on alert state: `silence`, `unsilence`, `alerts` and
-//! `alerts clear`. They share the daemon's store, and what they change is
-//! told through the same outbox, so a silence lifted by hand tells an alert
-//! still firing at once and a cleared alert sends its resolve.
+//! Operator commands on alert state and the outbox: `silence`, `unsilence`,
+//! `alerts`, `alerts clear`, `alerts test`, `outbox` and its `retry` and
+//! `purge`. They share the daemon's store, and what they send goes through
+//! the same outbox, so a silence lifted by hand tells an alert still firing
+//! at once, a cleared alert sends its resolve, and a test notification that
+//! does not get through is retried and dead-lettered like a real one.
 
 use std::time::Duration;
 
@@ -11,7 +13,8 @@ use thiserror::Error;
 use crate::alert::Severity;
 use crate::check::CheckError;
 use crate::config::Config;
-use crate::monitor::{Delivered, Monitor, MonitorError, Reconciled};
+use crate::monitor::{Attempt, Delivered, Monitor, MonitorError, Reconciled};
+use crate::store::OutboxEntry;
 use crate::store::{Silence, Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -134,4 +137,100 @@ pub async fn clear(
     let cleared = monitor.clear(config, probe).await?;
     let delivered = monitor.deliver_due().await?;
     Ok((cleared, delivered))
+}
+
+/// Sends a clearly marked test notification to each of `channels` (every
+/// configured channel when empty) through the outbox, and says per channel
+/// whether it took it.
+pub async fn test_channels(
+    config: &Config,
+    channels: &[String],
+) -> Result<Vec<(String, Attempt)>, OperateError> {
+    let known: Vec<String> = config.alerts.keys().cloned().collect();
+    if known.is_empty() {
+        return Err(OperateError::Other(format!(
+            "no alert channel is configured in {} (add an [alerts.NAME] table)",
+            config.path.display()
+        )));
+    }
+    let channels = if channels.is_empty() {
+        known.clone()
+    } else {
+        channels.to_vec()
+    };
+    if let Some(unknown) = channels.iter().find(|c| !known.contains(c)) {
+        return Err(OperateError::Other(format!(
+            "no alert channel named `{unknown}` (known: {})",
+            known.join(", ")
+        )));
+    }
+    let monitor = Monitor::new(config, open(config)?, None)?;
+    let n = crate::alert::Notification::without_run(
+        crate::alert::Transition::Firing,
+        crate::alert::TEST_KEY,
+        "a test notification sent by `sms-canary alerts test`: nothing is wrong; \
+         if you read this, alerts reach you here"
+            .to_string(),
+        &config.canary.instance,
+        None,
+        chrono::Utc::now(),
+    );
+    let n = crate::alert::Notification {
+        severity: Severity::Warning,
+        ..n
+    };
+    tracing::info!(channels = channels.len(), id = %n.id, "sending a test notification");
+    Ok(monitor.send_now(&n, &channels).await?)
+}
+
+/// The notifications not delivered: pending ones and dead letters.
+pub fn outbox(config: &Config, limit: usize) -> Result<Vec<OutboxEntry>, OperateError> {
+    Ok(open(config)?.undelivered(limit)?)
+}
+
+/// Puts dead letters back in the queue (one notification's, or all) and
+/// tries them at once; how many were re-queued, and what delivery did.
+pub async fn retry_dead(
+    config: &Config,
+    id: Option<&str>,
+) -> Result<(u64, Delivered), OperateError> {
+    let store = open(config)?;
+    let requeued = store.retry_dead(id, Utc::now())?;
+    if requeued == 0
+        && let Some(id) = id
+    {
+        return Err(OperateError::Other(format!(
+            "no dead letter with id {id} (see `sms-canary outbox`)"
+        )));
+    }
+    tracing::info!(requeued, "dead letters re-queued by hand");
+    let monitor = Monitor::new(config, store, None)?;
+    let delivered = monitor.deliver_due().await?;
+    Ok((requeued, delivered))
+}
+
+/// Drops dead letters: one notification's, or those older than `older_than`
+/// (all of them with neither). Pending notices are never dropped.
+pub fn purge_dead(
+    config: &Config,
+    id: Option<&str>,
+    older_than: Option<Duration>,
+) -> Result<u64, OperateError> {
+    let before = older_than
+        .map(|d| {
+            chrono::Duration::from_std(d)
+                .map(|d| Utc::now() - d)
+                .map_err(|e| OperateError::Other(format!("--older-than: {e}")))
+        })
+        .transpose()?;
+    let purged = open(config)?.purge_dead(id, before)?;
+    if purged == 0
+        && let Some(id) = id
+    {
+        return Err(OperateError::Other(format!(
+            "no dead letter with id {id} (see `sms-canary outbox`)"
+        )));
+    }
+    tracing::info!(purged, "dead letters purged by hand");
+    Ok(purged)
 }

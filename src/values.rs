@@ -244,6 +244,35 @@ impl<'de> Deserialize<'de> for FlexBool {
     }
 }
 
+/// Renders a link template: `{probe}` and `{correlation_id}`, each
+/// URL-encoded where it lands.
+pub fn render_link(template: &str, probe: &str, correlation_id: &str) -> String {
+    let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    template
+        .replace("{probe}", &encode(probe))
+        .replace("{correlation_id}", &encode(correlation_id))
+}
+
+/// A link template (`runbook_url`, `dashboard_url`): rendered with sample
+/// values, it must be an http(s) URL, so a typo is found at load and not in
+/// the alert of an outage.
+pub fn option_link_template<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Some(template) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let sample = render_link(&template, "probe", "01JCORRELATIONID");
+    let unknown = sample.contains('{') || sample.contains('}');
+    match url::Url::parse(&sample) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && !unknown => Ok(Some(template)),
+        _ if unknown => Err(serde::de::Error::custom(
+            "a link template may use only {probe} and {correlation_id}",
+        )),
+        _ => Err(serde::de::Error::custom(
+            "not an http:// or https:// URL (templates may use {probe} and {correlation_id})",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

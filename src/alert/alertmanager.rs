@@ -143,4 +143,17 @@ impl Channel for AlertmanagerChannel {
             deliver(request, &format!("Alertmanager (alerts.{})", self.name)).await
         })
     }
+
+    fn reach(&self) -> BoxFuture<'_, Result<String, ChannelError>> {
+        // The status endpoint of the same API version: read-only.
+        let status = self
+            .endpoint
+            .join("status")
+            .unwrap_or_else(|_| self.endpoint.clone());
+        let request = self.client.get(status);
+        Box::pin(async move {
+            super::channel::reach_http(request, &format!("Alertmanager (alerts.{})", self.name))
+                .await
+        })
+    }
 }

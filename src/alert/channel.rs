@@ -33,6 +33,27 @@ pub trait Channel: Send + Sync {
         &'a self,
         notification: &'a Notification,
     ) -> BoxFuture<'a, Result<(), ChannelError>>;
+
+    /// Delivers one notification as a follow-up of an earlier message of
+    /// this channel (`thread`: the reference that delivery returned), and
+    /// returns this message's own reference, for the notices that follow
+    /// it. Only channels whose API threads by a reference it hands out
+    /// (Slack's `ts`) do more than [`Channel::send`]; mail threads by the
+    /// notification's own ids.
+    /// Checks that the channel can be reached, without sending anything a
+    /// person would see (`doctor`): a request the receiver answers without
+    /// acting on it, or an SMTP session up to authentication. `Ok` says what
+    /// answered.
+    fn reach(&self) -> BoxFuture<'_, Result<String, ChannelError>>;
+
+    fn send_in_thread<'a>(
+        &'a self,
+        notification: &'a Notification,
+        thread: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<String>, ChannelError>> {
+        let _ = thread;
+        Box::pin(async move { self.send(notification).await.map(|()| None) })
+    }
 }
 
 /// Builds the channel configured as `[alerts.NAME]`.
@@ -56,7 +77,7 @@ pub fn build(name: &str, config: &AlertConfig) -> Result<Box<dyn Channel>, Chann
 /// that building the channel makes.
 pub fn check_config(config: &AlertConfig) -> Result<(), Invalid> {
     match config {
-        AlertConfig::Slack(c) => super::slack::check_config(c).map(|_| ()),
+        AlertConfig::Slack(c) => super::slack::check(c),
         AlertConfig::Email(c) => super::email::check_config(c).map(|_| ()),
         AlertConfig::Webhook(c) => super::webhook::check_config(c).map(|_| ()),
         AlertConfig::Alertmanager(c) => super::alertmanager::check_config(c).map(|_| ()),
@@ -123,6 +144,26 @@ pub(crate) async fn deliver(
     // failure to read it must not hide the status, so it is best effort.
     let body = crate::net::read_body(response, ERROR_BODY_BYTES).await;
     Err(classify_status(status, retry_after, &body.bytes, who))
+}
+
+/// Asks `url` with `request` (a HEAD or GET nobody acts on): any HTTP answer
+/// means the receiver is there, except those that say the endpoint is gone
+/// (404, 410) or refuses our credentials (401, 403).
+pub(crate) async fn reach_http(
+    request: reqwest::RequestBuilder,
+    who: &str,
+) -> Result<String, ChannelError> {
+    let response = request.send().await.map_err(|e| transport_error(&e, who))?;
+    let status = response.status();
+    match status.as_u16() {
+        401 | 403 => Err(ChannelError::permanent(format!(
+            "{who} refused our credentials (HTTP {status})"
+        ))),
+        404 | 410 => Err(ChannelError::permanent(format!(
+            "{who} answered HTTP {status}: the URL is wrong or was revoked"
+        ))),
+        _ => Ok(format!("{who} answered (HTTP {})", status.as_u16())),
+    }
 }
 
 /// How much of an error answer is read: its start says why.

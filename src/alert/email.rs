@@ -1,4 +1,8 @@
-//! Email: one plain-text message per notification, over SMTP.
+//! Email: one message per notification over SMTP, as plain text and HTML
+//! (multipart/alternative), with a subject that sorts and filters
+//! ("[sms-canary] CRITICAL sandbox-roundtrip: lost"). A reminder or resolve
+//! answers the mail that told the firing (`In-Reply-To`, `References`), so
+//! each alert is one thread.
 //!
 //! The transport comes from `smtp_url`: `smtp://` (plain), `smtp://…?tls=required`
 //! (STARTTLS), `smtps://` (TLS from the first byte), credentials as
@@ -13,7 +17,7 @@
 use std::time::Duration;
 
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Mailbox, Message, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::Notification;
@@ -70,13 +74,31 @@ impl EmailChannel {
             .subject(subject)
             .date(mail_date(n.at))
             .message_id(Some(message_id(&n.id)))
-            .raw_header(HeaderValue::new(id_header, safe_id(&n.id)))
-            .header(ContentType::TEXT_PLAIN);
+            .raw_header(HeaderValue::new(id_header, safe_id(&n.id)));
+        // A reminder or resolve answers the mail that told the firing, so
+        // mail clients show one thread per alert.
+        if let Some(first) = &n.follows {
+            builder = builder
+                .in_reply_to(message_id(first))
+                .references(message_id(first));
+        }
         for to in &self.to {
             builder = builder.to(to.clone());
         }
         builder
-            .body(n.text())
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(n.text()),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html(n)),
+                    ),
+            )
             .map_err(|e| ChannelError::permanent(format!("cannot build the email: {e}")))
     }
 }
@@ -84,6 +106,24 @@ impl EmailChannel {
 impl Channel for EmailChannel {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn reach(&self) -> BoxFuture<'_, Result<String, ChannelError>> {
+        // Connects, greets (EHLO), upgrades to TLS where configured and
+        // authenticates, then quits: everything but a message.
+        Box::pin(async move {
+            match self.transport.test_connection().await {
+                Ok(true) => Ok(format!(
+                    "mail server of alerts.{} takes a session",
+                    self.name
+                )),
+                Ok(false) => Err(ChannelError::transient(format!(
+                    "mail server of alerts.{} did not complete the session",
+                    self.name
+                ))),
+                Err(e) => Err(smtp_error(&e, &self.name)),
+            }
+        })
     }
 
     fn kind(&self) -> &'static str {
@@ -155,6 +195,36 @@ pub(crate) fn check_config(config: &EmailConfig) -> Result<(Mailbox, Vec<Mailbox
         return Err(Invalid::new("smtp_url", "smtp_url names no server"));
     }
     Ok((from, to))
+}
+
+/// The HTML part: the headline, the facts as a table, links as links.
+/// Everything from a provider or the config is escaped: a provider's error
+/// text containing markup shows as text.
+fn html(n: &Notification) -> String {
+    let mut rows = String::new();
+    for (label, value) in n.facts() {
+        let value = if matches!(label, "Runbook" | "Dashboard") {
+            format!("<a href=\"{0}\">{0}</a>", escape_html(&value))
+        } else {
+            escape_html(&value)
+        };
+        rows.push_str(&format!(
+            "<tr><th align=\"left\" valign=\"top\">{}</th><td>{value}</td></tr>\n",
+            escape_html(label)
+        ));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><body>\n<h2>{}</h2>\n<table cellpadding=\"4\">\n{rows}</table>\n</body></html>\n",
+        escape_html(&n.headline())
+    )
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 /// The Date header: the notification's time, or now when that time cannot be

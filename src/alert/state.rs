@@ -55,6 +55,9 @@ pub struct AlertState {
     /// The last notice a silence held back, owed when it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withheld: Option<Transition>,
+    /// When the current run of failures began (its first failed run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,10 @@ pub struct Firing {
     /// when its probe is gone from the config.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<String>,
+    /// The id of the firing notice that told it: reminders and the resolve
+    /// follow it up (an email thread, a Slack thread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// States stored before `told` existed were told unless silenced, and a
@@ -125,6 +132,7 @@ pub fn evaluate(
         None => {
             next.consecutive_successes = next.consecutive_successes.saturating_add(1);
             next.consecutive_failures = 0;
+            next.failing_since = None;
             match &next.firing {
                 Some(firing) if next.consecutive_successes >= policy.success_threshold.max(1) => {
                     let told = firing.told;
@@ -141,6 +149,9 @@ pub fn evaluate(
             }
         }
         Some(severity) => {
+            if next.consecutive_failures == 0 {
+                next.failing_since = Some(run.at);
+            }
             next.consecutive_failures = next.consecutive_failures.saturating_add(1);
             next.consecutive_successes = 0;
             let fires_now = next.consecutive_failures >= policy.failure_threshold.max(1)
@@ -153,6 +164,7 @@ pub fn evaluate(
                         last_notified: run.at,
                         told: false,
                         channels: Vec::new(),
+                        notice: None,
                     });
                     Some(Transition::Firing)
                 }

@@ -110,4 +110,15 @@ impl Channel for WebhookChannel {
             deliver(request, &format!("webhook alerts.{}", self.name)).await
         })
     }
+
+    fn reach(&self) -> BoxFuture<'_, Result<String, ChannelError>> {
+        // HEAD: answered (a 405 included) by a receiver that acts on POSTs only.
+        let request = self
+            .client
+            .head(self.url.clone())
+            .headers(self.headers.clone());
+        Box::pin(async move {
+            super::channel::reach_http(request, &format!("webhook alerts.{}", self.name)).await
+        })
+    }
 }

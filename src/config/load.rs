@@ -626,6 +626,11 @@ fn parse_probe(
         },
         alerts_explicit: raw.alerts.is_some(),
         alert_on_permanent: raw.alert_on_permanent.unwrap_or(d.alert_on_permanent),
+        runbook_url: raw.runbook_url.clone().or_else(|| d.runbook_url.clone()),
+        dashboard_url: raw
+            .dashboard_url
+            .clone()
+            .or_else(|| d.dashboard_url.clone()),
     };
     for name in raw.alerts.iter().flatten() {
         if !declared.alerts.contains(name.get_ref()) {

@@ -178,6 +178,11 @@ pub struct Defaults {
     pub alerts: Vec<String>,
     /// A permanent gateway refusal (`rejected`) fires at once.
     pub alert_on_permanent: bool,
+    /// Links shown in alerts: templates with `{probe}` and `{correlation_id}`.
+    #[serde(deserialize_with = "values::option_link_template")]
+    pub runbook_url: Option<String>,
+    #[serde(deserialize_with = "values::option_link_template")]
+    pub dashboard_url: Option<String>,
 }
 
 impl Default for Defaults {
@@ -194,6 +199,8 @@ impl Default for Defaults {
             body: DEFAULT_BODY.to_string(),
             alerts: Vec::new(),
             alert_on_permanent: true,
+            runbook_url: None,
+            dashboard_url: None,
         }
     }
 }
@@ -297,12 +304,28 @@ impl AlertConfig {
     }
 }
 
-/// `kind = "slack"`: a Slack incoming webhook.
+/// `kind = "slack"`: an incoming webhook, or a bot token and a channel
+/// (Slack's `chat.postMessage`, which lets a resolve thread under the
+/// notice that told the firing).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// The incoming-webhook URL (it embeds a credential, so it is a secret).
-    pub webhook_url: Secret,
+    #[serde(default)]
+    pub webhook_url: Option<Secret>,
+    /// A bot token (`xoxb-…`) with `chat:write`, instead of a webhook.
+    #[serde(default)]
+    pub bot_token: Option<Secret>,
+    /// With `bot_token`: the channel to post to (`#ops` or its id).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Slack's Web API, for `bot_token` (a test points it at a local server).
+    #[serde(default = "slack_api")]
+    pub api_url: Url,
+}
+
+fn slack_api() -> Url {
+    Url::parse("https://slack.com/api/").expect("constant URL parses")
 }
 
 /// `kind = "email"`: mail over SMTP.
@@ -372,9 +395,27 @@ pub struct Probe {
     /// an empty list is then meant, not forgotten.
     pub alerts_explicit: bool,
     pub alert_on_permanent: bool,
+    /// Where to act on its alerts: link templates with `{probe}` and
+    /// `{correlation_id}`, rendered by [`Probe::links`].
+    pub runbook_url: Option<String>,
+    pub dashboard_url: Option<String>,
 }
 
 impl Probe {
+    /// The links its alerts carry, rendered for the run `correlation_id`.
+    pub fn links(&self, correlation_id: &str) -> Vec<(&'static str, String)> {
+        [
+            ("Runbook", &self.runbook_url),
+            ("Dashboard", &self.dashboard_url),
+        ]
+        .into_iter()
+        .filter_map(|(label, template)| {
+            let url = values::render_link(template.as_deref()?, &self.name, correlation_id);
+            Some((label, url))
+        })
+        .collect()
+    }
+
     /// An enabled probe whose alerts go nowhere without anyone having said so.
     pub fn alerts_forgotten(&self) -> bool {
         self.enabled && self.alerts.is_empty() && !self.alerts_explicit
@@ -412,6 +453,10 @@ pub(super) struct RawProbe {
     pub(super) alerts: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub(super) alert_on_permanent: Option<bool>,
+    #[serde(default, deserialize_with = "values::option_link_template")]
+    pub(super) runbook_url: Option<String>,
+    #[serde(default, deserialize_with = "values::option_link_template")]
+    pub(super) dashboard_url: Option<String>,
 }
 
 /// The main file, less `[gateways]` and `[receivers]` (dispatched on `kind` by hand

@@ -257,6 +257,14 @@ pub async fn run(
         .await
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
     let metrics = Arc::new(Metrics::new(&config.canary.instance));
+    metrics.config_loaded(true, clock.now());
+    let enabled = config
+        .probes
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| p.name.clone())
+        .collect();
+    seed_probe_up(&metrics, &store, enabled).await;
     let monitor = Monitor::new(&config, store.clone(), Some(Arc::clone(&metrics)))?;
     let hooks = Hooks::with_metrics(
         &config,
@@ -471,6 +479,16 @@ async fn store_watch(shared: Arc<Shared>, check_every: Duration) {
     }
 }
 
+/// `probes`' `probe_up` from their last recorded runs.
+async fn seed_probe_up(metrics: &Metrics, store: &Store, probes: Vec<String>) {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.last_ok_flags(&probes)).await {
+        Ok(Ok(flags)) => metrics.seed_probes(&flags),
+        Ok(Err(e)) => warn!("cannot read the probes' last outcomes: {e}"),
+        Err(e) => warn!("cannot read the probes' last outcomes: {e}"),
+    }
+}
+
 /// A reloaded config with everything built from it, ready to swap in.
 pub(crate) struct Reloaded {
     config: Arc<Config>,
@@ -502,6 +520,15 @@ pub(crate) async fn prepare_reload(shared: Arc<Shared>) -> Result<Reloaded, Stri
         shared.public_url.clone(),
         metrics,
     );
+    // Probes the reload adds show in probe_up at once, like those at start.
+    let running = shared.config();
+    let added = config
+        .probes
+        .iter()
+        .filter(|p| p.enabled && running.probe(&p.name).is_none_or(|old| !old.enabled))
+        .map(|p| p.name.clone())
+        .collect();
+    seed_probe_up(&shared.metrics, &shared.store, added).await;
     Ok(Reloaded {
         config,
         setup,

@@ -92,12 +92,19 @@ pub(crate) async fn schedule(
                 match done {
                     Ok(Ok(reloaded)) => {
                         apply_reload(&shared, reloaded);
+                        shared.metrics.config_loaded(true, shared.clock.now());
                         next = due_times(&shared, Some(&next));
                         permits = Arc::new(Semaphore::new(shared.config().canary.concurrency.max(1)));
                         info!(probes = next.len(), "config reloaded");
                     }
-                    Ok(Err(e)) => error!("config reload failed, keeping the running config:\n{e}"),
-                    Err(e) => error!("config reload failed, keeping the running config: {e}"),
+                    Ok(Err(e)) => {
+                        shared.metrics.config_loaded(false, shared.clock.now());
+                        error!("config reload failed, keeping the running config:\n{e}");
+                    }
+                    Err(e) => {
+                        shared.metrics.config_loaded(false, shared.clock.now());
+                        error!("config reload failed, keeping the running config: {e}");
+                    }
                 }
                 if std::mem::take(&mut reload_again) {
                     reloading = Some(tokio::spawn(prepare_reload(Arc::clone(&shared))));

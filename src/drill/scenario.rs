@@ -468,19 +468,16 @@ mod tests {
 
     fn notice(transition: Transition, severity: Severity) -> Notification {
         Notification {
-            id: "n".into(),
-            transition,
-            probe: "p".into(),
-            instance: "i".into(),
             severity,
             outcome: Outcome::Error,
-            reason: Some("gateway kept failing".into()),
-            code: None,
-            latency_ms: None,
-            threshold_ms: 0.0,
-            correlation_ids: vec![],
-            firing_since: None,
-            at: chrono::Utc::now(),
+            ..Notification::without_run(
+                transition,
+                "p",
+                "gateway kept failing".into(),
+                "i",
+                None,
+                chrono::Utc::now(),
+            )
         }
     }
 

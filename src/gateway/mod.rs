@@ -52,3 +52,9 @@ pub trait Gateway: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 }
+
+// The shared HTTP plumbing lives in `crate::net`; these names stay here for
+// code written against them before it moved.
+pub use crate::net::{
+    Body, MAX_RESPONSE_BYTES, http_client, join_base, read_body, retry_after, snippet,
+};

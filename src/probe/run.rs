@@ -527,6 +527,8 @@ mod engine_tests {
             body: "sms-canary {probe} {token}".into(),
             alerts: Vec::new(),
             alerts_explicit: false,
+            runbook_url: None,
+            dashboard_url: None,
             alert_on_permanent: true,
         }
     }

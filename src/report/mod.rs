@@ -10,6 +10,7 @@ pub mod history;
 pub mod human;
 pub mod json;
 pub mod junit;
+pub mod outbox;
 pub mod plan;
 pub mod progress;
 

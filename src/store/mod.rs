@@ -525,8 +525,15 @@ pub(crate) mod testing {
     /// A firing notice caused by `run`, with a fresh id.
     pub fn notice(run: &RunResult, at: DateTime<Utc>) -> Notification {
         let state = AlertState::default();
-        let ids = vec![run.correlation_id.clone()];
-        Notification::new(Transition::Firing, run, "test", &state, &state, ids, at)
+        Notification::new(
+            Transition::Firing,
+            run,
+            "test",
+            &state,
+            &state,
+            crate::alert::Facts::default(),
+            at,
+        )
     }
 
     pub fn item(channel: &str, run: &RunResult, at: DateTime<Utc>) -> OutboxItem {

@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::error::Failure;
-use super::{OutboxEntry, Store, StoreError, count, decode, millis, small, sql_limit, timestamp};
+use super::{
+    OutboxEntry, OutboxItem, Store, StoreError, count, decode, encode, millis, small, sql_limit,
+    timestamp,
+};
 
 /// The columns [`raw_entry`] reads, in its order.
 const ENTRY_COLUMNS: &str =
@@ -74,6 +77,149 @@ impl Store {
         })
     }
 
+    /// Takes notification `notification_id`'s entry for `channel` for
+    /// `claimer`, as [`Store::claim_next`] takes the oldest due one: `None`
+    /// when it is delivered, dead, or held by another sender.
+    pub fn claim(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: std::time::Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.with("claim a notification", |conn| {
+            let until =
+                millis(now).saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let raw = tx
+                .query_row(
+                    &format!(
+                        "SELECT {ENTRY_COLUMNS} FROM outbox
+                         WHERE notification_id = ?1 AND channel = ?2 AND {PENDING}
+                           AND (claimed_until IS NULL OR claimed_until <= ?3)"
+                    ),
+                    params![notification_id, channel, millis(now)],
+                    raw_entry,
+                )
+                .optional()?;
+            let Some(raw) = raw else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE outbox SET claimed_by = ?3, claimed_until = ?4
+                 WHERE notification_id = ?1 AND channel = ?2",
+                params![notification_id, channel, claimer, until],
+            )?;
+            tx.commit()?;
+            raw.decode().map(Some)
+        })
+    }
+
+    /// Queues notices that belong to no run (the canary's own tests) to be
+    /// sent now.
+    pub fn queue(&self, outbox: &[OutboxItem], now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with("queue notifications", |conn| {
+            let payloads = outbox
+                .iter()
+                .map(|item| encode("notification", &item.notification))
+                .collect::<Result<Vec<_>, _>>()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            super::runs::insert_outbox(&tx, outbox, &payloads, None, now)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Pending and dead-lettered entries, oldest first, at most `limit`:
+    /// what `sms-canary outbox` lists.
+    pub fn undelivered(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.with("read the outbox", |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox WHERE delivered_at IS NULL
+                 ORDER BY created_at, rowid LIMIT ?1"
+            ))?;
+            let raws = stmt
+                .query_map([sql_limit(limit)], raw_entry)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawEntry::decode).collect()
+        })
+    }
+
+    /// Puts dead letters back in the queue, due at `now` with a fresh retry
+    /// budget: `id` names one notification (every channel of it), `None`
+    /// all of them. Returns how many entries were re-queued.
+    pub fn retry_dead(&self, id: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.with("re-queue dead letters", |conn| {
+            let changed = conn.execute(
+                "UPDATE outbox SET dead = 0, attempts = 0, next_attempt_at = ?1,
+                     claimed_by = NULL, claimed_until = NULL
+                 WHERE delivered_at IS NULL AND dead = 1
+                   AND (?2 IS NULL OR notification_id = ?2)",
+                params![millis(now), id],
+            )?;
+            Ok(changed as u64)
+        })
+    }
+
+    /// Drops dead letters: `id` names one notification, else those created
+    /// before `before` (every dead letter with `None`). Pending entries are
+    /// never dropped: they are still being delivered. Returns how many went.
+    pub fn purge_dead(
+        &self,
+        id: Option<&str>,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        self.with("purge dead letters", |conn| {
+            let changed = conn.execute(
+                "DELETE FROM outbox WHERE delivered_at IS NULL AND dead = 1
+                   AND (?1 IS NULL OR notification_id = ?1)
+                   AND (?2 IS NULL OR created_at < ?2)",
+                params![id, before.map(millis)],
+            )?;
+            Ok(changed as u64)
+        })
+    }
+
+    /// Records a successful delivery with the reference the channel gave
+    /// the message (see [`Store::delivered_ref`]); never sent again.
+    pub fn mark_delivered_as(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        reference: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with("mark notification delivered", |conn| {
+            let changed = conn.execute(
+                "UPDATE outbox SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL,
+                     claimed_by = NULL, claimed_until = NULL, delivered_ref = ?4
+                 WHERE notification_id = ?1 AND channel = ?2",
+                params![notification_id, channel, millis(now), reference],
+            )?;
+            found(changed, notification_id, channel)
+        })
+    }
+
+    /// The reference `channel` gave notification `notification_id` when it
+    /// delivered it (Slack's message `ts`), if it gave one.
+    pub fn delivered_ref(
+        &self,
+        notification_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.with("read a delivery reference", |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT delivered_ref FROM outbox WHERE notification_id = ?1 AND channel = ?2",
+                    [notification_id, channel],
+                    |row| row.get::<_, Option<String>>(0),
+                )
+                .optional()?
+                .flatten())
+        })
+    }
+
     /// Records a successful delivery; the entry is never sent again.
     pub fn mark_delivered(
         &self,
@@ -81,15 +227,7 @@ impl Store {
         channel: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.with("mark notification delivered", |conn| {
-            let changed = conn.execute(
-                "UPDATE outbox SET delivered_at = ?3, attempts = attempts + 1, last_error = NULL,
-                     claimed_by = NULL, claimed_until = NULL
-                 WHERE notification_id = ?1 AND channel = ?2",
-                params![notification_id, channel, millis(now)],
-            )?;
-            found(changed, notification_id, channel)
-        })
+        self.mark_delivered_as(notification_id, channel, None, now)
     }
 
     /// Records a failed attempt: retried at `retry_at`, or, with `None`,

@@ -201,6 +201,40 @@ impl Store {
         })
     }
 
+    /// Whether each of `probes`' latest recorded run was `ok` (`false`
+    /// without one): the `probe_up` a daemon starts from.
+    pub fn last_ok_flags(&self, probes: &[String]) -> Result<Vec<(String, bool)>, StoreError> {
+        self.with("read the last outcomes", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT outcome = 'ok' FROM runs WHERE probe = ?1
+                 ORDER BY started_at DESC, id DESC LIMIT 1",
+            )?;
+            probes
+                .iter()
+                .map(|p| {
+                    let ok: Option<bool> = stmt.query_row([p], |row| row.get(0)).optional()?;
+                    Ok((p.clone(), ok.unwrap_or(false)))
+                })
+                .collect()
+        })
+    }
+
+    /// When the probe's last `ok` run started, and its correlation id.
+    pub fn last_ok_run(&self, probe: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        self.with("read the last good run", |conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT started_at, correlation_id FROM runs
+                     WHERE probe = ?1 AND outcome = 'ok'
+                     ORDER BY started_at DESC, id DESC LIMIT 1",
+                    [probe],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(at, id)| Ok((timestamp(at)?, id))).transpose()
+        })
+    }
+
     /// How many runs ended with each outcome since `since`, of one probe or
     /// of all; outcomes with no runs are left out, the rest come in
     /// [`Outcome::ALL`] order.
@@ -331,7 +365,7 @@ fn read_alert_states(
 }
 
 /// Queues `outbox` (each item with its encoded payload) in `tx`.
-fn insert_outbox(
+pub(super) fn insert_outbox(
     tx: &rusqlite::Transaction<'_>,
     outbox: &[OutboxItem],
     payloads: &[String],
@@ -430,8 +464,10 @@ mod tests {
                 last_notified: at,
                 told: true,
                 channels: vec![],
+                notice: None,
             }),
             withheld: None,
+            failing_since: Some(at),
         }
     }
 

@@ -105,6 +105,11 @@ CREATE INDEX started_runs_holder ON started_runs (holder);
 ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
 ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
 "#,
+    // 4: what a channel called a delivered message (Slack's `ts`), so the
+    // notices that follow it (a reminder, the resolve) can thread under it.
+    r#"
+ALTER TABLE outbox ADD COLUMN delivered_ref TEXT;
+"#,
 ];
 
 /// The schema version this code writes.

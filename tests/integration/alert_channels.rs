@@ -59,6 +59,35 @@ fn firing() -> Notification {
         correlation_ids: vec!["cid-3333".into(), "cid-2222".into(), "cid-1111".into()],
         firing_since: Some(since()),
         at: at(),
+        schema_version: sms_canary::alert::NOTIFICATION_SCHEMA_VERSION,
+        gateway: Some("twilio-us".into()),
+        receiver: Some("inbox".into()),
+        message_id: Some("SM0123456789abcdef0123456789abcdef".into()),
+        destination: Some("+********100".into()),
+        phases_ms: [("submit".to_string(), 812.0), ("sent".to_string(), 1104.0)]
+            .into_iter()
+            .collect(),
+        progress: Some(
+            "accepted 812ms, sent 1s 104ms, no delivery receipt, nothing arrived within 2m".into(),
+        ),
+        failing_since: Some(since() - chrono::Duration::minutes(10)),
+        failed_runs: 3,
+        last_ok: Some(sms_canary::alert::LastOk {
+            at: since() - chrono::Duration::minutes(15),
+            correlation_id: "cid-0000".into(),
+        }),
+        findings: vec![sms_canary::probe::Finding::FakeDlr],
+        links: vec![
+            sms_canary::alert::Link {
+                label: "Runbook".into(),
+                url: "https://wiki.example.com/runbooks/sms?probe=us-east-twilio".into(),
+            },
+            sms_canary::alert::Link {
+                label: "Dashboard".into(),
+                url: "https://grafana.example.com/d/sms?var-probe=us-east-twilio".into(),
+            },
+        ],
+        follows: None,
     }
 }
 
@@ -69,6 +98,9 @@ fn resolved() -> Notification {
         reason: None,
         code: None,
         latency_ms: Some(4210.0),
+        findings: vec![],
+        last_ok: None,
+        follows: Some("01FIRINGNOTICE".into()),
         ..firing()
     }
 }
@@ -223,34 +255,88 @@ async fn slack_posts_blocks_with_a_plain_text_fallback() {
 
     let blocks = body["blocks"].as_array().expect("blocks");
     let kinds: Vec<&str> = blocks.iter().filter_map(|b| b["type"].as_str()).collect();
-    assert_eq!(kinds, ["header", "section", "section", "context"]);
+    assert_eq!(
+        kinds,
+        [
+            "header", "section", "section", "section", "section", "actions", "context"
+        ]
+    );
     assert_eq!(blocks[0]["text"]["type"], "plain_text");
-    assert_eq!(blocks[0]["text"]["text"], n.headline());
-
-    let fields: Vec<&str> = blocks[1]["fields"]
+    assert_eq!(blocks[0]["text"]["text"], "CRITICAL us-east-twilio: lost");
+    // mrkdwn control characters in the provider's words are escaped.
+    assert_eq!(
+        blocks[1]["text"]["text"],
+        "*Reason*\nnot received within 120s &lt;after acceptance&gt; &amp; no receipt"
+    );
+    assert_eq!(
+        blocks[2]["text"]["text"],
+        "*Run*\naccepted 812ms, sent 1s 104ms, no delivery receipt, nothing arrived within 2m"
+    );
+    assert!(
+        blocks[3]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("fake DLR")
+    );
+    let fields: Vec<&str> = blocks[4]["fields"]
         .as_array()
         .expect("fields")
         .iter()
         .filter_map(|f| f["text"].as_str())
         .collect();
+    for expected in [
+        "*Probe*\nus-east-twilio",
+        "*Outcome*\nlost",
+        "*Severity*\ncritical",
+        "*Latency*\nnone (nothing arrived) (threshold 30s)",
+        "*Provider code*\n30003",
+        "*Route*\ngateway twilio-us → receiver inbox, to +********100",
+        "*Provider message id*\nSM0123456789abcdef0123456789abcdef",
+        "*Failing since*\n2025-03-14T09:00:00Z (3 failed runs)",
+        "*Firing since*\n2025-03-14T09:10:00Z",
+        "*Last good run*\n2025-03-14T08:55:00Z (cid-0000)",
+    ] {
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {fields:#?}"
+        );
+    }
+    assert!(
+        fields.len() <= 10,
+        "Slack takes at most 10 fields: {fields:#?}"
+    );
+    // Buttons for the runbook and the dashboard.
+    let buttons: Vec<(&str, &str)> = blocks[5]["elements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["text"]["text"].as_str().unwrap(),
+                b["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
     assert_eq!(
-        fields,
+        buttons,
         [
-            "*Probe*\nus-east-twilio",
-            "*Outcome*\nlost",
-            "*Severity*\ncritical",
-            "*Latency*\nno arrival (threshold 30000 ms)",
-            "*Provider code*\n30003",
-            "*Instance*\ncanary-1",
+            (
+                "Runbook",
+                "https://wiki.example.com/runbooks/sms?probe=us-east-twilio"
+            ),
+            (
+                "Dashboard",
+                "https://grafana.example.com/d/sms?var-probe=us-east-twilio"
+            )
         ]
     );
-    // mrkdwn control characters in the provider's words are escaped.
-    assert_eq!(
-        blocks[2]["text"]["text"],
-        "*Reason*\nnot received within 120s &lt;after acceptance&gt; &amp; no receipt"
-    );
-    let context = blocks[3]["elements"][0]["text"].as_str().expect("context");
-    for needle in ["`cid-3333`", "`cid-2222`", "`cid-1111`", &at().to_rfc3339()] {
+    let context = blocks[6]["elements"][0]["text"].as_str().expect("context");
+    for needle in [
+        "`cid-3333`",
+        "`cid-2222`",
+        "`cid-1111`",
+        "2025-03-14T09:26:53Z",
+    ] {
         assert!(context.contains(needle), "{needle} missing from {context}");
     }
 }
@@ -261,8 +347,13 @@ async fn slack_resolved_notice_says_so() {
     slack(&base).send(&resolved()).await.expect("delivered");
     let body = capture.last().json();
     let header = body["blocks"][0]["text"]["text"].as_str().expect("header");
-    assert!(header.starts_with("RESOLVED us-east-twilio"), "{header}");
-    assert!(body["text"].as_str().expect("text").contains("4210 ms"));
+    assert_eq!(header, "RESOLVED us-east-twilio: ok");
+    assert!(
+        body["text"]
+            .as_str()
+            .expect("text")
+            .contains("Latency: 4s 210ms")
+    );
 }
 
 #[tokio::test]
@@ -703,11 +794,54 @@ async fn email_is_delivered_to_a_real_smtp_server() {
         assert!(body.contains(needle), "{needle} missing from:\n{body}");
     }
 
+    // Text and HTML, with the facts an on-call person acts on, escaped.
+    assert_eq!(m["content_type"], "multipart/alternative");
+    assert_eq!(
+        headers["Subject"],
+        "[sms-canary] CRITICAL us-east-twilio: lost"
+    );
+    for needle in [
+        "Run: accepted 812ms, sent 1s 104ms, no delivery receipt, nothing arrived within 2m",
+        "Route: gateway twilio-us → receiver inbox, to +********100",
+        "Provider message id: SM0123456789abcdef0123456789abcdef",
+        "Failing since: 2025-03-14T09:00:00Z (3 failed runs)",
+        "Last good run: 2025-03-14T08:55:00Z (cid-0000)",
+        "Finding: the delivery receipt said delivered, the message never arrived (fake DLR)",
+        "Runbook: https://wiki.example.com/runbooks/sms?probe=us-east-twilio",
+    ] {
+        assert!(body.contains(needle), "{needle} missing from:\n{body}");
+    }
+    let html = m["html"].as_str().expect("an HTML part");
+    assert!(
+        html.contains("<h2>CRITICAL us-east-twilio: lost</h2>")
+            && html.contains("not received within 120s &lt;after acceptance&gt; &amp; no receipt")
+            && html.contains(
+                "<a href=\"https://grafana.example.com/d/sms?var-probe=us-east-twilio\">"
+            ),
+        "{html}"
+    );
+    assert!(
+        headers.get("In-Reply-To").is_none(),
+        "a firing starts a thread"
+    );
+
     // A retry is the same message to mail software.
     channel.send(&n).await.expect("delivered again");
     let messages = server.messages();
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[1]["headers"]["Message-ID"], headers["Message-ID"]);
+
+    // The resolve answers the firing notice's mail: one thread per alert.
+    let resolve = Notification {
+        follows: Some(n.id.clone()),
+        ..resolved()
+    };
+    channel.send(&resolve).await.expect("delivered");
+    let messages = server.messages();
+    let h = &messages[2]["headers"];
+    assert_eq!(h["Subject"], "[sms-canary] RESOLVED us-east-twilio: ok");
+    assert_eq!(h["In-Reply-To"], format!("<{}@sms-canary>", n.id));
+    assert_eq!(h["References"], format!("<{}@sms-canary>", n.id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

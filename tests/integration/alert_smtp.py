@@ -5,7 +5,7 @@ Usage: alert_smtp.py OUTDIR [PORT]
 Listens on 127.0.0.1 on PORT (by default a free one; a given one lets a test
 stop the server and start it again where clients expect it) and prints the
 port on the first line of stdout. Each accepted message is saved as OUTDIR/NNNN.json with the envelope,
-the headers and the decoded text body (written under a temporary name and
+the headers, the content type, and the decoded text and HTML bodies (written under a temporary name and
 renamed, so a reader never sees half a file). Recipients starting with
 `reject` get a permanent 550 and those starting with `busy` a transient 451,
 so the tests can see real SMTP replies. Exits when stdin is closed, so a
@@ -39,11 +39,17 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
+        # A multipart/alternative mail: its text part is the body, its
+        # HTML part is kept beside it.
+        text = message.get_body(preferencelist=("plain",))
+        html = message.get_body(preferencelist=("html",))
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "headers": {name: str(value) for name, value in message.items()},
-            "body": message.get_content(),
+            "content_type": message.get_content_type(),
+            "body": text.get_content() if text is not None else None,
+            "html": html.get_content() if html is not None else None,
         }
         self.count += 1
         path = os.path.join(self.outdir, "%04d.json" % self.count)

@@ -283,6 +283,7 @@ async fn kill_9_at_random_moments_loses_no_run_and_no_notification() {
     let restarted = chrono::Utc::now();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        let mut why = String::from("no store yet");
         let settled = store_dir.join("state.db").exists() && {
             let store = Store::open(&store_dir).unwrap();
             let runs = store.recent_runs(None, usize::MAX).unwrap();
@@ -291,24 +292,33 @@ async fn kill_9_at_random_moments_loses_no_run_and_no_notification() {
                 .filter(|r| r.started_at > restarted && !r.interrupted)
                 .map(|r| r.probe.as_str())
                 .collect();
-            let firing = store
+            let firing: Vec<String> = store
                 .alert_states()
                 .unwrap()
-                .iter()
-                .any(|(_, s)| s.firing.is_some());
+                .into_iter()
+                .filter(|(_, s)| s.firing.is_some())
+                .map(|(p, _)| p)
+                .collect();
             let rows = outbox(dir);
             let seen = received(&capture);
-            fresh.len() == PROBES
-                && !firing
-                && store.pending_notifications().unwrap() == 0
-                && rows.iter().all(|(id, _, _)| seen.contains_key(id))
+            let pending = store.pending_notifications().unwrap();
+            let unseen = rows
+                .iter()
+                .filter(|(id, _, _)| !seen.contains_key(id))
+                .count();
+            why = format!(
+                "{} of {PROBES} probes ran since the restart, firing {firing:?}, \
+                 {pending} notifications pending, {unseen} not seen by the sink",
+                fresh.len()
+            );
+            fresh.len() == PROBES && firing.is_empty() && pending == 0 && unseen == 0
         };
         if settled {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the daemon did not settle within 30s after {kills} kills:\n{}",
+            "the daemon did not settle within 30s after {kills} kills: {why}\n{}",
             log_tail(dir)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

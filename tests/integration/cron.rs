@@ -163,7 +163,7 @@ async fn a_sink_that_never_recovers_yields_dead_letters_history_shows() {
     let history = cron.history().await;
     assert!(history.contains("0 pending, 1 dead-lettered"), "{history}");
     assert!(
-        history.contains("dead letter  hook  CRITICAL p: SMS lost  after 2 attempts"),
+        history.contains("dead letter  hook  CRITICAL p: lost  after 2 attempts"),
         "{history}"
     );
 }

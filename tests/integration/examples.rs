@@ -45,6 +45,11 @@ const METRICS: &[&str] = &[
     "outbox_pending",
     "outbox_dead_letters",
     "webhook_requests_total",
+    "probe_skipped_total",
+    "store_errors_total",
+    "store_up",
+    "config_last_reload_successful",
+    "config_last_reload_success_timestamp_seconds",
     "build_info",
 ];
 /// The histograms among them, whose series carry a suffix.
@@ -205,6 +210,9 @@ fn grafana_dashboard_queries_only_known_metrics() {
         "alerts_sent_total",
         "outbox_pending",
         "webhook_requests_total",
+        "probe_skipped_total",
+        "config_last_reload_successful",
+        "store_up",
     ] {
         assert!(
             used.contains(&format!("sms_canary_{metric}")),
@@ -346,6 +354,16 @@ fn prometheus_rules_use_known_metrics_and_watch_the_canary_itself() {
     has("p95 latency", "histogram_quantile(0.95,sum");
     has("a high loss ratio", "increase(sms_canary_probe_runs_total");
     has("an outbox backlog", "sms_canary_outbox_pending>0");
+    // The canary's own trouble.
+    has(
+        "a failed reload",
+        "sms_canary_config_last_reload_successful==0",
+    );
+    has(
+        "a probe not running",
+        "increase(sms_canary_probe_skipped_total",
+    );
+    has("a failing store", "sms_canary_store_up==0");
 }
 
 // ---------------------------------------------------------------------------

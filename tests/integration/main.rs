@@ -28,6 +28,7 @@ mod mock_carrier;
 mod mock_faults;
 mod mock_vonage;
 mod never_silent;
+mod notifications;
 mod own_api;
 mod peers;
 mod personal_data;

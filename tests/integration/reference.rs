@@ -461,7 +461,7 @@ fn the_man_page_has_the_reference_sections() {
 // The JSON Schema, through a real validator
 
 /// A Python with the `jsonschema` package (and a TOML parser).
-fn python() -> std::path::PathBuf {
+pub(crate) fn python() -> std::path::PathBuf {
     let jsonschema = crate::python::Package {
         pip: "jsonschema==4.26.0",
         check: "import importlib.metadata as m, sys; sys.exit(m.version('jsonschema') != '4.26.0')",

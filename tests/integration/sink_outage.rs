@@ -275,7 +275,12 @@ fn tally(keys: impl IntoIterator<Item = String>) -> BTreeMap<String, usize> {
 /// The run a Slack message is about: its first correlation id (each run
 /// here causes one notification, so it names the notification).
 fn slack_run(body: &Value) -> String {
-    let context = body["blocks"][3]["elements"][0]["text"].as_str().unwrap();
+    let blocks = body["blocks"].as_array().unwrap();
+    let context = blocks
+        .iter()
+        .find(|b| b["type"] == "context")
+        .and_then(|b| b["elements"][0]["text"].as_str())
+        .unwrap();
     let ids = context.strip_prefix("Correlation ids: `").unwrap();
     ids[..ids.find('`').unwrap()].to_string()
 }

@@ -51,8 +51,8 @@ fn run(probe: &str, id: &str, at: DateTime<Utc>, outcome: Outcome, latency_ms: u
 /// One notice caused by `run`, queued for each of `channels` under one id.
 fn notices(run: &RunResult, channels: &[&str], at: DateTime<Utc>) -> Vec<OutboxItem> {
     let state = AlertState::default();
-    let ids = vec![run.correlation_id.clone()];
-    let notice = Notification::new(Transition::Firing, run, "test", &state, &state, ids, at);
+    let facts = sms_canary::alert::Facts::default();
+    let notice = Notification::new(Transition::Firing, run, "test", &state, &state, facts, at);
     channels
         .iter()
         .map(|channel| OutboxItem {
