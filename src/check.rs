@@ -14,20 +14,15 @@ use thiserror::Error;
 use tracing::{Instrument, debug, warn};
 use url::Url;
 
-use crate::config::{Config, GatewayConfig, Probe, ReceiverConfig};
-use crate::gateway::http::HttpGateway;
-use crate::gateway::vonage::VonageGateway;
-use crate::gateway::{Gateway, mock, twilio::TwilioGateway};
+use crate::config::{Config, Probe};
 use crate::metrics::Metrics;
-use crate::mock_carrier::MockHandle;
 use crate::monitor::{Delivered, Monitor, Refusal, Ticket};
 use crate::probe::{self, Correlation, RunResult, Status, Wiring};
 use crate::receiver::Inbox;
-use crate::receiver::http_poll::HttpPoller;
-use crate::receiver::poll::Poller;
-use crate::receiver::twilio_poll::TwilioPoller;
-use crate::receiver::webhook::{self, Hooks, Inbound, join_public};
+use crate::receiver::webhook::{self, Hooks};
 use crate::store::{Holder, Store, StoreError};
+pub(crate) use crate::wiring::Setup;
+use crate::wiring::needs_listener;
 
 /// What to check and how.
 #[derive(Debug, Clone, Default)]
@@ -268,18 +263,6 @@ impl State {
     }
 }
 
-/// Webhook receivers need our listener, and so do in-process mocks (their
-/// receipts are local). Real gateways' receipts are only asked for when
-/// `public_url` says how the provider can reach us.
-pub(crate) fn needs_listener(config: &Config, probes: &[&Probe]) -> bool {
-    probes.iter().any(|p| {
-        config.receivers[&p.receiver].is_webhook()
-            || matches!(config.gateways[&p.gateway], GatewayConfig::Mock(_))
-            || (config.canary.public_url.is_some()
-                && !matches!(config.gateways[&p.gateway], GatewayConfig::Http(_)))
-    })
-}
-
 /// The webhook listener of one check.
 struct Listener {
     public_url: Url,
@@ -323,174 +306,4 @@ impl Listener {
         let _ = self.stop.send(());
         let _ = self.server.await;
     }
-}
-
-/// The gateways, pollers and in-process mock carriers a set of probes use.
-pub(crate) struct Setup {
-    gateways: Vec<(String, Box<dyn Gateway>)>,
-    pollers: Vec<(String, Box<dyn Poller>)>,
-    mocks: Vec<MockHandle>,
-}
-
-impl Setup {
-    pub(crate) async fn start(
-        config: &Config,
-        probes: &[&Probe],
-        public_url: Option<&Url>,
-    ) -> Result<Setup, CheckError> {
-        let mut setup = Setup {
-            gateways: Vec::new(),
-            pollers: Vec::new(),
-            mocks: Vec::new(),
-        };
-        let mut mock_urls: Vec<(String, Url)> = Vec::new();
-        // Mocks first: twilio-poll receivers on a mock need its URL.
-        for (name, gateway) in &config.gateways {
-            let GatewayConfig::Mock(m) = gateway else {
-                continue;
-            };
-            let owned = owned_numbers(config, probes, name, public_url);
-            let used = probes.iter().any(|p| &p.gateway == name) || !owned.is_empty();
-            if !used {
-                continue;
-            }
-            let started = mock::start(name, m, owned)
-                .await
-                .map_err(CheckError::Gateway)?;
-            let base = Url::parse(&started.carrier.base_url())
-                .map_err(|e| CheckError::Gateway(e.to_string()))?;
-            mock_urls.push((name.clone(), base));
-            setup.mocks.push(started.carrier);
-            setup
-                .gateways
-                .push((name.clone(), Box::new(started.gateway)));
-        }
-        for probe in probes {
-            if !setup.gateways.iter().any(|(n, _)| n == &probe.gateway) {
-                let gateway = build_gateway(&probe.gateway, &config.gateways[&probe.gateway])?;
-                setup.gateways.push((probe.gateway.clone(), gateway));
-            }
-            if !setup.pollers.iter().any(|(n, _)| n == &probe.receiver)
-                && let Some(poller) = build_poller(config, &probe.receiver, &mock_urls)?
-            {
-                setup.pollers.push((probe.receiver.clone(), poller));
-            }
-        }
-        Ok(setup)
-    }
-
-    pub(crate) fn gateway(&self, name: &str) -> &dyn Gateway {
-        // Setup::start builds one for every selected probe's gateway.
-        let found = self.gateways.iter().find(|(n, _)| n == name);
-        found
-            .map(|(_, g)| g.as_ref())
-            .expect("gateway built for each selected probe")
-    }
-
-    pub(crate) fn poller<'a>(&'a self, receiver: &'a str) -> Option<(&'a str, &'a dyn Poller)> {
-        self.pollers
-            .iter()
-            .find(|(n, _)| n == receiver)
-            .map(|(n, p)| (n.as_str(), p.as_ref()))
-    }
-
-    pub(crate) async fn shutdown(self) {
-        for m in self.mocks {
-            m.shutdown().await;
-        }
-    }
-}
-
-/// The numbers mock `gateway` must own: the `to` of probes whose arrivals it
-/// delivers, with the inbound webhook URL when the receiver is a webhook.
-fn owned_numbers(
-    config: &Config,
-    probes: &[&Probe],
-    gateway: &str,
-    public_url: Option<&Url>,
-) -> Vec<(String, Option<String>)> {
-    probes
-        .iter()
-        .filter_map(|p| match &config.receivers[&p.receiver] {
-            ReceiverConfig::Webhook(_) if p.gateway == gateway => {
-                let url = public_url.map(|u| join_public(u, &Inbound::Twilio.path(&p.receiver)));
-                Some((p.to.as_str().to_string(), url))
-            }
-            ReceiverConfig::TwilioPoll(t) if t.gateway.get_ref() == gateway => {
-                Some((p.to.as_str().to_string(), None))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-pub(crate) fn build_gateway(
-    name: &str,
-    config: &GatewayConfig,
-) -> Result<Box<dyn Gateway>, CheckError> {
-    let failed =
-        |e: crate::gateway::SubmitError| CheckError::Gateway(format!("gateway `{name}`: {e}"));
-    Ok(match config {
-        GatewayConfig::Twilio(t) => Box::new(
-            TwilioGateway::new(
-                name,
-                &t.base_url,
-                &t.account_sid,
-                t.auth_token.clone(),
-                t.request_timeout,
-            )
-            .map_err(failed)?,
-        ),
-        GatewayConfig::Vonage(v) => Box::new(
-            VonageGateway::new(
-                name,
-                &v.base_url,
-                &v.api_key,
-                v.api_secret.clone(),
-                v.request_timeout,
-            )
-            .map_err(failed)?,
-        ),
-        GatewayConfig::Http(h) => Box::new(HttpGateway::new(name, h).map_err(failed)?),
-        GatewayConfig::Mock(_) => unreachable!("mock gateways are started before the others"),
-    })
-}
-
-pub(crate) fn build_poller(
-    config: &Config,
-    receiver: &str,
-    mock_urls: &[(String, Url)],
-) -> Result<Option<Box<dyn Poller>>, CheckError> {
-    let failed = |e: crate::receiver::poll::PollError| {
-        CheckError::Gateway(format!("receiver `{receiver}`: {e}"))
-    };
-    Ok(match &config.receivers[receiver] {
-        ReceiverConfig::Webhook(_) => None,
-        ReceiverConfig::HttpPoll(h) => Some(Box::new(HttpPoller::new(h).map_err(failed)?)),
-        ReceiverConfig::TwilioPoll(t) => {
-            let account = t.gateway.get_ref();
-            let (base, sid, token) = match &config.gateways[account] {
-                GatewayConfig::Twilio(g) => (g.base_url.clone(), &g.account_sid, &g.auth_token),
-                GatewayConfig::Mock(m) => {
-                    let url = mock_urls
-                        .iter()
-                        .find(|(n, _)| n == account)
-                        .map(|(_, u)| u.clone());
-                    let url = url.ok_or_else(|| {
-                        CheckError::Gateway(format!("mock `{account}` was not started"))
-                    })?;
-                    (url, &m.account_sid, &m.auth_token)
-                }
-                other => {
-                    return Err(CheckError::Gateway(format!(
-                        "receiver `{receiver}`: gateway `{account}` is of kind {}",
-                        other.kind()
-                    )));
-                }
-            };
-            Some(Box::new(
-                TwilioPoller::new(&base, sid, token.clone(), t.interval).map_err(failed)?,
-            ))
-        }
-    })
 }

@@ -150,7 +150,7 @@ pub enum Command {
     /// List pending and dead-lettered notifications; `outbox retry` re-queues
     /// dead letters, `outbox purge` drops them.
     Outbox(OutboxArgs),
-    /// Run the standalone Twilio- and Vonage-compatible mock carrier.
+    /// Run the standalone mock carrier (every provider API it emulates).
     MockCarrier(StandaloneArgs),
     /// Print a shell completion script, e.g. `sms-canary completions bash > /etc/bash_completion.d/sms-canary`.
     Completions(CompletionsArgs),

@@ -1,7 +1,7 @@
 //! `doctor`: preflight checks that send no SMS.
 //!
 //! The config loads; each gateway accepts its credentials through a read-only
-//! call (Twilio's account fetch, Vonage's balance, your API's health URL);
+//! call its provider offers (an account fetch, a balance, your API's health URL);
 //! the webhook listener can bind; each polling receiver's endpoint answers;
 //! every probe has an alert channel and each channel answers (a request it
 //! does not act on, an SMTP session up to authentication); the state store
@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::check::{build_gateway, build_poller};
 use crate::config::{Config, GatewayConfig, ReceiverConfig};
-use crate::gateway::{Gateway, mock};
+use crate::gateway::Gateway;
 use crate::receiver::poll::Watch;
 use crate::receiver::webhook::join_public;
+use crate::wiring::{build_gateway, build_poller};
 
 /// How long one preflight call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -59,13 +59,14 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
     for (name, gateway) in &config.gateways {
         let subject = format!("{name} ({})", gateway.kind());
         let built: Result<Box<dyn Gateway>, String> = match gateway {
-            GatewayConfig::Mock(m) => match mock::start(name, m, Vec::new()).await {
+            GatewayConfig::Mock(m) => match crate::providers::start_mock(name, m, Vec::new()).await
+            {
                 Ok(started) => {
                     if let Ok(url) = Url::parse(&started.carrier.base_url()) {
                         mock_urls.push((name.clone(), url));
                     }
                     mocks.push(started.carrier);
-                    Ok(Box::new(started.gateway))
+                    Ok(started.gateway)
                 }
                 Err(e) => Err(e),
             },

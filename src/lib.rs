@@ -3,13 +3,20 @@
 //! A *probe* sends a real SMS through a *gateway*, waits until a *receiver*
 //! sees it, measures each *phase* of the round trip and judges the *outcome*.
 //!
-//! Layout, one module per domain:
+//! Layout, one module per domain, and one folder per provider:
 //! - [`config`]: TOML loading, `${VAR}` expansion, defaults, validation with file:line.
+//! - [`providers`]: one folder per provider (settings, gateway, webhooks, code
+//!   tables, poller, mock emulation) and the registry of their kinds.
 //! - [`probe`]: the run engine: correlation ids, phases, outcomes, retries.
-//! - [`gateway`]: the [`gateway::Gateway`] trait and one file per provider.
-//! - [`receiver`]: where arrivals and receipts come in: the token index and webhooks.
-//! - [`mock_carrier`]: a Twilio- and Vonage-compatible carrier with fault injection,
-//!   for tests, CI, chaos drills and first runs.
+//! - [`gateway`]: the [`gateway::Gateway`] trait every provider implements.
+//! - [`receiver`]: where arrivals and receipts come in: the token index, the
+//!   webhook server the providers' routes share, the poll loop.
+//! - [`mock_carrier`]: the mock carrier's engine (latency, faults, delivery,
+//!   admin API) around the providers' emulations, for tests, CI, chaos drills
+//!   and first runs.
+//! - [`net`]: HTTP plumbing shared by every outgoing call and its one error shape.
+//! - [`values`], [`settings`]: the configuration's value types, and the
+//!   vocabulary its reference is written in.
 //! - [`alert`]: the alert state machine and the notifications it produces.
 //! - [`store`]: SQLite state shared by cron runs and the daemon: runs, alerts, outbox, leases.
 //! - [`check`]: the one-shot `check`, wiring the above together.
@@ -21,7 +28,7 @@
 //! - [`daemon`]: the scheduler, HTTP endpoints, reload, graceful shutdown, watchdog.
 //! - [`report`]: human and JSON output, the `validate` plan, the spinner.
 //! - [`server`]: HTTP serving with slowloris, slow-request and connection limits.
-//! - [`signing`]: provider webhook signatures; [`redact`]: secrets and masked numbers.
+//! - [`signing`]: the generic HMAC-SHA256 body signature; [`redact`]: secrets and masked numbers.
 //! - [`template`]: `{{name}}` templates, escaped for JSON, URLs or raw use.
 //! - [`cli`]: the command-line definitions; [`manual`]: the man page.
 //!
@@ -40,14 +47,19 @@ pub mod manual;
 pub mod metrics;
 pub mod mock_carrier;
 pub mod monitor;
+pub mod net;
 pub mod operate;
 pub mod probe;
+pub mod providers;
 pub mod receiver;
 pub mod redact;
 pub mod report;
 pub mod schedule;
 pub mod server;
+pub mod settings;
 pub mod signing;
 pub mod store;
 pub mod template;
 mod trust;
+pub mod values;
+mod wiring;

@@ -13,7 +13,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::gateway::ErrorClass;
+use crate::net::ErrorClass;
 use crate::probe::{Outcome, RunResult};
 
 /// Seconds: sub-second to ten minutes.
@@ -312,10 +312,10 @@ impl Metrics {
             Ok(())
         } else {
             let status = response.status();
-            let body = crate::gateway::read_body(response, 64 * 1024).await;
+            let body = crate::net::read_body(response, 64 * 1024).await;
             Err(format!(
                 "Pushgateway refused the push (HTTP {status}): {}",
-                crate::gateway::snippet(&body.bytes).trim()
+                crate::net::snippet(&body.bytes).trim()
             ))
         }
     }

@@ -27,8 +27,8 @@ use tracing::{error, info, warn};
 
 use crate::alert::{self, AlertState, Channel, Notification, Observation, Policy, Transition};
 use crate::config::{Config, Probe};
-use crate::gateway::ErrorClass;
 use crate::metrics::Metrics;
+use crate::net::ErrorClass;
 use crate::probe::{Correlation, RunResult};
 use crate::store::{BeginRun, Begun, COST_GUARD_KEY, OutboxItem, StartedRun, Store, StoreError};
 
@@ -576,6 +576,7 @@ impl Monitor {
             None => Err(alert::ChannelError {
                 class: ErrorClass::Permanent,
                 reason: format!("alert channel `{}` is no longer configured", entry.channel),
+                code: None,
                 retry_after: None,
             }),
             Some(channel) => {
@@ -596,6 +597,7 @@ impl Monitor {
                     Err(_) => Err(alert::ChannelError {
                         class: ErrorClass::Transient,
                         reason: format!("no answer within {}s", SEND_TIMEOUT.as_secs()),
+                        code: None,
                         retry_after: None,
                     }),
                 }

@@ -91,7 +91,7 @@ mod tests {
         ]));
         assert!(may_call_https([
             "http://127.0.0.1:9/x",
-            "https://api.twilio.com/"
+            "https://api.example.com/"
         ]));
         assert!(may_call_https(["{{base}}/send"]));
         assert!(!may_call_https([]));

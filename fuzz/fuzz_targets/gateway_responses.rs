@@ -16,8 +16,11 @@ use std::rc::Rc;
 use axum::http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
 use libfuzzer_sys::fuzz_target;
 use sms_canary::config::HttpGatewayConfig;
-use sms_canary::gateway::http::HttpGateway;
-use sms_canary::gateway::{Accepted, SubmitError, retry_after, twilio, vonage};
+use sms_canary::gateway::{Accepted, SubmitError};
+use sms_canary::net::retry_after;
+use sms_canary::providers::http::gateway::HttpGateway;
+use sms_canary::providers::twilio::gateway as twilio;
+use sms_canary::providers::vonage::gateway as vonage;
 
 fn split_once<'a>(data: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
     let at = data.windows(separator.len()).position(|w| w == separator)?;

@@ -14,9 +14,9 @@ use std::rc::Rc;
 
 use libfuzzer_sys::fuzz_target;
 use sms_canary::config::HttpPollConfig;
-use sms_canary::receiver::http_poll::{HttpPoller, check_status};
+use sms_canary::providers::http::poll::{HttpPoller, check_status};
+use sms_canary::providers::twilio::poll::parse_listing;
 use sms_canary::receiver::poll::{PollError, Polled};
-use sms_canary::receiver::twilio_poll::parse_listing;
 
 fn split_once<'a>(data: &'a [u8], separator: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
     let at = data.windows(separator.len()).position(|w| w == separator)?;

@@ -6,10 +6,13 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sms_canary::signing::{
-    VonageMethod, body_signature, twilio_signature, verify_body_signature, verify_twilio_signature,
-    verify_vonage_signature, vonage_signature,
+use sms_canary::providers::twilio::signature::{
+    sign as twilio_signature, verify as verify_twilio_signature,
 };
+use sms_canary::providers::vonage::signature::{
+    SignatureMethod as VonageMethod, sign as vonage_signature, verify as verify_vonage_signature,
+};
+use sms_canary::signing::{body_signature, verify_body_signature};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

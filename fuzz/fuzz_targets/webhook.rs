@@ -20,7 +20,11 @@ use libfuzzer_sys::fuzz_target;
 use sms_canary::config::Config;
 use sms_canary::receiver::Inbox;
 use sms_canary::receiver::webhook::{BODY_LIMIT, Hooks, router};
-use sms_canary::signing::{VonageMethod, body_signature, twilio_signature, vonage_signature};
+use sms_canary::providers::twilio::signature::sign as twilio_signature;
+use sms_canary::providers::vonage::signature::{
+    SignatureMethod as VonageMethod, sign as vonage_signature,
+};
+use sms_canary::signing::body_signature;
 use tower::ServiceExt;
 use url::Url;
 

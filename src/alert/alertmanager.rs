@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::channel::{Channel, ChannelError, deliver, http_client};
 use super::{Notification, Severity, Transition};
 use crate::config::{AlertmanagerConfig, Invalid};
-use crate::gateway::BoxFuture;
+use crate::net::BoxFuture;
 
 /// The `alertname` label of every alert we post.
 pub const ALERT_NAME: &str = "SmsCanaryProbeFailing";
@@ -119,8 +119,7 @@ impl AlertmanagerChannel {
 /// (Alertmanager behind a proxy at `/alertmanager`).
 pub(crate) fn check_config(config: &AlertmanagerConfig) -> Result<url::Url, Invalid> {
     super::channel::check_http_url("url", &config.url)?;
-    crate::gateway::join_base(&config.url, "api/v2/alerts")
-        .map_err(|e| Invalid::new("url", e.reason))
+    crate::net::join_base(&config.url, "api/v2/alerts").map_err(|e| Invalid::new("url", e.reason))
 }
 
 impl Channel for AlertmanagerChannel {

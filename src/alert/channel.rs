@@ -11,44 +11,14 @@
 
 use std::time::Duration;
 
-use thiserror::Error;
-
 use super::Notification;
 use crate::config::{AlertConfig, Invalid};
-use crate::gateway::{BoxFuture, ErrorClass};
+use crate::net::BoxFuture;
+#[cfg(test)]
+use crate::net::ErrorClass;
 
 /// A failed delivery: transient ones are retried by the outbox, permanent ones dead-lettered at once.
-#[derive(Debug, Clone, Error, PartialEq)]
-#[error("{reason}")]
-pub struct ChannelError {
-    pub class: ErrorClass,
-    /// Plain words, e.g. "Slack refused the webhook (403): invalid_token".
-    pub reason: String,
-    /// The receiver asked us to wait this long (HTTP Retry-After).
-    pub retry_after: Option<Duration>,
-}
-
-impl ChannelError {
-    pub fn transient(reason: impl Into<String>) -> Self {
-        ChannelError {
-            class: ErrorClass::Transient,
-            reason: reason.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn permanent(reason: impl Into<String>) -> Self {
-        ChannelError {
-            class: ErrorClass::Permanent,
-            reason: reason.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn is_transient(&self) -> bool {
-        self.class == ErrorClass::Transient
-    }
-}
+pub type ChannelError = crate::net::CallError;
 
 /// A place to send notifications to.
 pub trait Channel: Send + Sync {
@@ -169,10 +139,10 @@ pub(crate) async fn deliver(
     if status.is_success() {
         return Ok(());
     }
-    let retry_after = crate::gateway::retry_after(response.headers());
+    let retry_after = crate::net::retry_after(response.headers());
     // The body says why (Slack: `invalid_token`, `channel_not_found`); a
     // failure to read it must not hide the status, so it is best effort.
-    let body = crate::gateway::read_body(response, ERROR_BODY_BYTES).await;
+    let body = crate::net::read_body(response, ERROR_BODY_BYTES).await;
     Err(classify_status(status, retry_after, &body.bytes, who))
 }
 
@@ -209,7 +179,7 @@ pub(crate) fn classify_status(
     who: &str,
 ) -> ChannelError {
     let code = status.as_u16();
-    let detail = crate::gateway::snippet(body);
+    let detail = crate::net::snippet(body);
     if code == 429 {
         let mut e = ChannelError::transient(format!("{who} is rate limiting (429): {detail}"));
         e.retry_after = retry_after;
@@ -228,27 +198,10 @@ pub(crate) fn classify_status(
     }
 }
 
-/// A request that got no HTTP answer: always transient. reqwest's own
-/// `Display` names the URL, and a Slack webhook URL is a credential, so the
-/// message is built from the kind of failure and the URL-free causes only.
+/// A request that got no HTTP answer: always transient, and never with
+/// the URL (a Slack webhook URL is a credential).
 pub(crate) fn transport_error(e: &reqwest::Error, who: &str) -> ChannelError {
-    let what = if e.is_timeout() {
-        "did not answer in time"
-    } else if e.is_connect() {
-        "is unreachable (connection failed)"
-    } else if e.is_body() || e.is_decode() {
-        "cut the response off"
-    } else {
-        "could not be reached"
-    };
-    let mut detail = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
-    ChannelError::transient(format!("{who} {what}{detail}"))
+    crate::net::transport_error(e, who)
 }
 
 #[cfg(test)]

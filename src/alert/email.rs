@@ -23,7 +23,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use super::Notification;
 use super::channel::{Channel, ChannelError};
 use crate::config::{EmailConfig, Invalid};
-use crate::gateway::BoxFuture;
+use crate::net::BoxFuture;
 
 /// Carries `notification.id`, for deduplication and mail filters.
 pub const NOTIFICATION_ID_HEADER: &str = "X-SMS-Canary-Notification-ID";

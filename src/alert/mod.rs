@@ -67,8 +67,8 @@ pub struct Notification {
     pub gateway: Option<String>,
     #[serde(default)]
     pub receiver: Option<String>,
-    /// The provider's id of the message (Twilio's SID, Vonage's
-    /// message-id): what a carrier support ticket asks for.
+    /// The provider's id of the message (its SID or message-id): what a
+    /// carrier support ticket asks for.
     #[serde(default)]
     pub message_id: Option<String>,
     /// The number the probe texts, masked to its last three digits.

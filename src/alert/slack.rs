@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::channel::{Channel, ChannelError, deliver, http_client};
 use super::{Notification, Transition};
 use crate::config::{Invalid, SlackConfig};
-use crate::gateway::BoxFuture;
+use crate::net::BoxFuture;
 use crate::redact::Secret;
 
 /// Block Kit limits: a header's text, a field's text, a section's text,
@@ -99,8 +99,8 @@ impl SlackChannel {
             .await
             .map_err(|e| super::channel::transport_error(&e, &self.who()))?;
         let status = response.status();
-        let retry_after = crate::gateway::retry_after(response.headers());
-        let read = crate::gateway::read_body(response, 64 * 1024).await;
+        let retry_after = crate::net::retry_after(response.headers());
+        let read = crate::net::read_body(response, 64 * 1024).await;
         if !status.is_success() {
             return Err(super::channel::classify_status(
                 status,
@@ -165,7 +165,7 @@ fn check_config(config: &SlackConfig) -> Result<Target, Invalid> {
                     Invalid::new("bot_token", "`bot_token` needs a `channel` to post to")
                 })?;
             super::channel::check_http_url("api_url", &config.api_url)?;
-            let post_message = crate::gateway::join_base(&config.api_url, "chat.postMessage")
+            let post_message = crate::net::join_base(&config.api_url, "chat.postMessage")
                 .map_err(|e| Invalid::new("api_url", e.reason))?;
             Ok(Target::Bot {
                 post_message,

@@ -12,7 +12,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use super::Notification;
 use super::channel::{Channel, ChannelError, deliver, http_client};
 use crate::config::{Invalid, WebhookAlertConfig};
-use crate::gateway::BoxFuture;
+use crate::net::BoxFuture;
 use crate::redact::Secret;
 
 /// Carries `notification.id`, for deduplication by the receiver.

@@ -139,9 +139,9 @@ mod tests {
 
     #[test]
     fn names_the_missing_variable() {
-        let err = expand("x ${TWILIO_AUTH_TOKEN} y", env).unwrap_err();
-        assert_eq!(err, ExpandError::Missing("TWILIO_AUTH_TOKEN".into()));
-        assert!(err.to_string().contains("TWILIO_AUTH_TOKEN"));
+        let err = expand("x ${SMS_API_TOKEN} y", env).unwrap_err();
+        assert_eq!(err, ExpandError::Missing("SMS_API_TOKEN".into()));
+        assert!(err.to_string().contains("SMS_API_TOKEN"));
     }
 
     #[test]

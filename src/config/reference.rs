@@ -10,120 +10,16 @@
 //! value loads, and the shipped configs validate against the schema.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{Canary, Defaults, HttpMethod, RetryPolicy};
-use crate::signing::VonageMethod;
-
-/// One table of the configuration.
-#[derive(Debug)]
-pub struct Table {
-    /// Stable name: the anchor in the markdown and the schema definition.
-    pub id: &'static str,
-    /// How it is written in a file.
-    pub title: &'static str,
-    /// For a table chosen by `kind` (`[gateways.NAME]`): the section and the kind.
-    pub kind: Option<(&'static str, &'static str)>,
-    pub doc: &'static str,
-    pub keys: &'static [Key],
-    /// Keys that cannot be set together.
-    pub exclusive: &'static [(&'static str, &'static str)],
-}
-
-/// One key of a table.
-#[derive(Debug)]
-pub struct Key {
-    pub name: &'static str,
-    pub ty: Type,
-    pub presence: Presence,
-    pub doc: &'static str,
-    /// A value as written in TOML; required keys always have one.
-    pub example: Option<&'static str>,
-}
-
-/// Whether a key must be set, and what holds when it is not.
-#[derive(Debug)]
-pub enum Presence {
-    Required,
-    /// The default, as a TOML value, computed from the code's defaults.
-    Default(fn() -> String),
-    /// No fixed default: what an unset key means.
-    Unset(&'static str),
-}
-
-/// The type of a value.
-#[derive(Debug)]
-pub enum Type {
-    String,
-    /// A credential: never printed or logged; best taken from `${VAR}`.
-    Secret,
-    Url,
-    /// A socket address, `host:port`.
-    Address,
-    /// A humantime duration: "500ms", "90s", "2m", "1h 30m".
-    Duration,
-    /// `every 5m`, a crontab line, or six fields with seconds first.
-    Schedule,
-    /// E.164: `+` and 7 to 15 digits.
-    Phone,
-    /// A JSONPath expression (RFC 9535) such as `$.id`.
-    JsonPath,
-    Bool,
-    /// `true`/`false`, or a string that expands to one (`"${FLAG:-true}"`).
-    FlexBool,
-    Int {
-        min: u64,
-        max: u64,
-    },
-    Float {
-        min: f64,
-        max: Option<f64>,
-    },
-    /// One of these strings.
-    Choice(&'static [&'static str]),
-    /// Any TOML value.
-    Any,
-    List(&'static Type),
-    /// Exactly two values.
-    Pair(&'static Type),
-    /// A table of free-form names to values.
-    Map(&'static Type),
-    /// A table keyed by E.164 numbers.
-    PhoneMap(&'static Type),
-    /// One of the two.
-    Either(&'static Type, &'static Type),
-    /// The table with this id.
-    Table(&'static str),
-    /// Named tables whose `kind` picks one of the tables of this section.
-    Kinds(&'static str),
-}
+use super::{Canary, Defaults, RetryPolicy};
+pub use crate::settings::{Key, Presence, Table, Type};
+use crate::settings::{RATE, U32, U64, toml_duration, toml_string};
 
 /// The roots: the main file and a probe file.
 pub const MAIN: &str = "main";
 pub const PROBE: &str = "probe";
-
-const U32: Type = Type::Int {
-    min: 0,
-    max: u32::MAX as u64,
-};
-const U64: Type = Type::Int {
-    min: 0,
-    max: u64::MAX,
-};
-const RATE: Type = Type::Float {
-    min: 0.0,
-    max: Some(1.0),
-};
-
-fn toml_string(s: impl std::fmt::Display) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-fn toml_duration(d: Duration) -> String {
-    toml_string(humantime::format_duration(d))
-}
 
 fn toml_retry(r: RetryPolicy) -> String {
     format!(
@@ -151,32 +47,9 @@ fn mock() -> crate::mock_carrier::MockConfig {
     crate::mock_carrier::MockConfig::default()
 }
 
-fn request_timeout() -> String {
-    toml_duration(super::request_timeout())
-}
-
-fn poll_interval() -> String {
-    toml_duration(super::poll_interval())
-}
-
-const REQUEST_TIMEOUT: Key = Key {
-    name: "request_timeout",
-    ty: Type::Duration,
-    presence: Presence::Default(request_timeout),
-    doc: "Timeout of one HTTP request; a timeout is a transient error and is retried.",
-    example: None,
-};
-
-const HEADERS: Key = Key {
-    name: "headers",
-    ty: Type::Map(&Type::Secret),
-    presence: Presence::Unset("no extra headers"),
-    doc: "Request headers. Values may use the templates and are treated as secrets.",
-    example: Some(r#"{ Authorization = "Bearer ${SMS_API_TOKEN}" }"#),
-};
-
 /// Every table, in the order the reference presents them.
-pub const TABLES: &[Table] = &[
+/// The loader's own tables, before the providers' (see [`tables`]).
+const CORE: &[Table] = &[
     Table {
         id: MAIN,
         title: "The main file",
@@ -457,7 +330,7 @@ pub const TABLES: &[Table] = &[
         id: "gateways.mock",
         title: "[gateways.NAME] kind = \"mock\"",
         kind: Some(("gateways", "mock")),
-        doc: "The bundled mock carrier, run in-process on a loopback port. It speaks Twilio's API and delivers to the probe's receiver, so a probe runs offline with no account.",
+        doc: "The bundled mock carrier, run in-process on a loopback port. It speaks a real provider's API and delivers to the probe's receiver, so a probe runs offline with no account, through the same client, webhooks and signatures as a real one.",
         keys: &[
             Key {
                 name: "account_sid",
@@ -543,14 +416,14 @@ pub const TABLES: &[Table] = &[
                 ty: Type::Url,
                 presence: Presence::Unset("the webhook of the probe's receiver, when it has one"),
                 doc: "Where to POST the signed inbound-message webhook; implies `owned`.",
-                example: Some(r#""http://127.0.0.1:9187/hooks/twilio/inbound/inbox""#),
+                example: Some(r#""http://127.0.0.1:9187/hooks/json/inbox""#),
             },
             Key {
                 name: "inbound_format",
-                ty: Type::Choice(&["twilio", "vonage"]),
+                ty: Type::Choice(crate::providers::InboundFormat::NAMES),
                 presence: Presence::Unset("the API the message was sent through"),
-                doc: "The inbound webhook's format.",
-                example: Some(r#""twilio""#),
+                doc: "The inbound webhook's format: that of one of the providers the mock speaks.",
+                example: None,
             },
             Key {
                 name: "fake_dlr",
@@ -767,7 +640,7 @@ pub const TABLES: &[Table] = &[
                     max: u32::MAX as u64,
                 },
                 presence: Presence::Required,
-                doc: "A Twilio error code (e.g. 21610) or a Vonage status (e.g. 9); each API translates the other's codes to its nearest own one.",
+                doc: "A provider error code (e.g. 21610 or 9); each API the mock speaks translates another's codes to its nearest own one.",
                 example: Some("21610"),
             },
             Key {
@@ -781,201 +654,10 @@ pub const TABLES: &[Table] = &[
         exclusive: &[],
     },
     Table {
-        id: "gateways.twilio",
-        title: "[gateways.NAME] kind = \"twilio\"",
-        kind: Some(("gateways", "twilio")),
-        doc: "Twilio's Programmable Messaging API, or anything that speaks it (`sms-canary mock-carrier`).",
-        keys: &[
-            Key {
-                name: "account_sid",
-                ty: Type::String,
-                presence: Presence::Required,
-                doc: "The account SID: \"AC\" and 32 hex digits.",
-                example: Some(r#""AC00000000000000000000000000000000""#),
-            },
-            Key {
-                name: "auth_token",
-                ty: Type::Secret,
-                presence: Presence::Required,
-                doc: "The auth token; it also checks the signatures of Twilio's callbacks.",
-                example: Some(r#""${TWILIO_AUTH_TOKEN}""#),
-            },
-            Key {
-                name: "base_url",
-                ty: Type::Url,
-                presence: Presence::Default(|| toml_string(super::TWILIO_BASE_URL)),
-                doc: "The API's base URL; point it at `sms-canary mock-carrier` to test.",
-                example: Some(r#""http://127.0.0.1:4010""#),
-            },
-            REQUEST_TIMEOUT,
-        ],
-        exclusive: &[],
-    },
-    Table {
-        id: "gateways.vonage",
-        title: "[gateways.NAME] kind = \"vonage\"",
-        kind: Some(("gateways", "vonage")),
-        doc: "Vonage's SMS API (`POST /sms/json`).",
-        keys: &[
-            Key {
-                name: "api_key",
-                ty: Type::String,
-                presence: Presence::Required,
-                doc: "The account's API key.",
-                example: Some(r#""mockkey""#),
-            },
-            Key {
-                name: "api_secret",
-                ty: Type::Secret,
-                presence: Presence::Required,
-                doc: "The account's API secret.",
-                example: Some(r#""${VONAGE_API_SECRET}""#),
-            },
-            Key {
-                name: "base_url",
-                ty: Type::Url,
-                presence: Presence::Default(|| toml_string(super::VONAGE_BASE_URL)),
-                doc: "The API's base URL.",
-                example: Some(r#""http://127.0.0.1:4010""#),
-            },
-            Key {
-                name: "signature_secret",
-                ty: Type::Secret,
-                presence: Presence::Unset("callbacks are not signed"),
-                doc: "The account's signature secret: when set, receipts and inbound messages must carry a valid `sig`.",
-                example: Some(r#""${VONAGE_SIGNATURE_SECRET}""#),
-            },
-            Key {
-                name: "signature_method",
-                ty: Type::Choice(&["md5hash", "md5", "sha1", "sha256", "sha512"]),
-                presence: Presence::Default(|| {
-                    toml_string(format!("{:?}", VonageMethod::default()).to_lowercase())
-                }),
-                doc: "How the account signs, as set in Vonage's dashboard next to the secret.",
-                example: Some(r#""sha256""#),
-            },
-            REQUEST_TIMEOUT,
-        ],
-        exclusive: &[],
-    },
-    Table {
-        id: "gateways.http",
-        title: "[gateways.NAME] kind = \"http\"",
-        kind: Some(("gateways", "http")),
-        doc: "Your own HTTP SMS API, described by templates and rules rather than code. Templates take `{{to}}`, `{{from}}`, `{{body}}` and `{{correlation_id}}`, escaped for where they appear (URL, JSON string, form field).",
-        keys: &[
-            Key {
-                name: "url",
-                ty: Type::String,
-                presence: Presence::Required,
-                doc: "The submit URL, a template.",
-                example: Some(r#""https://sms.example.com/v1/messages""#),
-            },
-            Key {
-                name: "method",
-                ty: Type::Choice(&["GET", "POST", "PUT"]),
-                presence: Presence::Default(|| {
-                    toml_string(format!("{:?}", HttpMethod::default()).to_uppercase())
-                }),
-                doc: "The HTTP method.",
-                example: None,
-            },
-            HEADERS,
-            Key {
-                name: "body",
-                ty: Type::String,
-                presence: Presence::Unset("no body, unless `form` is set"),
-                doc: "A JSON body template, sent as `application/json` unless a header says otherwise.",
-                example: Some(r#"'{"to":"{{to}}","from":"{{from}}","text":"{{body}}"}'"#),
-            },
-            Key {
-                name: "form",
-                ty: Type::Map(&Type::String),
-                presence: Presence::Unset("no form"),
-                doc: "Form fields (templates), sent as `application/x-www-form-urlencoded`; instead of `body`.",
-                example: Some(r#"{ to = "{{to}}", text = "{{body}}" }"#),
-            },
-            Key {
-                name: "message_id",
-                ty: Type::JsonPath,
-                presence: Presence::Unset("the run keeps no provider message id"),
-                doc: "Where the message id is in a successful response.",
-                example: Some(r#""$.id""#),
-            },
-            Key {
-                name: "permanent",
-                ty: Type::List(&Type::Table("rule")),
-                presence: Presence::Unset("by status: 3xx, and 4xx other than 408 and 429"),
-                doc: "Responses that mean \"do not retry\" (checked first): the run ends `rejected`.",
-                example: None,
-            },
-            Key {
-                name: "transient",
-                ty: Type::List(&Type::Table("rule")),
-                presence: Presence::Unset("by status: 5xx, 408 and 429 (and timeouts)"),
-                doc: "Responses that mean \"retry\".",
-                example: None,
-            },
-            Key {
-                name: "health_url",
-                ty: Type::Url,
-                presence: Presence::Unset(
-                    "`doctor` has no read-only call to make for this gateway",
-                ),
-                doc: "A read-only URL `doctor` calls to check reachability and credentials.",
-                example: Some(r#""https://sms.example.com/v1/health""#),
-            },
-            REQUEST_TIMEOUT,
-        ],
-        exclusive: &[("body", "form")],
-    },
-    Table {
-        id: "rule",
-        title: "permanent / transient = [{ … }]",
-        kind: None,
-        doc: "A rule classifies a response of an `http` gateway; it matches when every condition it sets holds. It needs `status`, `json`, or both.",
-        keys: &[
-            Key {
-                name: "status",
-                ty: Type::Int {
-                    min: 0,
-                    max: u16::MAX as u64,
-                },
-                presence: Presence::Unset("any status"),
-                doc: "The HTTP status code.",
-                example: Some("402"),
-            },
-            Key {
-                name: "json",
-                ty: Type::JsonPath,
-                presence: Presence::Unset("the body is not looked at"),
-                doc: "A JSONPath into the response body…",
-                example: Some(r#""$.error.code""#),
-            },
-            Key {
-                name: "equals",
-                ty: Type::Any,
-                presence: Presence::Unset("the path must exist and not be null"),
-                doc: "…and the value it must equal; needs `json`.",
-                example: Some(r#""NO_CREDIT""#),
-            },
-            Key {
-                name: "reason",
-                ty: Type::String,
-                presence: Presence::Unset(
-                    "\"the gateway refused the message\" (or \"could not take it now\") and what matched",
-                ),
-                doc: "The plain-words reason reported when this rule matches.",
-                example: Some(r#""account has no credit""#),
-            },
-        ],
-        exclusive: &[],
-    },
-    Table {
         id: "receivers.webhook",
         title: "[receivers.NAME] kind = \"webhook\"",
         kind: Some(("receivers", "webhook")),
-        doc: "Inbound messages posted to us by the provider: Twilio to `{public_url}/hooks/twilio/inbound/NAME`, Vonage to `{public_url}/hooks/vonage/inbound/NAME`, your own system to `POST {public_url}/hooks/json/NAME`.",
+        doc: "Inbound messages posted to us: by the provider of its gateway, at its route under `{public_url}/hooks/` (`validate` prints the URL to configure), or by your own system to `POST {public_url}/hooks/json/NAME`.",
         keys: &[
             Key {
                 name: "gateway",
@@ -1003,86 +685,21 @@ pub const TABLES: &[Table] = &[
             Key {
                 name: "json_signature_header",
                 ty: Type::String,
-                presence: Presence::Default(|| toml_string(super::json_signature_header())),
+                presence: Presence::Default(|| {
+                    toml_string(crate::providers::json_signature_header())
+                }),
                 doc: "Header carrying the JSON route's signature, `sha256=<hex>`.",
                 example: None,
             },
             Key {
                 name: "json_body",
                 ty: Type::JsonPath,
-                presence: Presence::Default(|| toml_string(super::json_body_path().source)),
+                presence: Presence::Default(|| {
+                    toml_string(crate::providers::json_body_path().source)
+                }),
                 doc: "Where the message text is in a JSON webhook body.",
                 example: None,
             },
-        ],
-        exclusive: &[],
-    },
-    Table {
-        id: "receivers.twilio-poll",
-        title: "[receivers.NAME] kind = \"twilio-poll\"",
-        kind: Some(("receivers", "twilio-poll")),
-        doc: "Polls Twilio's message list for messages to the probe's number: for cron and CI, where nothing can reach us.",
-        keys: &[
-            Key {
-                name: "gateway",
-                ty: Type::String,
-                presence: Presence::Required,
-                doc: "A `twilio` or `mock` gateway (a name): the account that owns the receiving number.",
-                example: Some(r#""sandbox""#),
-            },
-            Key {
-                name: "interval",
-                ty: Type::Duration,
-                presence: Presence::Default(poll_interval),
-                doc: "Time between polls; also the resolution of the measured latency.",
-                example: None,
-            },
-        ],
-        exclusive: &[],
-    },
-    Table {
-        id: "receivers.http-poll",
-        title: "[receivers.NAME] kind = \"http-poll\"",
-        kind: Some(("receivers", "http-poll")),
-        doc: "Polls your own API for inbound messages and finds them by JSONPath.",
-        keys: &[
-            Key {
-                name: "url",
-                ty: Type::String,
-                presence: Presence::Required,
-                doc: "URL template: `{{to}}`, `{{since}}` (RFC 3339), `{{since_unix}}`, `{{correlation_id}}`.",
-                example: Some(r#""https://sms.example.com/v1/inbound?to={{to}}&since={{since}}""#),
-            },
-            HEADERS,
-            Key {
-                name: "messages",
-                ty: Type::JsonPath,
-                presence: Presence::Required,
-                doc: "Selects the messages in the response.",
-                example: Some(r#""$.messages[*]""#),
-            },
-            Key {
-                name: "body",
-                ty: Type::JsonPath,
-                presence: Presence::Unset("the selected values are the texts themselves"),
-                doc: "The text of one message, relative to it.",
-                example: Some(r#""$.text""#),
-            },
-            Key {
-                name: "id",
-                ty: Type::JsonPath,
-                presence: Presence::Unset("messages are told apart by their text"),
-                doc: "A message's id, relative to it, so it is looked at once.",
-                example: Some(r#""$.id""#),
-            },
-            Key {
-                name: "interval",
-                ty: Type::Duration,
-                presence: Presence::Default(poll_interval),
-                doc: "Time between polls; also the resolution of the measured latency.",
-                example: None,
-            },
-            REQUEST_TIMEOUT,
         ],
         exclusive: &[],
     },
@@ -1155,7 +772,7 @@ pub const TABLES: &[Table] = &[
             Key {
                 name: "subject_prefix",
                 ty: Type::String,
-                presence: Presence::Default(|| toml_string(super::subject_prefix())),
+                presence: Presence::Default(|| toml_string(super::schema::subject_prefix())),
                 doc: "Put before every subject.",
                 example: None,
             },
@@ -1352,18 +969,47 @@ pub const TABLES: &[Table] = &[
     },
 ];
 
+/// Every table, in the order the reference presents them: the loader's,
+/// with each provider's (from the registry) among the kinds of its section.
+pub fn tables() -> &'static [&'static Table] {
+    static TABLES: std::sync::LazyLock<Vec<&'static Table>> = std::sync::LazyLock::new(|| {
+        let providers: Vec<&'static Table> = crate::providers::TABLES
+            .iter()
+            .flat_map(|tables| tables.iter())
+            .collect();
+        let section = |t: &Table| t.kind.map(|(s, _)| s);
+        let mut all = Vec::new();
+        for core in CORE {
+            // A section's provider tables go before its first loader table
+            // that is not a gateway (receivers after `webhook`).
+            if core.id == "receivers.webhook" {
+                all.extend(providers.iter().filter(|t| section(t) == Some("gateways")));
+                all.extend(providers.iter().filter(|t| section(t).is_none()));
+                all.push(core);
+                all.extend(providers.iter().filter(|t| section(t) == Some("receivers")));
+            } else {
+                all.push(core);
+            }
+        }
+        all
+    });
+    &TABLES
+}
+
 /// The table with this id.
 pub fn table(id: &str) -> &'static Table {
-    TABLES
+    tables()
         .iter()
         .find(|t| t.id == id)
+        .copied()
         .unwrap_or_else(|| panic!("no table `{id}` in the configuration reference"))
 }
 
 /// The tables a `Kinds(section)` chooses from.
 pub fn kinds(section: &str) -> impl Iterator<Item = &'static Table> + '_ {
-    TABLES
+    tables()
         .iter()
+        .copied()
         .filter(move |t| t.kind.is_some_and(|(s, _)| s == section))
 }
 
@@ -1501,7 +1147,7 @@ pub fn markdown() -> String {
         let _ = writeln!(out, "- **{term}** {text}");
     }
     out.push('\n');
-    for t in TABLES {
+    for t in tables() {
         let depth = if t.id == MAIN || t.id == PROBE {
             "##"
         } else {
@@ -1591,7 +1237,7 @@ pub fn roff() -> String {
             roff_escape(text)
         );
     }
-    for t in TABLES {
+    for t in tables() {
         let _ = writeln!(out, ".SS \"{}\"", roff_escape(t.title).replace('"', "\"\""));
         let _ = writeln!(out, "{}", roff_escape(t.doc));
         if let Some((section, kind)) = t.kind {
@@ -1828,7 +1474,7 @@ mod tests {
     #[test]
     fn every_referenced_table_exists_and_ids_are_unique() {
         let mut ids = std::collections::BTreeSet::new();
-        for t in TABLES {
+        for t in tables() {
             assert!(ids.insert(t.id), "table `{}` twice", t.id);
             for k in t.keys {
                 for id in k.ty.tables() {
@@ -1843,7 +1489,7 @@ mod tests {
 
     #[test]
     fn every_default_and_example_is_a_toml_value() {
-        for t in TABLES {
+        for t in tables() {
             for k in t.keys {
                 for literal in k
                     .default_value()

@@ -36,12 +36,12 @@ use crate::config::{
     AlertConfig, Config, GatewayConfig, JsonPathExpr, MockGatewayConfig, Probe, ReceiverConfig,
     WebhookAlertConfig, WebhookReceiverConfig,
 };
-use crate::gateway::mock::{self, MockGateway};
 use crate::mock_carrier::{LatencyModel, MockConfig, NumberConfig};
 use crate::monitor::Monitor;
 use crate::probe::{self, Outcome, RunResult, Wiring};
+use crate::providers::{self, MockGateway};
 use crate::receiver::Inbox;
-use crate::receiver::webhook::{self, Hooks, Inbound, join_public};
+use crate::receiver::webhook::{self, Hooks, join_public};
 use crate::schedule::Schedule;
 use crate::store::Store;
 pub use scenario::{Expect, Played, Verdict};
@@ -350,10 +350,14 @@ impl World {
                 let _ = stopped.await;
             },
         ));
-        let inbound_path = Inbound::Twilio.path(RECEIVER);
+        // The mock's own inbound route: the drill's receiver takes its messages.
+        let inbound_path = world_config.gateways[GATEWAY]
+            .inbound_route()
+            .ok_or_else(|| DrillError::Setup("the mock carrier posts no inbound messages".into()))?
+            .path_for(RECEIVER);
         let inbound_url = join_public(&public_url, &inbound_path);
         let closed_url = format!("http://{}{inbound_path}", closed_port().await?);
-        let carrier = mock::start(
+        let carrier = providers::start_mock(
             GATEWAY,
             &carrier_config,
             [(probe.to.as_str().to_string(), Some(inbound_url.clone()))],
@@ -449,7 +453,7 @@ impl World {
             match self.monitor.begin(&self.probe, &self.id, now).await {
                 Ok(ticket) => {
                     let wiring = Wiring {
-                        gateway: &self.carrier.gateway,
+                        gateway: self.carrier.gateway.as_ref(),
                         inbox: &self.inbox,
                         callback_base: Some(&self.public_url),
                         poller: None,

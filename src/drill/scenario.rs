@@ -184,7 +184,8 @@ pub fn plan(name: &str, probe: &Probe, interval: Duration) -> Option<Plan> {
             };
             ("recovery", steps, expect)
         }
-        // Twilio suspends an account without funds: 30002. Permanent
+        // An account suspended for want of funds: 30002 in the mock's
+        // codes (each API it speaks translates it to its own). Permanent
         // refusals fire on the first run; a probe that waits for
         // failure_threshold gets its chance to show it.
         "no-credit" => {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::faults::Faults;
-use super::{Direction, InboundFormat, Message, Shared, Status, lock};
+use super::{Message, Shared, lock};
 use crate::redact::mask_number;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -149,14 +149,5 @@ fn render(m: &Message, full: bool) -> Value {
 
 /// Each API's own word for the state, as its clients would see it.
 fn status(m: &Message) -> &'static str {
-    match (m.api, m.direction, m.status) {
-        (InboundFormat::Twilio, _, s) | (InboundFormat::Vonage, Direction::Inbound, s) => {
-            s.as_str()
-        }
-        (InboundFormat::Vonage, _, Status::Queued) => "submitted",
-        (InboundFormat::Vonage, _, Status::Sent) => "accepted",
-        (InboundFormat::Vonage, _, Status::Delivered) => "delivered",
-        (InboundFormat::Vonage, _, Status::Undelivered) => "failed",
-        (InboundFormat::Vonage, _, Status::Received) => "received",
-    }
+    m.api.status_word(m.direction, m.status)
 }

@@ -3,13 +3,11 @@
 //! queued → sent at once, then at the message's deadline (request received +
 //! sampled latency) delivered, undelivered with the number's error code, or
 //! nothing at all for a dropped message. Every status change is reported to
-//! the message's receipt URL in the format of the API it came in through:
-//! Twilio's StatusCallback (queued, sent, delivered/undelivered; signed with
-//! `X-Twilio-Signature`) or Vonage's delivery receipt (accepted, then
-//! delivered/failed with an `err-code`; signed with `sig` when the account has
-//! a signature secret). A delivery to an owned number creates the inbound
-//! message (or several, for duplicates) and POSTs its webhook at that same
-//! instant, in the sender's API's format unless the number overrides it.
+//! the message's receipt URL in the format of the API it came in through,
+//! signed as that provider signs (each provider's `mock.rs` says which
+//! statuses it reports and how). A delivery to an owned number creates the
+//! inbound message (or several, for duplicates) and POSTs its webhook at that
+//! same instant, in the sender's API's format unless the number overrides it.
 //!
 //! The deadline is kept by the precise timer, and the final state is applied
 //! the moment it fires: callbacks still in flight for earlier statuses delay
@@ -21,17 +19,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tokio::sync::oneshot;
 
 use super::faults::MessageFaults;
-use super::vonage_api::{self, new_vonage_id, vonage_digits};
-use super::{
-    API_VERSION, Direction, InboundFormat, Message, NumberConfig, Shared, Status, new_message_sid,
-    timer,
-};
+use super::{Direction, Message, NumberConfig, Shared, Status, timer};
 use crate::redact::mask_number;
-use crate::signing::{twilio_signature, vonage_signature};
 
 /// Everything decided about a message's fate when it was accepted.
 pub(crate) struct Plan {
@@ -108,12 +101,7 @@ async fn run(shared: Arc<Shared>, queued: Message, plan: Plan, deadline: Instant
                     .behaviour
                     .inbound_url
                     .as_deref()
-                    .and_then(|url| match format {
-                        InboundFormat::Twilio => twilio_inbound_request(&shared, &inbound, url),
-                        InboundFormat::Vonage => {
-                            vonage_inbound_request(&shared, &inbound, url, arrive_at)
-                        }
-                    });
+                    .and_then(|url| format.inbound_request(&shared, &inbound, url, arrive_at));
                 (inbound, webhook)
             })
             .collect();
@@ -170,10 +158,7 @@ async fn run(shared: Arc<Shared>, queued: Message, plan: Plan, deadline: Instant
 fn inbound_message(outbound: &Message) -> Message {
     Message {
         seq: 0,
-        sid: match outbound.api {
-            InboundFormat::Twilio => new_message_sid(),
-            InboundFormat::Vonage => new_vonage_id(),
-        },
+        sid: outbound.api.new_id(),
         api: outbound.api,
         direction: Direction::Inbound,
         from: outbound.from.clone(),
@@ -192,174 +177,15 @@ fn inbound_message(outbound: &Message) -> Message {
 
 /// The receipt for a message in its current state, in its API's format.
 async fn post_receipt(shared: &Shared, m: &Message) {
-    let request = match m.api {
-        InboundFormat::Twilio => twilio_status_request(shared, m),
-        InboundFormat::Vonage => vonage_receipt_request(shared, m),
-    };
+    let request = m.api.receipt_request(shared, m);
     if let Some(request) = request {
         send(shared, request, m, "delivery receipt").await;
     }
 }
 
-/// The status callback Twilio sends for a message in its current state.
-fn twilio_status_request(shared: &Shared, m: &Message) -> Option<reqwest::Request> {
-    let url = m.status_callback.as_ref()?;
-    let status = m.status.as_str();
-    let mut params = vec![
-        ("AccountSid", shared.account_sid.clone()),
-        ("ApiVersion", API_VERSION.to_string()),
-        ("From", m.from.clone()),
-        ("MessageSid", m.sid.clone()),
-        ("MessageStatus", status.to_string()),
-        ("SmsSid", m.sid.clone()),
-        ("SmsStatus", status.to_string()),
-        ("To", m.to.clone()),
-    ];
-    if let Some(code) = m.error_code {
-        params.push(("ErrorCode", code.to_string()));
-    }
-    signed_request(shared, url, params, m)
-}
-
-/// The incoming-message webhook for an owned number, Twilio's way.
-fn twilio_inbound_request(shared: &Shared, m: &Message, url: &str) -> Option<reqwest::Request> {
-    let params = vec![
-        ("AccountSid", shared.account_sid.clone()),
-        ("ApiVersion", API_VERSION.to_string()),
-        ("Body", m.body.clone()),
-        ("From", m.from.clone()),
-        ("MessageSid", m.sid.clone()),
-        ("NumMedia", "0".to_string()),
-        ("NumSegments", "1".to_string()),
-        ("SmsMessageSid", m.sid.clone()),
-        ("SmsSid", m.sid.clone()),
-        ("SmsStatus", Status::Received.as_str().to_string()),
-        ("To", m.to.clone()),
-    ];
-    signed_request(shared, url, params, m)
-}
-
-/// A form POST signed over the exact URL as configured, query included.
-fn signed_request(
-    shared: &Shared,
-    url: &str,
-    params: Vec<(&str, String)>,
-    m: &Message,
-) -> Option<reqwest::Request> {
-    let params: Vec<(String, String)> = params
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    let signature = twilio_signature(url, &params, shared.auth_token.expose());
-    let request = shared
-        .http
-        .post(url)
-        .header("X-Twilio-Signature", signature)
-        .form(&params);
-    build(request, m)
-}
-
-/// Vonage's delivery receipt: `accepted` once sent, then `delivered` or
-/// `failed` with an `err-code`. Queued is internal to Vonage: no receipt.
-fn vonage_receipt_request(shared: &Shared, m: &Message) -> Option<reqwest::Request> {
-    let url = m.status_callback.as_ref()?;
-    let (status, err_code) = match m.status {
-        Status::Queued | Status::Received => return None,
-        Status::Sent => ("accepted", 0),
-        Status::Delivered => ("delivered", 0),
-        Status::Undelivered => ("failed", m.error_code.map_or(99, vonage_err_code)),
-    };
-    let now = Utc::now();
-    let mut params = vec![
-        ("api-key", shared.vonage.api_key.clone()),
-        ("err-code", err_code.to_string()),
-        ("message-timestamp", vonage_timestamp(now)),
-        ("messageId", m.sid.clone()),
-        ("msisdn", vonage_digits(&m.to).to_string()),
-        ("network-code", vonage_api::NETWORK_CODE.to_string()),
-        ("price", vonage_api::PRICE_TEXT.to_string()),
-        ("scts", now.format("%y%m%d%H%M").to_string()),
-        ("status", status.to_string()),
-        ("to", vonage_digits(&m.from).to_string()),
-    ];
-    if let Some(client_ref) = &m.client_ref {
-        params.push(("client-ref", client_ref.clone()));
-    }
-    vonage_signed_request(shared, url, params, m, now)
-}
-
-/// The inbound-message webhook for an owned number, Vonage's way.
-fn vonage_inbound_request(
-    shared: &Shared,
-    m: &Message,
-    url: &str,
-    at: DateTime<Utc>,
-) -> Option<reqwest::Request> {
-    // Vonage routes keywords on the first word, upper-cased.
-    let keyword = m
-        .body
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_uppercase();
-    let params = vec![
-        ("api-key", shared.vonage.api_key.clone()),
-        ("keyword", keyword),
-        ("message-timestamp", vonage_timestamp(at)),
-        ("messageId", m.sid.clone()),
-        ("msisdn", vonage_digits(&m.from).to_string()),
-        ("text", m.body.clone()),
-        ("to", vonage_digits(&m.to).to_string()),
-        ("type", "text".to_string()),
-    ];
-    vonage_signed_request(shared, url, params, m, at)
-}
-
-/// Vonage's `message-timestamp`: UTC, to the second.
-fn vonage_timestamp(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// A form POST with `timestamp` and `sig` added when the account signs.
-fn vonage_signed_request(
-    shared: &Shared,
-    url: &str,
-    params: Vec<(&str, String)>,
-    m: &Message,
-    at: DateTime<Utc>,
-) -> Option<reqwest::Request> {
-    let mut params: Vec<(String, String)> = params
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    if let Some(secret) = &shared.vonage.signature_secret {
-        params.push(("timestamp".to_string(), at.timestamp().to_string()));
-        let sig = vonage_signature(&params, secret.expose(), shared.vonage.signature_method);
-        params.push(("sig".to_string(), sig));
-    }
-    build(shared.http.post(url).form(&params), m)
-}
-
-/// Vonage's DLR `err-code` for a number's `fail` code: small codes are taken
-/// to be Vonage's own already, Twilio's delivery codes get their nearest
-/// Vonage meaning, anything else is a general error.
-pub(crate) fn vonage_err_code(code: u32) -> u32 {
-    match code {
-        0..100 => code,
-        30001 => 8,  // queue overflow: a network-side problem
-        30003 => 2,  // handset off or out of coverage: absent, temporarily
-        30004 => 4,  // blocked by the recipient
-        30005 => 3,  // number does not exist: absent, permanently
-        30006 => 11, // landline or unreachable carrier: unroutable
-        30007 => 6,  // filtered: anti-spam
-        30008 => 1,  // unknown error
-        _ => 99,
-    }
-}
-
 /// Adds the correlation id and builds; a request that cannot be built is
 /// logged and skipped.
-fn build(mut request: reqwest::RequestBuilder, m: &Message) -> Option<reqwest::Request> {
+pub(crate) fn build(mut request: reqwest::RequestBuilder, m: &Message) -> Option<reqwest::Request> {
     if let Some(id) = &m.correlation_id {
         request = request.header("X-Correlation-ID", id);
     }

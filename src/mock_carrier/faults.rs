@@ -72,7 +72,7 @@ pub struct Outage {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeFault {
-    /// A Twilio error code (e.g. 21610) or a Vonage status (e.g. 9); each API
+    /// A provider error code (e.g. 21610, or a status such as 9); each API
     /// translates the other's codes to its nearest own one.
     pub code: u32,
     /// How many submits fail; 0 means every submit until the faults are reset.

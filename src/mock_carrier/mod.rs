@@ -1,53 +1,52 @@
-//! A Twilio- and Vonage-compatible mock SMS carrier, in-process or standalone.
+//! The mock SMS carrier, in-process or standalone: each provider's API as
+//! that provider's folder emulates it, around one engine.
 //!
 //! It exists so the whole probe loop (submit, delivery receipt, arrival) can
 //! run offline: in tests, in a user's CI, and on a first `check` before any
-//! real credentials exist. It speaks Twilio's REST wire format closely enough
-//! for Twilio's own SDK and Vonage's SMS API in its own shapes, delivers after
-//! a configurable (seeded) latency with sub-millisecond accuracy, signs its
-//! callbacks the way each provider does, can "own" numbers so that messages
-//! sent to them come back as inbound messages, and fails on demand (seeded
-//! faults, set in config or at run time through an admin API).
+//! real credentials exist. Each provider's `mock.rs` (mounted through the
+//! registry, [`crate::providers`]) speaks its wire format closely enough for
+//! the provider's own SDK, with its own copy of the codes and shapes; the
+//! engine here delivers after a configurable (seeded) latency with
+//! sub-millisecond accuracy, has each callback signed the way its provider
+//! signs it, can "own" numbers so that messages sent to them come back as
+//! inbound messages, and fails on demand (seeded faults, set in config or at
+//! run time through an admin API).
 //!
 //! Layout: [`latency`] (latency models and the seeded PRNG), `timer` (the
-//! precise sleep deliveries wait on), `twilio_api` and `vonage_api` (the
-//! providers' HTTP routes), `admin` (the `/_mock/` routes), [`faults`]
-//! (injected failures), `delivery` (receipts and inbound webhooks in either
-//! provider's format), [`standalone`] (the `mock-carrier` command). This file
-//! holds the public API and the state the others share.
+//! precise sleep deliveries wait on), `admin` (the `/_mock/` routes),
+//! [`faults`] (injected failures), `delivery` (a message's lifecycle, its
+//! receipts and inbound webhooks in its provider's format), [`standalone`]
+//! (the `mock-carrier` command). This file holds the public API and the
+//! state the others and the providers' emulations share.
 
 pub mod faults;
 pub mod latency;
 pub mod standalone;
 
 mod admin;
-mod delivery;
+pub(crate) mod delivery;
 mod timer;
-mod twilio_api;
-mod vonage_api;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::providers::{MockAccounts, MockState};
 use crate::redact::Secret;
-use crate::signing::VonageMethod;
 
+pub use crate::providers::InboundFormat;
 pub use faults::{CodeFault, ErrorBurst, FaultError, Faults, Outage, RateLimit};
 pub use latency::LatencyModel;
-pub use standalone::{StandaloneArgs, VonageArgs, run_standalone};
+pub use standalone::{StandaloneArgs, run_standalone};
 
 use faults::{FaultState, MessageFaults, SubmitFault};
 use latency::Rng;
-
-/// Twilio's API version, in paths and resources.
-pub(crate) const API_VERSION: &str = "2010-04-01";
 
 /// How long a graceful shutdown may wait for open requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -83,8 +82,9 @@ pub struct MockConfig {
     pub seed: u64,
     /// Behaviour by E.164 number, for messages sent *to* that number.
     pub numbers: BTreeMap<String, NumberConfig>,
-    /// The Vonage account the `/sms/json` API authenticates against.
-    pub vonage: VonageAccount,
+    /// The accounts of the other providers' APIs the mock speaks (the first
+    /// account is `account_sid` and `auth_token`).
+    pub accounts: MockAccounts,
     /// Faults in force from the start; the admin API can change them.
     pub faults: Faults,
     /// When set, the admin API (`/_mock/...`) needs it as a bearer token.
@@ -99,7 +99,7 @@ impl Default for MockConfig {
             latency: LatencyModel::default(),
             seed: 0,
             numbers: BTreeMap::new(),
-            vonage: VonageAccount::default(),
+            accounts: MockAccounts::default(),
             faults: Faults::default(),
             admin_token: None,
         }
@@ -108,49 +108,6 @@ impl Default for MockConfig {
 
 pub(crate) const DEFAULT_ACCOUNT_SID: &str = "AC00000000000000000000000000000000";
 pub(crate) const DEFAULT_AUTH_TOKEN: &str = "mock-auth-token";
-pub(crate) const DEFAULT_VONAGE_API_KEY: &str = "mockkey";
-pub(crate) const DEFAULT_VONAGE_API_SECRET: &str = "mock-api-secret";
-
-/// Vonage credentials: `api_key`/`api_secret` authenticate submits, and the
-/// optional signature secret signs receipts and inbound webhooks (`sig`).
-#[derive(Debug, Clone)]
-pub struct VonageAccount {
-    pub api_key: String,
-    pub api_secret: Secret,
-    /// Unsigned callbacks when `None`, as on a Vonage account without one.
-    pub signature_secret: Option<Secret>,
-    pub signature_method: VonageMethod,
-}
-
-impl Default for VonageAccount {
-    fn default() -> Self {
-        VonageAccount {
-            api_key: DEFAULT_VONAGE_API_KEY.to_string(),
-            api_secret: Secret::new(DEFAULT_VONAGE_API_SECRET),
-            signature_secret: None,
-            signature_method: VonageMethod::Md5hash,
-        }
-    }
-}
-
-/// A provider wire format: which API a message came in through, and which
-/// shape its inbound webhook takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InboundFormat {
-    Twilio,
-    Vonage,
-}
-
-impl InboundFormat {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            InboundFormat::Twilio => "twilio",
-            InboundFormat::Vonage => "vonage",
-        }
-    }
-}
-
 /// Per-number behaviour, as embedded in the main config under
 /// `[gateways.NAME.numbers."+15005550199"]`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
@@ -230,7 +187,10 @@ impl MockCarrier {
         let http = crate::trust::build_or_plain(|| {
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
-                .user_agent("TwilioProxy/1.1")
+                .user_agent(concat!(
+                    "sms-canary-mock-carrier/",
+                    env!("CARGO_PKG_VERSION")
+                ))
                 // Callbacks mostly go to loopback or a local network; a proxy
                 // from the environment would only get in the way.
                 .no_proxy()
@@ -241,21 +201,20 @@ impl MockCarrier {
             account_sid: config.account_sid,
             auth_token: config.auth_token,
             admin_token: config.admin_token,
-            vonage: config.vonage,
+            accounts: config.accounts,
             latency: config.latency,
             numbers: RwLock::new(config.numbers),
             rng: Mutex::new(Rng::new(config.seed)),
             faults: Mutex::new(FaultState::new(config.faults, config.seed)),
             store: Mutex::new(Store::default()),
-            balance: Mutex::new(vonage_api::INITIAL_BALANCE),
+            state: MockState::default(),
             http,
             stopped: stop_rx.clone(),
         });
-        let app = twilio_api::router(shared.clone())
-            .merge(vonage_api::router(shared.clone()))
+        let app = crate::providers::mock_router(shared.clone())
             .merge(admin::router(shared.clone()))
-            .fallback(twilio_api::not_found)
-            .layer(axum::middleware::from_fn(twilio_api::stamp_request));
+            .fallback(crate::providers::mock_not_found)
+            .layer(axum::middleware::from_fn(stamp_request));
         let mut stop = stop_rx;
         // Small responses must leave at once, not wait on Nagle's algorithm:
         // submit latency is one of the phases a probe measures.
@@ -304,21 +263,10 @@ pub(crate) fn validate(config: &MockConfig) -> Result<(), MockError> {
         .latency
         .validate()
         .map_err(MockError::InvalidConfig)?;
-    if config.vonage.api_key.is_empty() || config.vonage.api_secret.is_empty() {
-        return Err(MockError::InvalidConfig(
-            "the Vonage api_key and api_secret must not be empty".into(),
-        ));
-    }
-    if config
-        .vonage
-        .signature_secret
-        .as_ref()
-        .is_some_and(Secret::is_empty)
-    {
-        return Err(MockError::InvalidConfig(
-            "the Vonage signature secret is empty (leave it out for unsigned callbacks)".into(),
-        ));
-    }
+    config
+        .accounts
+        .validate()
+        .map_err(MockError::InvalidConfig)?;
     config
         .faults
         .validate()
@@ -340,7 +288,7 @@ pub struct MockHandle {
 }
 
 impl MockHandle {
-    /// `http://IP:PORT`, to use as the Twilio API base URL.
+    /// `http://IP:PORT`, to use as the base URL of every API it speaks.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -413,14 +361,14 @@ pub(crate) struct Shared {
     pub(crate) account_sid: String,
     pub(crate) auth_token: Secret,
     pub(crate) admin_token: Option<Secret>,
-    pub(crate) vonage: VonageAccount,
+    pub(crate) accounts: MockAccounts,
     latency: LatencyModel,
     numbers: RwLock<BTreeMap<String, NumberConfig>>,
     rng: Mutex<Rng>,
     pub(crate) faults: Mutex<FaultState>,
     pub(crate) store: Mutex<Store>,
-    /// The Vonage account's credit, in ten-thousandths of a euro.
-    pub(crate) balance: Mutex<i64>,
+    /// What the providers' emulations keep besides messages (a credit).
+    pub(crate) state: MockState,
     /// One client for every callback, so connections are pooled.
     pub(crate) http: reqwest::Client,
     /// Becomes true when the handle stops the mock.
@@ -457,11 +405,11 @@ impl Shared {
         lock(&self.faults).on_message()
     }
 
-    /// Forgets every message and fault, and refills the Vonage credit.
+    /// Forgets every message and fault, and refills every credit.
     pub(crate) fn reset(&self) {
         self.store().clear();
         lock(&self.faults).set(Faults::default());
-        *lock(&self.balance) = vonage_api::INITIAL_BALANCE;
+        self.state.reset();
     }
 }
 
@@ -529,10 +477,10 @@ pub(crate) struct Message {
     pub(crate) date_created: DateTime<Utc>,
     pub(crate) date_updated: DateTime<Utc>,
     pub(crate) date_sent: Option<DateTime<Utc>>,
-    /// Twilio's StatusCallback, or Vonage's `callback` (receipt URL).
+    /// Where the provider posts receipts for it (its status callback).
     pub(crate) status_callback: Option<String>,
     pub(crate) correlation_id: Option<String>,
-    /// Vonage's `client-ref`, echoed in the response and receipts.
+    /// The client's own reference, echoed in answers and receipts.
     pub(crate) client_ref: Option<String>,
 }
 
@@ -580,9 +528,44 @@ impl Store {
     }
 }
 
-/// A new message sid: "SM" and 32 lowercase hex digits.
-pub(crate) fn new_message_sid() -> String {
-    format!("SM{:032x}", ulid::Ulid::generate().0)
+/// When the request reached us, before its body was read: the delivery
+/// latency is measured from here.
+#[derive(Clone, Copy)]
+pub(crate) struct ReceivedAt(pub(crate) Instant);
+
+impl ReceivedAt {
+    pub(crate) fn of(request: &axum::extract::Request) -> Instant {
+        request
+            .extensions()
+            .get::<ReceivedAt>()
+            .map_or_else(Instant::now, |r| r.0)
+    }
+}
+
+const CORRELATION_HEADER: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-correlation-id");
+
+/// Stamps the arrival time and echoes `X-Correlation-ID`, so a probe's id
+/// shows up on both sides of every exchange.
+async fn stamp_request(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    request.extensions_mut().insert(ReceivedAt(Instant::now()));
+    let correlation = request.headers().get(&CORRELATION_HEADER).cloned();
+    let mut response = next.run(request).await;
+    if let Some(id) = correlation {
+        response.headers_mut().insert(CORRELATION_HEADER, id);
+    }
+    response
+}
+
+/// The `X-Correlation-ID` a request carries.
+pub(crate) fn correlation_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(&CORRELATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -595,7 +578,7 @@ mod tests {
             r#"
             latency = { uniform = ["10ms", "20ms"] }
             fail = 30003
-            inbound_url = "http://127.0.0.1:9187/hooks/twilio"
+            inbound_url = "http://127.0.0.1:9187/hooks/json/inbox"
             "#,
         )
         .unwrap();
@@ -620,13 +603,16 @@ mod tests {
             r#"
             fake_dlr = true
             duplicates = 2
-            inbound_format = "vonage"
             "#,
         )
         .unwrap();
         assert!(n.fake_dlr);
         assert_eq!(n.duplicates, 2);
-        assert_eq!(n.inbound_format, Some(InboundFormat::Vonage));
+        for api in InboundFormat::ALL {
+            let n: NumberConfig =
+                toml::from_str(&format!("inbound_format = \"{}\"", api.as_str())).unwrap();
+            assert_eq!(n.inbound_format, Some(*api));
+        }
         assert!(toml::from_str::<NumberConfig>("inbound_format = \"smpp\"").is_err());
     }
 
@@ -642,19 +628,6 @@ mod tests {
     }
 
     #[test]
-    fn sids_are_unique_and_well_formed() {
-        let a = new_message_sid();
-        let b = new_message_sid();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 34);
-        assert!(
-            a[2..]
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-        );
-    }
-
-    #[test]
     fn default_config_is_valid() {
         let c = MockConfig::default();
         assert_eq!(c.account_sid, format!("AC{}", "0".repeat(32)));
@@ -664,14 +637,8 @@ mod tests {
         bad.numbers.insert("nope".into(), NumberConfig::default());
         assert!(validate(&bad).is_err());
         let mut bad = c.clone();
-        bad.vonage.signature_secret = Some(Secret::new(""));
-        assert!(validate(&bad).is_err());
-        let mut bad = c.clone();
         bad.faults.fake_dlr_rate = 2.0;
         let e = validate(&bad).unwrap_err().to_string();
         assert!(e.contains("fake_dlr_rate"), "{e}");
-        assert_eq!(c.vonage.api_key, "mockkey");
-        assert_eq!(c.vonage.api_secret.expose(), "mock-api-secret");
-        assert_eq!(c.vonage.signature_method, VonageMethod::Md5hash);
     }
 }

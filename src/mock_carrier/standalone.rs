@@ -1,20 +1,21 @@
 //! `sms-canary mock-carrier`: the mock as a server of its own.
 //!
-//! For pointing a real Twilio or Vonage gateway config (or Twilio's SDK, or
+//! For pointing a real provider's gateway config (or its official SDK, or
 //! curl) at a carrier that needs no account: `base_url =
 //! "http://127.0.0.1:4010"`. The flags cover the per-number behaviours of the
-//! in-process mock, the Vonage credentials, and the faults to start with
-//! (which the admin API can change later), and the admin API's token.
+//! in-process mock, each emulated provider's account (its own flags), the
+//! faults to start with (which the admin API can change later), and the
+//! admin API's token.
 //! Bound to anything but loopback it warns: its credentials are public.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use super::{
-    DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_VONAGE_API_KEY, DEFAULT_VONAGE_API_SECRET,
-    Faults, LatencyModel, MockCarrier, MockConfig, MockError, MockHandle, NumberConfig,
-    VonageAccount, check_http_url, is_phone_number,
+    DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, Faults, LatencyModel, MockCarrier, MockConfig,
+    MockError, MockHandle, NumberConfig, check_http_url, is_phone_number,
 };
+use crate::providers::MockArgs;
 use crate::redact::Secret;
 
 #[derive(clap::Args, Debug)]
@@ -58,9 +59,10 @@ pub struct StandaloneArgs {
     #[arg(long, value_name = "NUMBER=CODE")]
     pub fail: Vec<String>,
 
+    /// The other emulated providers' accounts, each provider's own flags.
     /// Boxed so the command enum holding these args stays small.
     #[command(flatten)]
-    pub vonage: Box<VonageArgs>,
+    pub accounts: Box<MockArgs>,
 
     /// Faults to start with, as the admin API's JSON, e.g.
     /// `{"errors":{"status":503,"count":2}}`.
@@ -75,33 +77,6 @@ pub struct StandaloneArgs {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
-}
-
-/// The Vonage account of the standalone mock.
-#[derive(clap::Args, Debug)]
-pub struct VonageArgs {
-    /// Vonage API key clients authenticate with.
-    #[arg(long, value_name = "KEY", default_value = DEFAULT_VONAGE_API_KEY)]
-    pub vonage_api_key: String,
-
-    /// Vonage API secret clients authenticate with.
-    #[arg(
-        long,
-        value_name = "SECRET",
-        env = "SMS_CANARY_MOCK_VONAGE_SECRET",
-        default_value = DEFAULT_VONAGE_API_SECRET,
-        hide_env_values = true
-    )]
-    pub vonage_api_secret: String,
-
-    /// Signs Vonage receipts and inbound webhooks (`sig`, md5hash) when given.
-    #[arg(
-        long,
-        value_name = "SECRET",
-        env = "SMS_CANARY_MOCK_VONAGE_SIGNATURE_SECRET",
-        hide_env_values = true
-    )]
-    pub vonage_signature_secret: Option<String>,
 }
 
 impl StandaloneArgs {
@@ -155,23 +130,10 @@ impl StandaloneArgs {
         self.latency
             .validate()
             .map_err(|message| invalid("--latency", message))?;
-        if self.vonage.vonage_api_key.is_empty() {
-            return Err(invalid("--vonage-api-key", "must not be empty".into()));
-        }
-        if self.vonage.vonage_api_secret.is_empty() {
-            return Err(invalid("--vonage-api-secret", "must not be empty".into()));
-        }
-        if self
-            .vonage
-            .vonage_signature_secret
-            .as_ref()
-            .is_some_and(String::is_empty)
-        {
-            return Err(invalid(
-                "--vonage-signature-secret",
-                "must not be empty".into(),
-            ));
-        }
+        let accounts = self
+            .accounts
+            .accounts()
+            .map_err(|(flag, message)| invalid(flag, message))?;
         if self
             .admin_token
             .as_ref()
@@ -199,12 +161,7 @@ impl StandaloneArgs {
             latency: self.latency.clone(),
             seed: self.seed,
             numbers,
-            vonage: VonageAccount {
-                api_key: self.vonage.vonage_api_key.clone(),
-                api_secret: Secret::new(self.vonage.vonage_api_secret.clone()),
-                signature_secret: self.vonage.vonage_signature_secret.clone().map(Secret::new),
-                ..VonageAccount::default()
-            },
+            accounts,
             faults,
             admin_token: self.admin_token.clone().map(Secret::new),
         })
@@ -332,7 +289,7 @@ mod tests {
     fn number_flags() {
         let c = parse(&[
             "--owned",
-            "+15005550100=http://127.0.0.1:9187/hooks/twilio",
+            "+15005550100=http://127.0.0.1:9187/hooks/json/inbox",
             "--owned",
             "+15005550101",
             "--drop",
@@ -347,7 +304,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.numbers["+15005550100"].inbound_url.as_deref(),
-            Some("http://127.0.0.1:9187/hooks/twilio")
+            Some("http://127.0.0.1:9187/hooks/json/inbox")
         );
         assert!(c.numbers["+15005550101"].owned);
         assert!(c.numbers["+15005550102"].drop);
@@ -356,29 +313,10 @@ mod tests {
     }
 
     #[test]
-    fn vonage_and_fault_flags() {
+    fn fault_flags() {
         let c = parse(&[]).unwrap();
-        assert_eq!(c.vonage.api_key, "mockkey");
-        assert_eq!(c.vonage.api_secret.expose(), "mock-api-secret");
-        assert!(c.vonage.signature_secret.is_none());
         assert_eq!(c.faults, Faults::default());
-        let c = parse(&[
-            "--vonage-api-key",
-            "k",
-            "--vonage-api-secret",
-            "s",
-            "--vonage-signature-secret",
-            "sig",
-            "--faults",
-            r#"{"drop_rate":0.5,"outage":{"for":"2s"}}"#,
-        ])
-        .unwrap();
-        assert_eq!(c.vonage.api_key, "k");
-        assert_eq!(c.vonage.api_secret.expose(), "s");
-        assert_eq!(
-            c.vonage.signature_secret.as_ref().map(Secret::expose),
-            Some("sig")
-        );
+        let c = parse(&["--faults", r#"{"drop_rate":0.5,"outage":{"for":"2s"}}"#]).unwrap();
         assert_eq!(c.faults.drop_rate, 0.5);
         assert!(c.faults.outage.is_some());
     }
@@ -399,13 +337,8 @@ mod tests {
             .await
         });
         let base = url_rx.await.unwrap();
-        let url = format!("{base}/2010-04-01/Accounts/{DEFAULT_ACCOUNT_SID}/Messages.json");
-        let response = reqwest::Client::new()
-            .get(&url)
-            .basic_auth(DEFAULT_ACCOUNT_SID, Some(DEFAULT_AUTH_TOKEN))
-            .send()
-            .await
-            .unwrap();
+        let url = format!("{base}/_mock/messages");
+        let response = reqwest::Client::new().get(&url).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         stop_tx.send(()).unwrap();
         server.await.unwrap().unwrap();
@@ -449,7 +382,6 @@ mod tests {
             (&["--account-sid", "AC/.."][..], "--account-sid"),
             (&["--faults", "{\"drop_rate\":2}"][..], "--faults"),
             (&["--faults", "{\"nope\":1}"][..], "--faults"),
-            (&["--vonage-api-key", ""][..], "--vonage-api-key"),
             (&["--admin-token", " "][..], "--admin-token"),
         ] {
             let e = parse(argv).unwrap_err();

@@ -170,7 +170,7 @@ pub struct RunResult {
     pub findings: Vec<Finding>,
     /// Every submit error, retried or not, for the gateway error metrics.
     #[serde(skip)]
-    pub gateway_errors: Vec<(crate::gateway::ErrorClass, Option<String>)>,
+    pub gateway_errors: Vec<(crate::net::ErrorClass, Option<String>)>,
 }
 
 impl RunResult {

@@ -9,7 +9,8 @@ use tracing::{Instrument, debug, error_span, info, warn};
 use super::TOKEN_LEN;
 use super::outcome::{Finding, Outcome, Phases, RunResult};
 use crate::config::Probe;
-use crate::gateway::{ErrorClass, Gateway, SubmitError, SubmitRequest};
+use crate::gateway::{Gateway, SubmitError, SubmitRequest};
+use crate::net::ErrorClass;
 use crate::receiver::poll::{self, Poller, Watch};
 use crate::receiver::{DeliveryStatus, Event, Inbox, Waiter};
 
@@ -427,7 +428,8 @@ mod engine_tests {
 
     use super::*;
     use crate::config::{E164, RetryPolicy};
-    use crate::gateway::{Accepted, BoxFuture};
+    use crate::gateway::Accepted;
+    use crate::net::BoxFuture;
     use crate::probe::Status;
     use crate::receiver::{Arrival, Receipt};
 
@@ -472,10 +474,8 @@ mod engine_tests {
                                 at: Instant::now(),
                                 status,
                                 error_code: code.map(String::from),
-                                explanation: code
-                                    .and_then(|c| c.parse().ok())
-                                    .and_then(crate::gateway::twilio::explain)
-                                    .map(|(_, reason)| reason),
+                                // What a provider's receipt table says of 30003.
+                                explanation: code.map(|_| "destination handset unreachable"),
                                 message_id: None,
                             };
                             inbox.receipt(token.rsplit('=').next().unwrap_or(""), r);

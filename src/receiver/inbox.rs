@@ -39,7 +39,7 @@ pub struct Arrival {
 pub struct Receipt {
     pub at: Instant,
     pub status: DeliveryStatus,
-    /// The provider's error code on failure receipts (e.g. Twilio's 30003).
+    /// The provider's error code on failure receipts (e.g. 30003).
     pub error_code: Option<String>,
     /// The code in plain words, from the provider's table, when known.
     pub explanation: Option<&'static str>,

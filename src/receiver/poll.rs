@@ -11,13 +11,12 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use thiserror::Error;
 use tokio::time::{Instant, sleep};
 use tracing::{debug, warn};
 
 use super::inbox::{Arrival, Inbox};
-use crate::config::E164;
-use crate::gateway::{BoxFuture, ErrorClass};
+use crate::net::{BoxFuture, ErrorClass};
+use crate::values::E164;
 
 /// What a run asks a poller to look for.
 #[derive(Debug, Clone)]
@@ -38,34 +37,7 @@ pub struct Polled {
 }
 
 /// A poll that failed.
-#[derive(Debug, Clone, Error, PartialEq)]
-#[error("{reason}")]
-pub struct PollError {
-    pub class: ErrorClass,
-    pub reason: String,
-}
-
-impl PollError {
-    pub fn transient(reason: impl Into<String>) -> Self {
-        PollError {
-            class: ErrorClass::Transient,
-            reason: reason.into(),
-        }
-    }
-
-    pub fn permanent(reason: impl Into<String>) -> Self {
-        PollError {
-            class: ErrorClass::Permanent,
-            reason: reason.into(),
-        }
-    }
-
-    /// With every phone number in its words masked (see [`crate::gateway::SubmitError::masked`]).
-    pub fn masked(mut self) -> Self {
-        self.reason = crate::redact::mask_numbers_in(&self.reason).into_owned();
-        self
-    }
-}
+pub type PollError = crate::net::CallError;
 
 /// A way to list inbound messages.
 pub trait Poller: Send + Sync {

@@ -4,10 +4,12 @@ use std::fmt::Write as _;
 
 use super::short_duration;
 use crate::config::{Config, ReceiverConfig};
-use crate::receiver::webhook::{Inbound, join_public};
+use crate::receiver::webhook::join_public;
 
-/// Lists gateways, receivers (with the webhook URLs to configure at the provider)
-/// and probes. Numbers are masked; secrets never appear.
+/// Lists gateways (with the URL their receipts come back to), receivers
+/// (with the inbound URLs to configure at the provider) and probes. Every
+/// URL is built from the route the webhook server serves. Numbers are
+/// masked; secrets never appear.
 pub fn render(config: &Config) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}: OK", config.path.display());
@@ -29,14 +31,30 @@ pub fn render(config: &Config) -> String {
     let public = config.canary.public_url_for(config.canary.listen);
     let _ = writeln!(out, "gateways:");
     for (name, g) in &config.gateways {
-        let _ = writeln!(out, "  {name} ({})", g.kind());
+        match g.receipt_route() {
+            // The URL goes with each message (`?run=` names the run), so
+            // nothing needs setting at the provider; a firewall must let it in.
+            Some(route) => {
+                let url = join_public(&public, &route.path_for(name));
+                let _ = writeln!(
+                    out,
+                    "  {name} ({}): {} URL {url}?run=…",
+                    g.kind(),
+                    route.what
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  {name} ({})", g.kind());
+            }
+        }
     }
     let _ = writeln!(out, "receivers:");
+    let json = crate::providers::json_route();
     for (name, r) in &config.receivers {
         match r {
             ReceiverConfig::Webhook(w) => {
-                let inbound = Inbound::of(config, name).unwrap_or(Inbound::Json);
-                let url = join_public(&public, &inbound.path(name));
+                let inbound = crate::providers::inbound_route(&config.gateways, w);
+                let url = join_public(&public, &inbound.path_for(name));
                 let checks = if w.verify_signatures {
                     ""
                 } else {
@@ -44,12 +62,12 @@ pub fn render(config: &Config) -> String {
                 };
                 let _ = writeln!(
                     out,
-                    "  {name} (webhook{checks}): {} inbound URL {url}",
-                    inbound.name()
+                    "  {name} (webhook{checks}): {} URL {url}",
+                    inbound.what
                 );
-                if inbound != Inbound::Json && w.json_secret.is_some() {
-                    let json = join_public(&public, &Inbound::Json.path(name));
-                    let _ = writeln!(out, "  {name} (webhook{checks}): JSON inbound URL {json}");
+                if inbound != json && w.json_secret.is_some() {
+                    let url = join_public(&public, &json.path_for(name));
+                    let _ = writeln!(out, "  {name} (webhook{checks}): {} URL {url}", json.what);
                 }
             }
             other => {

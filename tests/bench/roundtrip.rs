@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sms_canary::config::Config;
-use sms_canary::gateway::mock;
 use sms_canary::probe::{self, Outcome};
+use sms_canary::providers as mock;
 use sms_canary::receiver::Inbox;
 use sms_canary::receiver::webhook::{Hooks, router};
 
@@ -63,10 +63,10 @@ async fn bench(runs: usize, latency_ms: u64, concurrency: usize) {
         probe.to.as_str().to_string(),
         Some(hooks.url_for("/hooks/twilio/inbound/inbox")),
     )];
-    let started = mock::start("sandbox", mock_config, inbound)
+    let started = mock::start_mock("sandbox", mock_config, inbound)
         .await
         .expect("mock carrier");
-    let gateway = Arc::new(started.gateway);
+    let gateway: Arc<dyn sms_canary::gateway::Gateway> = Arc::from(started.gateway);
 
     let injected = Duration::from_millis(latency_ms);
     let wall = Instant::now();

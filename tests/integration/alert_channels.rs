@@ -116,6 +116,7 @@ fn build(name: &str, table: &str) -> Result<Box<dyn Channel>, ChannelError> {
     let config = Config::load_with_env(&path, &|_| None).map_err(|e| ChannelError {
         class: ErrorClass::Permanent,
         reason: e.to_string(),
+        code: None,
         retry_after: None,
     })?;
     build_channel(name, &config.alerts[name])

@@ -19,9 +19,9 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use sms_canary::check::{CheckOptions, check};
 use sms_canary::config::Config;
-use sms_canary::gateway::MAX_RESPONSE_BYTES;
+use sms_canary::net::MAX_RESPONSE_BYTES;
 use sms_canary::probe::Outcome;
-use sms_canary::receiver::http_poll::MAX_LISTING_BYTES;
+use sms_canary::providers::http::poll::MAX_LISTING_BYTES;
 
 const SECRETS: &[&str] = &[
     "tw-secret-token-123",
@@ -343,8 +343,8 @@ fn cases() -> Vec<Case> {
             });
         }
     }
-    // The HTTP gateway takes a 2xx as accepted whatever its body says
-    // (see http_gateway.rs): its bad answers here are the non-2xx ones.
+    // The HTTP gateway takes a 2xx it can read whole as accepted whatever its
+    // body says (see http_gateway.rs): its bad answers here are the non-2xx ones.
     for (name, submit) in bad_answers(500, MAX_RESPONSE_BYTES) {
         cases.push(Case {
             submit,

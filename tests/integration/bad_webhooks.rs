@@ -10,10 +10,15 @@ use std::sync::Arc;
 
 use sms_canary::config::Config;
 use sms_canary::metrics::Metrics;
+use sms_canary::providers::twilio::signature::sign as twilio_signature;
+#[allow(unused_imports)]
+use sms_canary::providers::vonage::signature::{
+    SignatureMethod as VonageMethod, sign as vonage_signature, verify as verify_vonage_signature,
+};
 use sms_canary::receiver::webhook::{Hooks, router};
 use sms_canary::receiver::{Event, Inbox};
 use sms_canary::server::{Limits, serve};
-use sms_canary::signing::{VonageMethod, body_signature, twilio_signature, vonage_signature};
+use sms_canary::signing::body_signature;
 
 const TOKEN: &str = "bad-webhooks-auth-token";
 const VSECRET: &str = "vonage-signature-secret";

@@ -10,10 +10,10 @@ use std::time::Duration;
 use sms_canary::check::{CheckOptions, CheckReport, check};
 use sms_canary::config::Config;
 use sms_canary::probe::Outcome;
+use sms_canary::providers::twilio::signature::sign as twilio_signature;
 use sms_canary::receiver::Inbox;
 use sms_canary::receiver::inbox::FINISHED_KEPT;
 use sms_canary::server::Limits;
-use sms_canary::signing::twilio_signature;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const AUTH_TOKEN: &str = "flood-auth-token";

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::TimeZone;
 use sms_canary::config::{Config, E164, ReceiverConfig};
 use sms_canary::gateway::ErrorClass;
-use sms_canary::receiver::http_poll::HttpPoller;
+use sms_canary::providers::http::poll::HttpPoller;
 use sms_canary::receiver::poll::{Poller, Watch, watch};
 use sms_canary::receiver::{Event, Inbox};
 

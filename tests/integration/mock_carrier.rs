@@ -12,8 +12,8 @@ use axum::serve::ListenerExt as _;
 use serde_json::Value;
 use sms_canary::mock_carrier::latency::Rng;
 use sms_canary::mock_carrier::{LatencyModel, MockCarrier, MockConfig, MockHandle, NumberConfig};
+use sms_canary::providers::twilio::signature::verify as verify_twilio_signature;
 use sms_canary::redact::Secret;
-use sms_canary::signing::verify_twilio_signature;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 

@@ -13,10 +13,16 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sms_canary::mock_carrier::{
-    InboundFormat, LatencyModel, MockCarrier, MockConfig, MockHandle, NumberConfig, VonageAccount,
+    InboundFormat, LatencyModel, MockCarrier, MockConfig, MockHandle, NumberConfig,
+};
+use sms_canary::providers::MockAccounts;
+use sms_canary::providers::twilio::signature::verify as verify_twilio_signature;
+use sms_canary::providers::vonage::mock::Account as VonageAccount;
+#[allow(unused_imports)]
+use sms_canary::providers::vonage::signature::{
+    SignatureMethod as VonageMethod, sign as vonage_signature, verify as verify_vonage_signature,
 };
 use sms_canary::redact::Secret;
-use sms_canary::signing::{VonageMethod, verify_twilio_signature, verify_vonage_signature};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -434,10 +440,12 @@ async fn receipts_accepted_then_delivered_or_failed() {
 async fn signed_receipts_and_vonage_inbound_for_owned_numbers() {
     let capture = Capture::start().await;
     let mock = start(MockConfig {
-        vonage: VonageAccount {
-            signature_secret: Some(Secret::new(SIGNATURE_SECRET)),
-            signature_method: VonageMethod::Sha256,
-            ..VonageAccount::default()
+        accounts: MockAccounts {
+            vonage: VonageAccount {
+                signature_secret: Some(Secret::new(SIGNATURE_SECRET)),
+                signature_method: VonageMethod::Sha256,
+                ..VonageAccount::default()
+            },
         },
         ..config(25)
     })

@@ -223,8 +223,8 @@ async fn foreign_messages_are_ignored_and_counted() {
     use std::sync::Arc;
 
     use sms_canary::config::{Config, GatewayConfig};
-    use sms_canary::gateway::mock;
     use sms_canary::probe::{self, Outcome, Wiring};
+    use sms_canary::providers as mock;
     use sms_canary::receiver::Inbox;
     use sms_canary::receiver::webhook::{Hooks, router};
 
@@ -251,7 +251,7 @@ async fn foreign_messages_are_ignored_and_counted() {
         TO.to_string(),
         Some(hooks.url_for("/hooks/twilio/inbound/inbox")),
     )];
-    let started = mock::start("sandbox", m, inbound).await.unwrap();
+    let started = mock::start_mock("sandbox", m, inbound).await.unwrap();
 
     // Strangers text the receiving number through the same carrier just before
     // the run: their messages land while it waits, before its own.
@@ -276,7 +276,7 @@ async fn foreign_messages_are_ignored_and_counted() {
         }
     }
     let wiring = Wiring {
-        gateway: &started.gateway,
+        gateway: started.gateway.as_ref(),
         inbox: &inbox,
         callback_base: Some(&public),
         poller: None,

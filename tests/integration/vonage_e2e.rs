@@ -5,12 +5,12 @@
 
 use sms_canary::check::{CheckOptions, check};
 use sms_canary::config::Config;
-use sms_canary::mock_carrier::{
-    CodeFault, Faults, MockCarrier, MockConfig, NumberConfig, VonageAccount,
-};
+use sms_canary::mock_carrier::{CodeFault, Faults, MockCarrier, MockConfig, NumberConfig};
 use sms_canary::probe::Outcome;
+use sms_canary::providers::MockAccounts;
+use sms_canary::providers::vonage::mock::Account as VonageAccount;
+use sms_canary::providers::vonage::signature::SignatureMethod as VonageMethod;
 use sms_canary::redact::Secret;
-use sms_canary::signing::VonageMethod;
 
 const SIG_SECRET: &str = "vonage-e2e-signature-secret";
 
@@ -26,10 +26,12 @@ async fn vonage_round_trip_with_signed_receipts_and_inbound() {
         latency: sms_canary::mock_carrier::LatencyModel::Fixed(std::time::Duration::from_millis(
             40,
         )),
-        vonage: VonageAccount {
-            signature_secret: Some(Secret::new(SIG_SECRET)),
-            signature_method: VonageMethod::Sha256,
-            ..VonageAccount::default()
+        accounts: MockAccounts {
+            vonage: VonageAccount {
+                signature_secret: Some(Secret::new(SIG_SECRET)),
+                signature_method: VonageMethod::Sha256,
+                ..VonageAccount::default()
+            },
         },
         ..MockConfig::default()
     };

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::Value;
-use sms_canary::signing::twilio_signature;
+use sms_canary::providers::twilio::signature::sign as twilio_signature;
 
 use crate::admin_api::{API_TOKEN, DROPPED, Daemon, Setup};
 

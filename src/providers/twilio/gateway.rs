@@ -2,19 +2,26 @@
 //!
 //! Submits with `POST /2010-04-01/Accounts/{sid}/Messages.json` and classifies
 //! Twilio's error codes: the table below says which codes retrying can fix and
-//! explains each in plain words. The same code serves the mock carrier, which
-//! speaks this API.
+//! explains each in plain words. `doctor` fetches the account. The mock
+//! carrier's Twilio API keeps its own copy of the codes, so a wrong entry here
+//! fails a test instead of agreeing with itself.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
 
-use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, read_answer, retry_after,
-    snippet, transport_error,
-};
+use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
+use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, join_base, retry_after, snippet};
 use crate::redact::Secret;
+
+fn transport_error(e: &reqwest::Error) -> SubmitError {
+    crate::net::transport_error(e, "gateway")
+}
+
+async fn read_answer(response: reqwest::Response, who: &str) -> Result<Vec<u8>, SubmitError> {
+    crate::net::read_answer(response, who, MAX_RESPONSE_BYTES).await
+}
 
 /// Connection settings for one Twilio account.
 #[derive(Debug, Clone)]
@@ -35,13 +42,12 @@ impl TwilioGateway {
         auth_token: Secret,
         request_timeout: Duration,
     ) -> Result<Self, SubmitError> {
-        let messages_url = super::join_base(
+        let messages_url = join_base(
             base_url,
             &format!("2010-04-01/Accounts/{account_sid}/Messages.json"),
         )?;
-        let account_url =
-            super::join_base(base_url, &format!("2010-04-01/Accounts/{account_sid}.json"))?;
-        let client = super::http_client(request_timeout, base_url)?;
+        let account_url = join_base(base_url, &format!("2010-04-01/Accounts/{account_sid}.json"))?;
+        let client = crate::net::http_client(request_timeout, base_url)?;
         Ok(TwilioGateway {
             account_url,
             name: name.to_string(),
@@ -95,7 +101,7 @@ impl Gateway for TwilioGateway {
     }
 
     fn status_callback_path(&self) -> Option<String> {
-        Some(crate::receiver::webhook::twilio_status_path(&self.name))
+        Some(super::webhooks::STATUS.path_for(&self.name))
     }
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {

@@ -10,10 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::poll::{PollError, Polled, Poller, Watch};
-use crate::gateway::{
-    BoxFuture, MAX_RESPONSE_BYTES, SubmitError, http_client, join_base, read_body, snippet,
-};
+use crate::net::{BoxFuture, CallError, MAX_RESPONSE_BYTES, http_client, join_base, snippet};
+use crate::receiver::poll::{PollError, Polled, Poller, Watch};
 use crate::redact::Secret;
 
 /// Newest messages read per poll.
@@ -34,7 +32,7 @@ impl TwilioPoller {
         auth_token: Secret,
         interval: Duration,
     ) -> Result<Self, PollError> {
-        let setup = |e: SubmitError| PollError::permanent(e.reason);
+        let setup = |e: CallError| PollError::permanent(e.reason);
         let list_url = join_base(
             base_url,
             &format!("2010-04-01/Accounts/{account_sid}/Messages.json"),
@@ -64,22 +62,10 @@ impl TwilioPoller {
             ])
             .send()
             .await
-            .map_err(|e| PollError::transient(crate::gateway::transport_error(&e).reason))?;
+            .map_err(|e| crate::net::transport_error(&e, "Twilio"))?;
         let status = response.status();
-        let body = read_body(response, MAX_RESPONSE_BYTES).await;
-        if let Some(e) = &body.cut {
-            return Err(PollError::transient(format!(
-                "listing cut off: {}",
-                crate::gateway::transport_error(e).reason
-            )));
-        }
-        if body.over_limit && status.is_success() {
-            return Err(PollError::permanent(format!(
-                "the listing is larger than {} MiB; it was not read to the end",
-                MAX_RESPONSE_BYTES >> 20
-            )));
-        }
-        let body = body.bytes;
+        let body =
+            crate::net::read_answer(response, "Twilio's listing", MAX_RESPONSE_BYTES).await?;
         parse_listing(status.as_u16(), &body)
     }
 }

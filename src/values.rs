@@ -1,8 +1,10 @@
-//! Value types that validate themselves while being deserialized.
+//! Value types of the configuration that validate themselves while being
+//! deserialized, and [`Invalid`], a setting that deserialized but does not work.
 //!
 //! Validating inside `Deserialize` means the TOML deserializer attaches the
 //! value's position to the error, so "invalid duration" comes with file:line:col
-//! for free.
+//! for free. The loader ([`crate::config`]) and each provider's settings
+//! ([`crate::providers`]) both speak this vocabulary; it depends on neither.
 
 use std::fmt;
 use std::time::Duration;
@@ -119,6 +121,24 @@ pub fn option_schedule<'de, D: Deserializer<'de>>(
     schedule(d).map(Some)
 }
 
+/// A setting that deserialized but does not work, found by checking what
+/// uses it (templates, the mock carrier): `field` is the key to point at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
 /// A humantime duration as a value type, so it can sit inside `Spanned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -154,21 +174,6 @@ pub mod duration {
     }
 }
 
-/// A Twilio account SID: "AC" and 32 hex digits.
-pub fn twilio_account_sid<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
-    let ok = s.len() == 34 && s.starts_with("AC") && s[2..].bytes().all(|b| b.is_ascii_hexdigit());
-    if ok {
-        Ok(s)
-    } else {
-        // Not quoted: an auth token pasted here by mistake would be printed.
-        Err(de::Error::custom(format!(
-            "invalid account_sid ({} characters): a Twilio account SID is \"AC\" and 32 hex digits",
-            s.chars().count()
-        )))
-    }
-}
-
 /// A URL setting. Its error quotes the URL without userinfo or query values
 /// (see [`crate::redact::redact_url`]): a malformed URL may still carry a
 /// password or a token.
@@ -184,6 +189,16 @@ pub fn url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
 
 pub fn option_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<url::Url>, D::Error> {
     url(d).map(Some)
+}
+
+/// Default per-request timeout of the HTTP APIs called.
+pub fn request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Default time between two polls of a polling receiver.
+pub fn poll_interval() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// Checks a body template.

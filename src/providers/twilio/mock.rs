@@ -1,4 +1,7 @@
-//! The Twilio REST routes: create, fetch and list messages, fetch the account.
+//! The mock carrier's Twilio: the REST routes (create, fetch and list
+//! messages, fetch the account), the status callbacks and inbound webhooks
+//! it sends, and its own copy of Twilio's error codes and messages (never the
+//! client's table, so a wrong entry there fails a test).
 //!
 //! The shapes follow what Twilio returns and what its official SDKs parse:
 //! RFC 2822 dates, string counters ("num_segments": "1"), errors as
@@ -9,17 +12,15 @@
 //!
 //! Every input here comes from the network: nothing panics on it, every
 //! refusal is a Twilio-shaped error, injected faults included. Only messages
-//! submitted through this API are fetched and listed here: the Vonage side
+//! submitted through this API are fetched and listed here: another API's side
 //! is another provider's account.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
@@ -28,15 +29,19 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::delivery::{self, Plan};
-use super::faults::SubmitFault;
-use super::{
-    API_VERSION, Direction, InboundFormat, Message, Shared, Status, check_http_url,
-    is_phone_number, new_message_sid,
+use super::signature;
+use crate::mock_carrier::delivery::{self, Plan};
+use crate::mock_carrier::faults::SubmitFault;
+use crate::mock_carrier::{
+    Direction, InboundFormat, Message, ReceivedAt, Shared, Status, check_http_url, correlation_id,
+    is_phone_number,
 };
 use crate::redact::mask_number;
 
-const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+/// Twilio's API version, in paths and resources.
+pub(crate) const API_VERSION: &str = "2010-04-01";
+/// What Twilio's callbacks say they are.
+const CALLBACK_AGENT: &str = "TwilioProxy/1.1";
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 1000;
 
@@ -54,32 +59,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(fetch_message),
         )
         .with_state(shared)
-}
-
-/// When the request reached us, before its body was read: the delivery
-/// latency is measured from here.
-#[derive(Clone, Copy)]
-pub(crate) struct ReceivedAt(pub(crate) Instant);
-
-impl ReceivedAt {
-    pub(crate) fn of(request: &Request) -> Instant {
-        request
-            .extensions()
-            .get::<ReceivedAt>()
-            .map_or_else(Instant::now, |r| r.0)
-    }
-}
-
-/// Stamps the arrival time and echoes `X-Correlation-ID`, so a probe's id
-/// shows up on both sides of every exchange.
-pub(crate) async fn stamp_request(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(ReceivedAt(Instant::now()));
-    let correlation = request.headers().get(&CORRELATION_HEADER).cloned();
-    let mut response = next.run(request).await;
-    if let Some(id) = correlation {
-        response.headers_mut().insert(CORRELATION_HEADER, id);
-    }
-    response
 }
 
 /// A Twilio REST error: `{code, message, more_info, status}`.
@@ -140,8 +119,7 @@ impl ApiError {
             20500 => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };
-        let message = crate::gateway::twilio::explain(code)
-            .map_or_else(|| format!("Error {code}"), |(_, reason)| reason.to_string());
+        let message = error_text(code).map_or_else(|| format!("Error {code}"), str::to_string);
         Self::new(status, code, message)
     }
 
@@ -183,7 +161,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Twilio's code for a fault's code: Twilio codes (>= 100) as they are,
-/// Vonage submit statuses translated to the nearest Twilio refusal.
+/// other providers' small status codes translated to the nearest Twilio refusal.
 fn twilio_code(code: u32) -> u32 {
     match code {
         100.. => code,
@@ -269,6 +247,43 @@ pub(crate) fn resource(m: &Message, account_sid: &str) -> Value {
     })
 }
 
+/// Twilio's own words for the error codes the mock answers a submit with,
+/// as its API documents them.
+fn error_text(code: u32) -> Option<&'static str> {
+    Some(match code {
+        20003 => "Authenticate",
+        20404 => "The requested resource was not found",
+        20429 => "Too Many Requests",
+        20500 => "Internal Server Error",
+        20503 => "Service Unavailable",
+        21211 => "Invalid 'To' Phone Number",
+        21212 => "Invalid 'From' Phone Number",
+        21408 => {
+            "Permission to send an SMS has not been enabled for the region indicated by the 'To' number"
+        }
+        21602 => "Message body is required",
+        21603 => "A 'From' phone number is required",
+        21604 => "A 'To' phone number is required",
+        21606 => {
+            "The 'From' phone number provided is not a valid message-capable Twilio phone number for this destination/account"
+        }
+        21610 => "Attempt to send to unsubscribed recipient",
+        21611 => "This 'From' number has exceeded the maximum number of queued messages",
+        21612 => "The 'To' phone number is not currently reachable via SMS",
+        21614 => "'To' number is not a valid mobile number",
+        21617 => "The concatenated message body exceeds the 1600 character limit",
+        30001 => "Queue overflow",
+        30002 => "Account suspended",
+        30003 => "Unreachable destination handset",
+        30004 => "Message blocked",
+        30005 => "Unknown destination handset",
+        30006 => "Landline or unreachable carrier",
+        30007 => "Message filtered",
+        30008 => "Unknown error",
+        _ => return None,
+    })
+}
+
 /// Descriptions of the delivery error codes a `fail` number is likely to use.
 fn error_message(code: u32) -> String {
     match code {
@@ -296,13 +311,6 @@ fn first<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 fn parse_pairs(input: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(input).into_owned().collect()
-}
-
-fn correlation_id(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(&CORRELATION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 /// Refusals by Twilio's magic test numbers, then by plain validation.
@@ -717,6 +725,70 @@ async fn list_messages(
     Ok(axum::Json(body).into_response())
 }
 
+/// The status callback Twilio sends for a message in its current state.
+pub(crate) fn receipt_request(shared: &Shared, m: &Message) -> Option<reqwest::Request> {
+    let url = m.status_callback.as_ref()?;
+    let status = m.status.as_str();
+    let mut params = vec![
+        ("AccountSid", shared.account_sid.clone()),
+        ("ApiVersion", API_VERSION.to_string()),
+        ("From", m.from.clone()),
+        ("MessageSid", m.sid.clone()),
+        ("MessageStatus", status.to_string()),
+        ("SmsSid", m.sid.clone()),
+        ("SmsStatus", status.to_string()),
+        ("To", m.to.clone()),
+    ];
+    if let Some(code) = m.error_code {
+        params.push(("ErrorCode", code.to_string()));
+    }
+    signed_request(shared, url, params, m)
+}
+
+/// The incoming-message webhook for an owned number, Twilio's way.
+pub(crate) fn inbound_request(shared: &Shared, m: &Message, url: &str) -> Option<reqwest::Request> {
+    let params = vec![
+        ("AccountSid", shared.account_sid.clone()),
+        ("ApiVersion", API_VERSION.to_string()),
+        ("Body", m.body.clone()),
+        ("From", m.from.clone()),
+        ("MessageSid", m.sid.clone()),
+        ("NumMedia", "0".to_string()),
+        ("NumSegments", "1".to_string()),
+        ("SmsMessageSid", m.sid.clone()),
+        ("SmsSid", m.sid.clone()),
+        ("SmsStatus", Status::Received.as_str().to_string()),
+        ("To", m.to.clone()),
+    ];
+    signed_request(shared, url, params, m)
+}
+
+/// A form POST signed over the exact URL as configured, query included.
+fn signed_request(
+    shared: &Shared,
+    url: &str,
+    params: Vec<(&str, String)>,
+    m: &Message,
+) -> Option<reqwest::Request> {
+    let params: Vec<(String, String)> = params
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let signature = signature::sign(url, &params, shared.auth_token.expose());
+    let request = shared
+        .http
+        .post(url)
+        .header(header::USER_AGENT, CALLBACK_AGENT)
+        .header("X-Twilio-Signature", signature)
+        .form(&params);
+    delivery::build(request, m)
+}
+
+/// A new message sid: "SM" and 32 lowercase hex digits.
+pub(crate) fn new_message_sid() -> String {
+    format!("SM{:032x}", ulid::Ulid::generate().0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,6 +808,19 @@ mod tests {
         assert_eq!(code("call me", "+15005550006"), Some(21211));
         assert_eq!(code("+15005550006", "!!"), Some(21212));
         assert_eq!(code("+15005550006", "Canary"), None);
+    }
+
+    #[test]
+    fn sids_are_unique_and_well_formed() {
+        let a = new_message_sid();
+        let b = new_message_sid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 34);
+        assert!(
+            a[2..]
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
     }
 
     #[test]

@@ -10,11 +10,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
-use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, SubmitError, SubmitRequest, read_answer, retry_after,
-    transport_error,
-};
+use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
+use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, join_base, retry_after};
 use crate::redact::Secret;
+
+fn transport_error(e: &reqwest::Error) -> SubmitError {
+    crate::net::transport_error(e, "gateway")
+}
+
+async fn read_answer(response: reqwest::Response, who: &str) -> Result<Vec<u8>, SubmitError> {
+    crate::net::read_answer(response, who, MAX_RESPONSE_BYTES).await
+}
 
 /// One Vonage account.
 #[derive(Debug, Clone)]
@@ -35,9 +41,9 @@ impl VonageGateway {
         api_secret: Secret,
         request_timeout: Duration,
     ) -> Result<Self, SubmitError> {
-        let sms_url = super::join_base(base_url, "sms/json")?;
-        let balance_url = super::join_base(base_url, "account/get-balance")?;
-        let client = super::http_client(request_timeout, base_url)?;
+        let sms_url = join_base(base_url, "sms/json")?;
+        let balance_url = join_base(base_url, "account/get-balance")?;
+        let client = crate::net::http_client(request_timeout, base_url)?;
         Ok(VonageGateway {
             balance_url,
             name: name.to_string(),
@@ -100,7 +106,7 @@ impl Gateway for VonageGateway {
     }
 
     fn status_callback_path(&self) -> Option<String> {
-        Some(crate::receiver::webhook::vonage_receipt_path(&self.name))
+        Some(super::webhooks::RECEIPT.path_for(&self.name))
     }
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
@@ -128,7 +134,7 @@ impl Gateway for VonageGateway {
                 Some(v) => Ok(Some(format!("balance {v:.2}"))),
                 None => Err(SubmitError::transient(format!(
                     "balance answer unreadable: {}",
-                    super::snippet(&body)
+                    crate::net::snippet(&body)
                 ))),
             }
         })
@@ -155,7 +161,7 @@ pub fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
     let parsed: Response = serde_json::from_slice(body).map_err(|_| {
         SubmitError::transient(format!(
             "gateway answer is not a Vonage SMS response: {}",
-            super::snippet(body)
+            crate::net::snippet(body)
         ))
     })?;
     let Some(first) = parsed.messages.into_iter().next() else {
@@ -191,7 +197,7 @@ pub fn parse_response(body: &[u8]) -> Result<Accepted, SubmitError> {
         }
         (None, _) => Err(SubmitError::transient(format!(
             "Vonage answered with an unreadable status: {}",
-            super::snippet(body)
+            crate::net::snippet(body)
         ))),
     }
 }
@@ -204,11 +210,11 @@ pub fn classify_http(status: u16, body: &[u8]) -> SubmitError {
         )),
         408 | 429 | 500..=599 => SubmitError::transient(format!(
             "gateway error (HTTP {status}): {}",
-            super::snippet(body)
+            crate::net::snippet(body)
         )),
         _ => SubmitError::permanent(format!(
             "gateway refused the request (HTTP {status}): {}",
-            super::snippet(body)
+            crate::net::snippet(body)
         )),
     }
 }

@@ -17,11 +17,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::poll::{PollError, Polled, Poller, Watch};
-use crate::config::{HttpPollConfig, Invalid, JsonPathExpr};
-use crate::gateway::http::{read_body, snippet};
-use crate::gateway::{Body, BoxFuture};
+use super::config::HttpPollConfig;
+use crate::net::{BoxFuture, snippet};
+use crate::receiver::poll::{PollError, Polled, Poller, Watch};
 use crate::template::{Escape, Template};
+use crate::values::{Invalid, JsonPathExpr};
 
 /// The placeholders the URL template may use.
 pub const PLACEHOLDERS: &[&str] = &["to", "since", "since_unix", "correlation_id"];
@@ -62,20 +62,17 @@ impl fmt::Debug for HttpPoller {
     }
 }
 
-impl HttpPoller {
-    /// Builds the poller, checking the URL template with sample values.
-    pub fn new(config: &HttpPollConfig) -> Result<Self, PollError> {
-        // The caller prefixes the receiver's name.
-        Self::build(config).map_err(|e| PollError::permanent(e.message))
-    }
+/// What a poller is built from that its settings decide: checking these is
+/// checking the settings, without building an HTTP client.
+pub(crate) struct Parts {
+    url: Template,
+    headers: HeaderMap,
+}
 
-    /// What [`HttpPoller::new`] checks, for loading the config: the error
-    /// names the setting at fault so that it can be pointed at in the file.
-    pub fn check_config(config: &HttpPollConfig) -> Result<(), Invalid> {
-        Self::build(config).map(|_| ())
-    }
-
-    fn build(config: &HttpPollConfig) -> Result<Self, Invalid> {
+impl Parts {
+    /// Parses the URL template and checks it with sample values, and the
+    /// headers; the error names the setting.
+    pub(crate) fn parse(config: &HttpPollConfig) -> Result<Parts, Invalid> {
         let bad = Invalid::new;
         let url = Template::parse_allowed(&config.url, PLACEHOLDERS)
             .map_err(|e| bad("url", format!("url: {e}")))?;
@@ -115,13 +112,21 @@ impl HttpPoller {
             headers.insert(name, value);
         }
 
-        let client = crate::trust::endpoint_client(config.request_timeout, &config.url)
-            .map_err(|e| bad("url", e))?;
+        Ok(Parts { url, headers })
+    }
+}
 
+impl HttpPoller {
+    /// Builds the poller, checking the URL template with sample values.
+    pub fn new(config: &HttpPollConfig) -> Result<Self, PollError> {
+        // The caller prefixes the receiver's name.
+        let parts = Parts::parse(config).map_err(|e| PollError::permanent(e.message))?;
+        let client = crate::trust::endpoint_client(config.request_timeout, &config.url)
+            .map_err(PollError::permanent)?;
         Ok(HttpPoller {
             client,
-            url,
-            headers,
+            url: parts.url,
+            headers: parts.headers,
             messages: config.messages.clone(),
             body: config.body.clone(),
             id: config.id.clone(),
@@ -154,22 +159,23 @@ impl HttpPoller {
         }
         let response = request.send().await.map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
-        let Body {
-            bytes: body,
-            over_limit,
-            cut,
-        } = read_body(response, MAX_LISTING_BYTES).await;
+        let body = crate::net::read_answer(
+            response,
+            "the receiver API's answer",
+            MAX_LISTING_BYTES,
+        )
+        .await
+        .map_err(|mut e| {
+            if e.reason.contains("not read to the end") {
+                e.reason = format!(
+                    "the receiver API answered with more than {} MiB: filter the url by time, \
+                         e.g. with {{{{since}}}}",
+                    MAX_LISTING_BYTES >> 20
+                );
+            }
+            e
+        })?;
         check_status(status, &body)?;
-        if let Some(e) = cut {
-            return Err(transport_error(&e));
-        }
-        if over_limit {
-            return Err(PollError::permanent(format!(
-                "the receiver API answered with more than {} MiB: filter the url by time, \
-                 e.g. with {{{{since}}}}",
-                MAX_LISTING_BYTES >> 20
-            )));
-        }
         self.read_answer(&body)
     }
 
@@ -257,26 +263,13 @@ pub fn check_status(status: u16, body: &[u8]) -> Result<(), PollError> {
 }
 
 fn transport_error(e: &reqwest::Error) -> PollError {
-    let what = if e.is_timeout() {
-        "the receiver API did not answer in time"
-    } else if e.is_connect() {
-        "the receiver API is unreachable (connection failed)"
-    } else if e.is_body() || e.is_decode() {
-        "the receiver API's answer was cut off"
-    } else {
-        "request to the receiver API failed"
-    };
     // Never the URL: it may carry an API key.
-    let detail = std::error::Error::source(e)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    PollError::transient(format!("{what}{detail}"))
+    crate::net::transport_error(e, "the receiver API")
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::ErrorClass;
+    use crate::net::ErrorClass;
 
     fn poller(extra: &str) -> Result<HttpPoller, PollError> {
         let toml = format!("url = \"https://sms.example.com/inbound?to={{{{to}}}}\"\n{extra}");

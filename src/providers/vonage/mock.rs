@@ -1,11 +1,14 @@
-//! The Vonage SMS API routes: `POST /sms/json` and the account balance.
+//! The mock carrier's Vonage: the SMS API routes (`POST /sms/json`, the
+//! account balance), the delivery receipts and inbound webhooks it sends
+//! (signed with `sig` when the account has a signature secret), and its own
+//! copy of Vonage's status codes and texts.
 //!
 //! Vonage answers a submit with HTTP 200 whatever happened and puts the
 //! outcome in `messages[0].status` ("0" accepted, else an error status with
 //! `error-text`), so that is what this does too; only injected outages and
 //! error bursts change the HTTP status, as a failing front end would. Numbers
 //! go over the wire as digits without `+` and are stored as E.164 with it,
-//! so the per-number behaviours are shared with the Twilio side.
+//! so the per-number behaviours are shared with the other APIs.
 //!
 //! Every input here comes from the network: nothing panics on it, every
 //! refusal is a Vonage-shaped answer.
@@ -22,13 +25,141 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::delivery::{self, Plan};
-use super::faults::SubmitFault;
-use super::twilio_api::ReceivedAt;
-use super::{
-    Direction, InboundFormat, Message, Shared, Status, check_http_url, is_phone_number, lock,
+use chrono::DateTime;
+
+use super::signature::{self, SignatureMethod};
+use crate::mock_carrier::delivery::{self, Plan};
+use crate::mock_carrier::faults::SubmitFault;
+use crate::mock_carrier::{
+    Direction, InboundFormat, Message, ReceivedAt, Shared, Status, check_http_url, is_phone_number,
+    lock,
 };
-use crate::redact::mask_number;
+use crate::redact::{Secret, mask_number};
+
+pub(crate) const DEFAULT_API_KEY: &str = "mockkey";
+pub(crate) const DEFAULT_API_SECRET: &str = "mock-api-secret";
+
+/// The mock's Vonage account: `api_key`/`api_secret` authenticate submits,
+/// and the optional signature secret signs receipts and inbound webhooks
+/// (`sig`).
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub api_key: String,
+    pub api_secret: Secret,
+    /// Unsigned callbacks when `None`, as on a Vonage account without one.
+    pub signature_secret: Option<Secret>,
+    pub signature_method: SignatureMethod,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Account {
+            api_key: DEFAULT_API_KEY.to_string(),
+            api_secret: Secret::new(DEFAULT_API_SECRET),
+            signature_secret: None,
+            signature_method: SignatureMethod::Md5hash,
+        }
+    }
+}
+
+impl Account {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.api_key.is_empty() || self.api_secret.is_empty() {
+            return Err("the Vonage api_key and api_secret must not be empty".into());
+        }
+        if self.signature_secret.as_ref().is_some_and(Secret::is_empty) {
+            return Err(
+                "the Vonage signature secret is empty (leave it out for unsigned callbacks)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What the mock's Vonage keeps besides messages: the account's credit, in
+/// ten-thousandths of a euro.
+#[derive(Debug)]
+pub struct Credit {
+    balance: std::sync::Mutex<i64>,
+}
+
+impl Default for Credit {
+    fn default() -> Self {
+        Credit {
+            balance: std::sync::Mutex::new(INITIAL_BALANCE),
+        }
+    }
+}
+
+impl Credit {
+    pub(crate) fn reset(&self) {
+        *lock(&self.balance) = INITIAL_BALANCE;
+    }
+}
+
+/// The standalone mock's Vonage account.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Vonage API key clients authenticate with.
+    #[arg(long, value_name = "KEY", default_value = DEFAULT_API_KEY)]
+    pub vonage_api_key: String,
+
+    /// Vonage API secret clients authenticate with.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SMS_CANARY_MOCK_VONAGE_SECRET",
+        default_value = DEFAULT_API_SECRET,
+        hide_env_values = true
+    )]
+    pub vonage_api_secret: String,
+
+    /// Signs Vonage receipts and inbound webhooks (`sig`, md5hash) when given.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "SMS_CANARY_MOCK_VONAGE_SIGNATURE_SECRET",
+        hide_env_values = true
+    )]
+    pub vonage_signature_secret: Option<String>,
+}
+
+impl Args {
+    /// The account, or the flag at fault and why.
+    pub(crate) fn account(&self) -> Result<Account, (&'static str, String)> {
+        if self.vonage_api_key.is_empty() {
+            return Err(("--vonage-api-key", "must not be empty".into()));
+        }
+        if self.vonage_api_secret.is_empty() {
+            return Err(("--vonage-api-secret", "must not be empty".into()));
+        }
+        if self
+            .vonage_signature_secret
+            .as_ref()
+            .is_some_and(String::is_empty)
+        {
+            return Err(("--vonage-signature-secret", "must not be empty".into()));
+        }
+        Ok(Account {
+            api_key: self.vonage_api_key.clone(),
+            api_secret: Secret::new(self.vonage_api_secret.clone()),
+            signature_secret: self.vonage_signature_secret.clone().map(Secret::new),
+            ..Account::default()
+        })
+    }
+}
+
+/// Each state in Vonage's own words, as its clients would see it.
+pub(crate) fn status_word(direction: Direction, status: Status) -> &'static str {
+    match (direction, status) {
+        (Direction::Inbound, s) => s.as_str(),
+        (_, Status::Queued) => "submitted",
+        (_, Status::Sent) => "accepted",
+        (_, Status::Delivered) => "delivered",
+        (_, Status::Undelivered) => "failed",
+        (_, Status::Received) => "received",
+    }
+}
 
 /// The credit a fresh mock account has, in ten-thousandths of a euro.
 pub(crate) const INITIAL_BALANCE: i64 = 102_800;
@@ -138,7 +269,7 @@ impl IntoResponse for Refusal {
 }
 
 /// Vonage's status for a fault's code: small codes are Vonage statuses
-/// already, Twilio codes get the nearest Vonage refusal.
+/// already, other providers' codes get the nearest Vonage refusal.
 fn vonage_status(code: u32) -> u32 {
     match code {
         0..100 => code,
@@ -218,10 +349,12 @@ fn first<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// Constant-time check of the account's key and secret.
 fn credentials_match(shared: &Shared, key: &str, secret: &str) -> bool {
-    let key_ok = key.as_bytes().ct_eq(shared.vonage.api_key.as_bytes());
+    let key_ok = key
+        .as_bytes()
+        .ct_eq(shared.accounts.vonage.api_key.as_bytes());
     let secret_ok = secret
         .as_bytes()
-        .ct_eq(shared.vonage.api_secret.expose().as_bytes());
+        .ct_eq(shared.accounts.vonage.api_secret.expose().as_bytes());
     bool::from(key_ok & secret_ok)
 }
 
@@ -318,7 +451,7 @@ fn submit(
         return Err(Refusal::from_code(code));
     }
     let remaining = {
-        let mut balance = lock(&shared.balance);
+        let mut balance = lock(&shared.state.vonage.balance);
         if *balance < PRICE {
             return Err(Refusal::new(9, "Quota Exceeded - rejected"));
         }
@@ -393,14 +526,159 @@ async fn get_balance(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuer
         let body = json!({ "error-code": "401", "error-code-label": "authentication failed" });
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     }
-    let balance = *lock(&shared.balance);
+    let balance = *lock(&shared.state.vonage.balance);
     let body = json!({ "value": balance as f64 / 10_000.0, "autoReload": false });
     axum::Json(body).into_response()
+}
+
+/// Vonage's delivery receipt: `accepted` once sent, then `delivered` or
+/// `failed` with an `err-code`. Queued is internal to Vonage: no receipt.
+pub(crate) fn receipt_request(shared: &Shared, m: &Message) -> Option<reqwest::Request> {
+    let url = m.status_callback.as_ref()?;
+    let (status, err_code) = match m.status {
+        Status::Queued | Status::Received => return None,
+        Status::Sent => ("accepted", 0),
+        Status::Delivered => ("delivered", 0),
+        Status::Undelivered => ("failed", m.error_code.map_or(99, err_code)),
+    };
+    let now = Utc::now();
+    let mut params = vec![
+        ("api-key", shared.accounts.vonage.api_key.clone()),
+        ("err-code", err_code.to_string()),
+        ("message-timestamp", timestamp(now)),
+        ("messageId", m.sid.clone()),
+        ("msisdn", vonage_digits(&m.to).to_string()),
+        ("network-code", NETWORK_CODE.to_string()),
+        ("price", PRICE_TEXT.to_string()),
+        ("scts", now.format("%y%m%d%H%M").to_string()),
+        ("status", status.to_string()),
+        ("to", vonage_digits(&m.from).to_string()),
+    ];
+    if let Some(client_ref) = &m.client_ref {
+        params.push(("client-ref", client_ref.clone()));
+    }
+    signed_request(shared, url, params, m, now)
+}
+
+/// The inbound-message webhook for an owned number, Vonage's way.
+pub(crate) fn inbound_request(
+    shared: &Shared,
+    m: &Message,
+    url: &str,
+    at: DateTime<Utc>,
+) -> Option<reqwest::Request> {
+    // Vonage routes keywords on the first word, upper-cased.
+    let keyword = m
+        .body
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_uppercase();
+    let params = vec![
+        ("api-key", shared.accounts.vonage.api_key.clone()),
+        ("keyword", keyword),
+        ("message-timestamp", timestamp(at)),
+        ("messageId", m.sid.clone()),
+        ("msisdn", vonage_digits(&m.from).to_string()),
+        ("text", m.body.clone()),
+        ("to", vonage_digits(&m.to).to_string()),
+        ("type", "text".to_string()),
+    ];
+    signed_request(shared, url, params, m, at)
+}
+
+/// Vonage's `message-timestamp`: UTC, to the second.
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A form POST with `timestamp` and `sig` added when the account signs.
+fn signed_request(
+    shared: &Shared,
+    url: &str,
+    params: Vec<(&str, String)>,
+    m: &Message,
+    at: DateTime<Utc>,
+) -> Option<reqwest::Request> {
+    let mut params: Vec<(String, String)> = params
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if let Some(secret) = &shared.accounts.vonage.signature_secret {
+        params.push(("timestamp".to_string(), at.timestamp().to_string()));
+        let sig = signature::sign(
+            &params,
+            secret.expose(),
+            shared.accounts.vonage.signature_method,
+        );
+        params.push(("sig".to_string(), sig));
+    }
+    delivery::build(shared.http.post(url).form(&params), m)
+}
+
+/// Vonage's DLR `err-code` for a number's `fail` code: small codes are taken
+/// to be Vonage's own already, other providers' delivery codes get their nearest
+/// Vonage meaning, anything else is a general error.
+pub(crate) fn err_code(code: u32) -> u32 {
+    match code {
+        0..100 => code,
+        30001 => 8,  // queue overflow: a network-side problem
+        30003 => 2,  // handset off or out of coverage: absent, temporarily
+        30004 => 4,  // blocked by the recipient
+        30005 => 3,  // number does not exist: absent, permanently
+        30006 => 11, // landline or unreachable carrier: unroutable
+        30007 => 6,  // filtered: anti-spam
+        30008 => 1,  // unknown error
+        _ => 99,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn account(argv: &[&str]) -> Result<Account, (&'static str, String)> {
+        let cli = Cli::try_parse_from(std::iter::once("mock-carrier").chain(argv.iter().copied()))
+            .expect("flags parse");
+        cli.args.account()
+    }
+
+    #[test]
+    fn account_flags() {
+        let a = account(&[]).unwrap();
+        assert_eq!(a.api_key, "mockkey");
+        assert_eq!(a.api_secret.expose(), "mock-api-secret");
+        assert!(a.signature_secret.is_none());
+        assert_eq!(a.signature_method, SignatureMethod::Md5hash);
+        let a = account(&[
+            "--vonage-api-key",
+            "k",
+            "--vonage-api-secret",
+            "s",
+            "--vonage-signature-secret",
+            "sig",
+        ])
+        .unwrap();
+        assert_eq!(a.api_key, "k");
+        assert_eq!(a.api_secret.expose(), "s");
+        assert_eq!(a.signature_secret.as_ref().map(Secret::expose), Some("sig"));
+        assert_eq!(
+            account(&["--vonage-api-key", ""]).unwrap_err().0,
+            "--vonage-api-key"
+        );
+        let bad = Account {
+            signature_secret: Some(Secret::new("")),
+            ..Account::default()
+        };
+        assert!(bad.validate().is_err());
+    }
 
     #[test]
     fn ids_are_uuid_shaped() {

@@ -5,7 +5,8 @@
 //! value escaped for where it lands. The answer is classified by the user's
 //! `permanent` rules first, then their `transient` rules, then by HTTP status
 //! the way every other gateway is: 2xx accepted, 408/429/5xx retried, other
-//! 4xx refused. Templates are checked when the gateway is built, so a typo in
+//! 4xx refused. A 2xx answer cut off or too large to read is retried, as for
+//! every provider. Templates are checked when the gateway is built, so a typo in
 //! the config is reported before any message is sent, not halfway through a run.
 
 use std::fmt;
@@ -15,12 +16,13 @@ use serde_json::Value;
 use tracing::warn;
 use url::Url;
 
-use super::{
-    Accepted, BoxFuture, ErrorClass, Gateway, MAX_RESPONSE_BYTES, SubmitError, SubmitRequest,
-    retry_after, transport_error,
+use super::config::{HttpGatewayConfig, HttpMethod, ResponseRule};
+use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
+use crate::net::{
+    BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, clip, read_body, retry_after, snippet,
 };
-use crate::config::{HttpGatewayConfig, HttpMethod, Invalid, JsonPathExpr, ResponseRule};
 use crate::template::{Escape, Template, TemplateError};
+use crate::values::{Invalid, JsonPathExpr};
 
 /// The placeholders a gateway template may use.
 pub const PLACEHOLDERS: &[&str] = &["to", "from", "body", "correlation_id"];
@@ -83,21 +85,19 @@ impl fmt::Debug for HttpGateway {
     }
 }
 
-impl HttpGateway {
-    /// Builds the gateway, checking every template against the known
-    /// placeholders and the URL and JSON body against sample values.
-    pub fn new(name: &str, config: &HttpGatewayConfig) -> Result<Self, SubmitError> {
-        // The caller prefixes the gateway's name, as for every other gateway.
-        Self::build(name, config).map_err(|e| SubmitError::permanent(e.message))
-    }
+/// Everything a gateway is built from that its settings decide: checking
+/// these is checking the settings, without building an HTTP client.
+pub(crate) struct Parts {
+    url: Template,
+    headers: Vec<(HeaderName, Template)>,
+    body: RequestBody,
+    content_type_configured: bool,
+}
 
-    /// What [`HttpGateway::new`] checks, for loading the config: the error
-    /// names the setting at fault so that it can be pointed at in the file.
-    pub fn check_config(config: &HttpGatewayConfig) -> Result<(), Invalid> {
-        Self::build("check", config).map(|_| ())
-    }
-
-    fn build(name: &str, config: &HttpGatewayConfig) -> Result<Self, Invalid> {
+impl Parts {
+    /// Parses every template against the known placeholders and checks the
+    /// URL and JSON body with sample values; the error names the setting.
+    pub(crate) fn parse(config: &HttpGatewayConfig) -> Result<Parts, Invalid> {
         let bad = Invalid::new;
 
         let url = Template::parse_allowed(&config.url, PLACEHOLDERS)
@@ -165,9 +165,23 @@ impl HttpGateway {
             (None, None) => RequestBody::None,
         };
 
-        let client = crate::trust::endpoint_client(config.request_timeout, &config.url)
-            .map_err(|e| bad("url", e))?;
+        Ok(Parts {
+            url,
+            headers,
+            body,
+            content_type_configured,
+        })
+    }
+}
 
+impl HttpGateway {
+    /// Builds the gateway, checking every template against the known
+    /// placeholders and the URL and JSON body against sample values.
+    pub fn new(name: &str, config: &HttpGatewayConfig) -> Result<Self, SubmitError> {
+        // The caller prefixes the gateway's name, as for every other gateway.
+        let parts = Parts::parse(config).map_err(|e| SubmitError::permanent(e.message))?;
+        let client = crate::trust::endpoint_client(config.request_timeout, &config.url)
+            .map_err(SubmitError::permanent)?;
         Ok(HttpGateway {
             name: name.to_string(),
             client,
@@ -176,10 +190,10 @@ impl HttpGateway {
                 HttpMethod::Post => reqwest::Method::POST,
                 HttpMethod::Put => reqwest::Method::PUT,
             },
-            url,
-            headers,
-            body,
-            content_type_configured,
+            url: parts.url,
+            headers: parts.headers,
+            body: parts.body,
+            content_type_configured: parts.content_type_configured,
             message_id: config.message_id.clone(),
             permanent: config.permanent.clone(),
             transient: config.transient.clone(),
@@ -248,21 +262,14 @@ impl HttpGateway {
             .headers(headers)
             .send()
             .await
-            .map_err(|e| transport_error(&e))?;
+            .map_err(|e| crate::net::transport_error(&e, "gateway"))?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers());
-        let body = read_body(response, MAX_RESPONSE_BYTES).await;
-        if let Some(e) = &body.cut {
-            // The status line is in: classify by it and whatever body arrived.
-            // Retrying a 2xx here could send the message twice.
-            warn!(gateway = %self.name, status, error = %e, "response body cut off");
-        }
-        if body.over_limit {
-            // Classified like any answer that is not JSON: a 2xx is accepted
-            // with an unknown id, the run goes on, nothing is held in memory.
-            warn!(gateway = %self.name, status, "response body over 1 MiB, the rest not read");
-        }
-        let mut result = self.classify(status, &body.bytes);
+        // A 2xx not read whole is transient, as for every provider: user
+        // rules may put a refusal inside a 2xx answer.
+        let body =
+            crate::net::read_answer(response, "the gateway's answer", MAX_RESPONSE_BYTES).await?;
+        let mut result = self.classify(status, &body);
         if let Err(e) = &mut result
             && e.class == ErrorClass::Transient
         {
@@ -378,7 +385,10 @@ impl Gateway for HttpGateway {
                     request = request.header(name.clone(), value);
                 }
             }
-            let response = request.send().await.map_err(|e| transport_error(&e))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| crate::net::transport_error(&e, "gateway"))?;
             let status = response.status();
             if status.is_success() {
                 Ok(Some(format!(
@@ -513,9 +523,6 @@ fn rule_error(
         retry_after: None,
     }
 }
-
-use super::clip;
-pub(crate) use super::{read_body, snippet};
 
 #[cfg(test)]
 mod tests {
