@@ -222,6 +222,9 @@ pub struct HistoryArgs {
     /// Window of the counts and percentiles.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::config::parse_duration)]
     pub since: std::time::Duration,
+    /// human, json (the figures, alerts and runs) or csv (the runs, a row each).
+    #[arg(long, value_enum, default_value_t = crate::report::TableFormat::Human)]
+    pub format: crate::report::TableFormat,
 }
 
 #[derive(Debug, Args)]

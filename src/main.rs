@@ -146,10 +146,20 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(UNKNOWN);
             }
             let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
-            let history =
-                report::history::load(&store, args.probe.as_deref(), args.since, args.limit)
-                    .context("reading the state store")?;
-            print!("{}", report::history::render(&history));
+            let history = report::history::load(
+                &store,
+                &config,
+                args.probe.as_deref(),
+                args.since,
+                args.limit,
+            )
+            .context("reading the state store")?;
+            let text = match args.format {
+                report::TableFormat::Human => report::history::render(&history),
+                report::TableFormat::Json => report::history::render_json(&history),
+                report::TableFormat::Csv => report::history::render_csv(&history),
+            };
+            print_stdout(text.as_bytes()).context("writing the history")?;
             Ok(0)
         }
         Command::Silence(args) => {

@@ -13,6 +13,7 @@ pub mod junit;
 pub mod outbox;
 pub mod plan;
 pub mod progress;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -36,6 +37,16 @@ pub enum Format {
     #[default]
     Human,
     Json,
+}
+
+/// How `history` and `report` print: for a person, or for scripts and
+/// spreadsheets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TableFormat {
+    #[default]
+    Human,
+    Json,
+    Csv,
 }
 
 /// The phases a run reached, e.g. "submit 3.1ms · received 812ms"; `None` if none.

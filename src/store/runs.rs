@@ -83,6 +83,7 @@ impl Store {
                 tx.commit()?;
                 return Ok(false);
             }
+            super::rollups::count_run(&tx, run, interrupted)?;
             tx.execute(
                 "INSERT INTO alert_state (probe, state, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (probe) DO UPDATE
@@ -177,6 +178,27 @@ impl Store {
             ))?;
             let raws = stmt
                 .query_map(&args[..], raw_run)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawRun::decode).collect()
+        })
+    }
+
+    /// A probe's runs started since `since`, oldest first, at most `limit`
+    /// (the newest of them when there are more): what incidents are read from
+    /// and the status page charts.
+    pub fn runs_since(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.with("read runs", |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs WHERE probe = ?1 AND started_at >= ?2
+                 ORDER BY started_at DESC, id DESC LIMIT ?3) ORDER BY started_at, correlation_id"
+            ))?;
+            let raws = stmt
+                .query_map(params![probe, millis(since), sql_limit(limit)], raw_run)?
                 .collect::<Result<Vec<_>, _>>()?;
             raws.into_iter().map(RawRun::decode).collect()
         })
