@@ -164,7 +164,9 @@ pub(super) fn count_run(
 
 /// Counts every run already stored (a store from before rollups existed).
 pub(super) fn backfill(tx: &Transaction<'_>) -> Result<(), Failure> {
-    let runs: Vec<(String, i64, String, Option<f64>, [Option<f64>; 4], bool)> = {
+    /// probe, started_at, outcome, latency_ms, the phases' ms, interrupted.
+    type Stored = (String, i64, String, Option<f64>, [Option<f64>; 4], bool);
+    let runs: Vec<Stored> = {
         let mut stmt = tx.prepare(
             "SELECT probe, started_at, outcome, latency_ms, submit_ms, sent_ms, delivered_ms,
                  received_ms, interrupted FROM runs",
@@ -403,15 +405,17 @@ mod tests {
     fn a_firing_alert_or_an_undelivered_notice_keeps_its_runs() {
         let (_dir, store) = store();
         let r = run("firing", "f1", t(0), Outcome::Lost);
-        let mut state = AlertState::default();
-        state.firing = Some(crate::alert::Firing {
-            since: t(0),
-            severity: crate::alert::Severity::Critical,
-            last_notified: t(0),
-            told: true,
-            channels: vec![],
-            notice: None,
-        });
+        let state = AlertState {
+            firing: Some(crate::alert::Firing {
+                since: t(0),
+                severity: crate::alert::Severity::Critical,
+                last_notified: t(0),
+                told: true,
+                channels: vec![],
+                notice: None,
+            }),
+            ..AlertState::default()
+        };
         store.record_run(&r, "i", false, &state, &[], t(0)).unwrap();
         let q = run("queued", "q1", t(0), Outcome::Lost);
         store
