@@ -140,6 +140,9 @@ pub enum Command {
     Trigger(TriggerArgs),
     /// Recent runs, outcome counts, latency percentiles, alerts and notifications.
     History(HistoryArgs),
+    /// Availability, latency percentiles and incidents per probe over a
+    /// window (an SLA table); with --html, the status page as one file.
+    Report(ReportArgs),
     /// Silence a probe's alerts for a while (maintenance): runs still count.
     Silence(SilenceArgs),
     /// Lift a probe's silence; an alert it held back is told at once.
@@ -225,6 +228,20 @@ pub struct HistoryArgs {
     /// human, json (the figures, alerts and runs) or csv (the runs, a row each).
     #[arg(long, value_enum, default_value_t = crate::report::TableFormat::Human)]
     pub format: crate::report::TableFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The window.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = crate::config::parse_duration)]
+    pub since: std::time::Duration,
+    /// human, json or csv: a row per probe with runs, availability, p50/p95/p99 and incidents.
+    #[arg(long, value_enum, default_value_t = crate::report::TableFormat::Human)]
+    pub format: crate::report::TableFormat,
+    /// Also write the status page (overview and a section per probe) to this
+    /// file: self-contained, for a CI artifact or a cron user with no daemon.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

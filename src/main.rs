@@ -162,6 +162,38 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
             print_stdout(text.as_bytes()).context("writing the history")?;
             Ok(0)
         }
+        Command::Report(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
+            let now = chrono::Utc::now();
+            let all = report::stats::report(&store, &config, args.since, now)
+                .context("reading the state store")?;
+            let text = match args.format {
+                report::TableFormat::Human => report::stats::render_human(&all, now),
+                report::TableFormat::Csv => report::stats::render_csv(&all, now),
+                report::TableFormat::Json => {
+                    let mut s = serde_json::to_string_pretty(&serde_json::json!({
+                        "schema_version": 1,
+                        "window_s": args.since.as_secs_f64(),
+                        "at": now,
+                        "probes": all,
+                    }))
+                    .context("rendering the report")?;
+                    s.push('\n');
+                    s
+                }
+            };
+            if let Some(path) = &args.html {
+                let page = report::html::one_file(&config, &store, args.since, now)
+                    .context("reading the state store")?;
+                std::fs::write(path, page)
+                    .with_context(|| format!("writing the status page to {}", path.display()))?;
+            }
+            print_stdout(text.as_bytes()).context("writing the report")?;
+            Ok(0)
+        }
         Command::Silence(args) => {
             let Some(config) = load(cli.config.as_deref()) else {
                 return Ok(UNKNOWN);

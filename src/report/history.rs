@@ -151,7 +151,7 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 pub fn render(h: &History) -> String {
     let mut out = String::new();
-    let window = window_text(h.window);
+    let window = super::window_text(h.window);
     let mut by_outcome: Vec<(crate::probe::Outcome, u64)> = Vec::new();
     for (o, n) in h.probes.iter().flat_map(|p| &p.by_outcome) {
         match by_outcome.iter_mut().find(|(seen, _)| seen == o) {
@@ -258,24 +258,13 @@ pub fn render(h: &History) -> String {
     out
 }
 
-/// A window the way it was asked for: "24h", "7d", "90m", else humantime.
-fn window_text(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => humantime::format_duration(d).to_string(),
-        s if s % 86_400 == 0 && s > 86_400 => format!("{}d", s / 86_400),
-        s if s % 3600 == 0 => format!("{}h", s / 3600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        _ => humantime::format_duration(d).to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn windows_read_as_written() {
+        use super::super::window_text;
         assert_eq!(window_text(Duration::from_secs(86_400)), "24h");
         assert_eq!(window_text(Duration::from_secs(7 * 86_400)), "7d");
         assert_eq!(window_text(Duration::from_secs(3600)), "1h");

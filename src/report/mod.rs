@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod drill;
 pub mod history;
+pub mod html;
 pub mod human;
 pub mod json;
 pub mod junit;
@@ -79,6 +80,18 @@ pub fn short_duration(d: Duration) -> String {
     } else {
         let secs = d.as_secs();
         format!("{}m {}s", secs / 60, secs % 60)
+    }
+}
+
+/// A window the way a person writes it: "24h", "7d", "90m", else humantime.
+pub fn window_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => humantime::format_duration(d).to_string(),
+        s if s.is_multiple_of(86_400) && s > 86_400 => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => humantime::format_duration(d).to_string(),
     }
 }
 

@@ -176,6 +176,91 @@ fn ms_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::
     }
 }
 
+/// `report`: each configured probe's figures over `window` (and those of
+/// probes the store still has).
+pub fn report(
+    store: &Store,
+    config: &crate::config::Config,
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<ProbeStats>, StoreError> {
+    let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let mut names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
+    for known in store.tallies(since)?.into_keys() {
+        if !names.contains(&known) {
+            names.push(known);
+        }
+    }
+    names
+        .iter()
+        .map(|name| probe_stats(store, name, config.probe(name), window, now))
+        .collect()
+}
+
+/// The SLA table as CSV: a row per probe.
+pub fn render_csv(all: &[ProbeStats], now: DateTime<Utc>) -> String {
+    let mut out = String::from(
+        "probe,window_days,runs,due,ok,availability_pct,p50_ms,p95_ms,p99_ms,incidents,incident_minutes,longest_incident_minutes\n",
+    );
+    let ms =
+        |d: Option<Duration>| d.map_or(String::new(), |d| format!("{:.1}", d.as_secs_f64() * 1e3));
+    for s in all {
+        let minutes: Vec<f64> = s
+            .incidents
+            .iter()
+            .map(|i| i.duration(now).as_secs_f64() / 60.0)
+            .collect();
+        out.push_str(&format!(
+            "{},{:.2},{},{},{},{},{},{},{},{},{:.1},{:.1}\n",
+            super::history::csv(&s.probe),
+            s.window.as_secs_f64() / 86_400.0,
+            s.runs,
+            s.due,
+            s.ok,
+            s.availability
+                .map_or(String::new(), |a| format!("{:.3}", a * 100.0)),
+            ms(s.p50),
+            ms(s.p95),
+            ms(s.p99),
+            s.incidents.len(),
+            minutes.iter().sum::<f64>() + 0.0,
+            minutes.iter().cloned().fold(0.0, f64::max),
+        ));
+    }
+    out
+}
+
+/// The SLA table for a person.
+pub fn render_human(all: &[ProbeStats], now: DateTime<Utc>) -> String {
+    let w = all.iter().map(|s| s.probe.len()).max().unwrap_or(5).max(5);
+    let dur = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), super::short_duration);
+    let mut out = format!(
+        "{:<w$}  {:>9}  {:>12}  {:>8}  {:>8}  {:>8}  incidents\n",
+        "probe", "available", "ok / due", "p50", "p95", "p99"
+    );
+    for s in all {
+        let minutes: f64 = s
+            .incidents
+            .iter()
+            .map(|i| i.duration(now).as_secs_f64() / 60.0)
+            .sum::<f64>()
+            + 0.0;
+        out.push_str(&format!(
+            "{:<w$}  {:>9}  {:>12}  {:>8}  {:>8}  {:>8}  {} ({:.0} min)\n",
+            s.probe,
+            s.availability
+                .map_or_else(|| "-".into(), |a| format!("{:.2}%", a * 100.0)),
+            format!("{} / {}", s.ok, s.due),
+            dur(s.p50),
+            dur(s.p95),
+            dur(s.p99),
+            s.incidents.len(),
+            minutes,
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,7 @@ mod reliability;
 mod reload;
 mod server;
 mod sink_outage;
+mod status_page;
 mod store;
 mod structure;
 mod twilio_sdk;
