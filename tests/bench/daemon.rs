@@ -12,6 +12,11 @@
 //! - `lag`: `BENCH_PROBES` (10000) probes on `every 1m` for `BENCH_SECONDS`
 //!   (75) seconds; the lag of each run is its recorded start minus the slot
 //!   its schedule gave it.
+//! - `prune-lag`: `lag` for `BENCH_SECONDS` (150) seconds over a store that
+//!   also holds 30 days of runs of `BENCH_PRUNE_PROBES` (100) probes, one
+//!   every 5 minutes, all older than the retention (30 days): the daemon's
+//!   retention loop prunes them from its first minute on, and the lag of the
+//!   runs that started while it did is reported on its own.
 //!
 //! Figures come from the runs the daemon stored, not from inside the engine.
 //! Logs go to a file at the daemon's default level, as a deployment's would.
@@ -27,6 +32,8 @@ use sms_canary::schedule::Schedule;
 
 #[path = "common.rs"]
 mod common;
+#[path = "seed.rs"]
+mod seed;
 use common::{knob, percentile};
 
 fn main() {
@@ -44,8 +51,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     match mode.as_str() {
         "scale" => runtime.block_on(scale(dir.path())),
-        "lag" => runtime.block_on(lag(dir.path())),
-        other => eprintln!("unknown mode `{other}`: use `scale` or `lag`"),
+        "lag" => runtime.block_on(lag(dir.path(), false)),
+        "prune-lag" => runtime.block_on(lag(dir.path(), true)),
+        other => eprintln!("unknown mode `{other}`: use `scale`, `lag` or `prune-lag`"),
     }
 }
 
@@ -289,18 +297,29 @@ fn lags_ms(runs: &[Run], schedule: &Schedule) -> Vec<f64> {
     lags
 }
 
-async fn lag(dir: &Path) {
+async fn lag(dir: &Path, prune: bool) {
     let probes = knob("BENCH_PROBES", 10_000) as usize;
-    let seconds = knob("BENCH_SECONDS", 75);
+    let seconds = knob("BENCH_SECONDS", if prune { 150 } else { 75 });
     let latency_ms = knob("BENCH_LATENCY_MS", 200);
     let schedule = "every 1m";
     let config = write_config(dir, probes, schedule, latency_ms);
+    let old = prune.then(|| seed_old_runs(dir, probes));
+    let watch = old.map(|(seeded, cutoff)| {
+        let db = dir.join("state/state.db");
+        (
+            seeded,
+            std::thread::spawn(move || watch_pruning(&db, cutoff, seeded)),
+        )
+    });
+    let wall = Utc::now();
     let (control, task) = start_daemon(config);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let _ = control.send(Control::Shutdown).await;
     let _ = task.await;
     let runs = stored_runs(dir);
-    let lags = lags_ms(&runs, &Schedule::parse(schedule).unwrap());
+    let runs: Vec<Run> = runs.into_iter().filter(|r| r.started_at >= wall).collect();
+    let every = Schedule::parse(schedule).unwrap();
+    let lags = lags_ms(&runs, &every);
     let ok = runs.iter().filter(|r| r.outcome == "ok").count();
     println!(
         "schedule lag: {probes} probes on `{schedule}` for {seconds} s, injected latency {latency_ms} ms"
@@ -312,11 +331,103 @@ async fn lag(dir: &Path) {
         percentile(&lags, 0.99),
         percentile(&lags, 1.0)
     );
-    println!(
-        "RESULT mode=lag probes={probes} runs={} lag_p50_ms={:.2} lag_p99_ms={:.2} lag_max_ms={:.2}",
+    let mut result = format!(
+        "RESULT mode={} probes={probes} runs={} lag_p50_ms={:.2} lag_p99_ms={:.2} lag_max_ms={:.2}",
+        if prune { "prune-lag" } else { "lag" },
         lags.len(),
         percentile(&lags, 0.5),
         percentile(&lags, 0.99),
         percentile(&lags, 1.0)
     );
+    if let Some((seeded, watch)) = watch {
+        let pruning = watch.join().unwrap();
+        let (from, to, left) = (pruning.first, pruning.last, pruning.left);
+        let during: Vec<Run> = match (from, to) {
+            (Some(from), Some(to)) => runs
+                .into_iter()
+                .filter(|r| r.started_at >= from && r.started_at <= to)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let during = lags_ms(&during, &every);
+        let span = match (from, to) {
+            (Some(from), Some(to)) => (to - from).num_milliseconds() as f64 / 1e3,
+            _ => f64::NAN,
+        };
+        println!(
+            "  pruning {} of {seeded} old runs took {span:.1} s; {} runs started meanwhile: lag p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            seeded - left,
+            during.len(),
+            percentile(&during, 0.5),
+            percentile(&during, 0.99),
+            percentile(&during, 1.0)
+        );
+        result += &format!(
+            " old_runs={seeded} pruned={} prune_s={span:.1} runs_while_pruning={} prune_lag_p50_ms={:.2} prune_lag_p99_ms={:.2} prune_lag_max_ms={:.2}",
+            seeded - left,
+            during.len(),
+            percentile(&during, 0.5),
+            percentile(&during, 0.99),
+            percentile(&during, 1.0)
+        );
+    }
+    println!("{result}");
+}
+
+/// Seeds the store with 30 days of runs of the first `BENCH_PRUNE_PROBES`
+/// probes, every 5 minutes, ending a day past the 30-day retention. Returns
+/// how many and the time they all start before.
+fn seed_old_runs(dir: &Path, probes: usize) -> (u64, DateTime<Utc>) {
+    let count = (knob("BENCH_PRUNE_PROBES", 100) as usize).clamp(1, probes);
+    let store = sms_canary::store::Store::open(&dir.join("state")).expect("store");
+    let cutoff = Utc::now() - chrono::Duration::days(31);
+    let from = cutoff - chrono::Duration::days(30);
+    let mut seeded = seed::record(&store, "p00000", from, cutoff, chrono::Duration::minutes(5));
+    let others: Vec<String> = (1..count).map(|i| format!("p{i:05}")).collect();
+    seeded += seed::copy_probe(store.path(), "p00000", &others);
+    (seeded, cutoff)
+}
+
+/// When the daemon's pruning of the runs before `cutoff` was first and last
+/// seen under way, and how many were left at the end.
+struct Pruning {
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    left: u64,
+}
+
+/// Counts the runs before `cutoff` every 250 ms until none are left or 5
+/// minutes passed; the store is read on a connection of its own, as any
+/// reader's would be.
+fn watch_pruning(db: &Path, cutoff: DateTime<Utc>, seeded: u64) -> Pruning {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the store to watch");
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    let mut pruning = Pruning {
+        first: None,
+        last: None,
+        left: seeded,
+    };
+    let give_up = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(250));
+        let Ok(left) = conn.query_row(
+            "SELECT count(*) FROM runs WHERE started_at < ?1",
+            [cutoff.timestamp_millis()],
+            |r| r.get::<_, i64>(0),
+        ) else {
+            continue;
+        };
+        let left = left as u64;
+        if left < pruning.left {
+            pruning.first.get_or_insert_with(Utc::now);
+            pruning.last = Some(Utc::now());
+        }
+        pruning.left = left;
+        if left == 0 {
+            break;
+        }
+    }
+    pruning
 }
