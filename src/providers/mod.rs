@@ -15,6 +15,7 @@
 
 pub mod http;
 pub mod mock;
+pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
 
@@ -29,6 +30,7 @@ use url::Url;
 
 pub use http::config::{HttpGatewayConfig, HttpMethod, HttpPollConfig, ResponseRule};
 pub use mock::MockGatewayConfig;
+pub use telnyx::config::TelnyxGatewayConfig;
 pub use twilio::config::{TwilioGatewayConfig, TwilioPollConfig};
 pub use vonage::config::VonageGatewayConfig;
 
@@ -52,6 +54,8 @@ pub enum GatewayConfig {
     Vonage(VonageGatewayConfig),
     /// Your own HTTP SMS API, described by templates and rules.
     Http(HttpGatewayConfig),
+    /// Telnyx's Messaging API v2 (`POST /v2/messages`).
+    Telnyx(TelnyxGatewayConfig),
 }
 
 /// The gateway kinds, in the order the reference lists them.
@@ -61,6 +65,7 @@ enum GatewayKind {
     Twilio,
     Vonage,
     Http,
+    Telnyx,
 }
 
 impl GatewayKind {
@@ -69,6 +74,7 @@ impl GatewayKind {
         GatewayKind::Twilio,
         GatewayKind::Vonage,
         GatewayKind::Http,
+        GatewayKind::Telnyx,
     ];
 
     fn name(self) -> &'static str {
@@ -77,12 +83,13 @@ impl GatewayKind {
             GatewayKind::Twilio => "twilio",
             GatewayKind::Vonage => "vonage",
             GatewayKind::Http => "http",
+            GatewayKind::Telnyx => "telnyx",
         }
     }
 }
 
 impl GatewayConfig {
-    pub const KINDS: &'static [&'static str] = &["mock", "twilio", "vonage", "http"];
+    pub const KINDS: &'static [&'static str] = &["mock", "twilio", "vonage", "http", "telnyx"];
 
     pub fn kind(&self) -> &'static str {
         self.kind_of().name()
@@ -94,6 +101,7 @@ impl GatewayConfig {
             GatewayConfig::Twilio(_) => GatewayKind::Twilio,
             GatewayConfig::Vonage(_) => GatewayKind::Vonage,
             GatewayConfig::Http(_) => GatewayKind::Http,
+            GatewayConfig::Telnyx(_) => GatewayKind::Telnyx,
         }
     }
 
@@ -108,6 +116,7 @@ impl GatewayConfig {
             GatewayKind::Twilio => TwilioGatewayConfig::deserialize(de).map(GatewayConfig::Twilio),
             GatewayKind::Vonage => VonageGatewayConfig::deserialize(de).map(GatewayConfig::Vonage),
             GatewayKind::Http => HttpGatewayConfig::deserialize(de).map(GatewayConfig::Http),
+            GatewayKind::Telnyx => TelnyxGatewayConfig::deserialize(de).map(GatewayConfig::Telnyx),
         })
     }
 
@@ -116,7 +125,9 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             GatewayConfig::Mock(m) => m.validate(),
-            GatewayConfig::Twilio(_) | GatewayConfig::Vonage(_) => Ok(()),
+            GatewayConfig::Twilio(_) | GatewayConfig::Vonage(_) | GatewayConfig::Telnyx(_) => {
+                Ok(())
+            }
             GatewayConfig::Http(h) => h.validate(),
         }
     }
@@ -127,6 +138,7 @@ impl GatewayConfig {
         match self {
             GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::INBOUND),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::INBOUND),
+            GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::INBOUND),
             GatewayConfig::Http(_) => None,
         }
     }
@@ -136,6 +148,7 @@ impl GatewayConfig {
         match self {
             GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::STATUS),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::RECEIPT),
+            GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::STATUS),
             GatewayConfig::Http(_) => None,
         }
     }
@@ -163,6 +176,13 @@ impl GatewayConfig {
                 v.request_timeout,
             )?),
             GatewayConfig::Http(h) => Box::new(http::gateway::HttpGateway::new(name, h)?),
+            GatewayConfig::Telnyx(t) => Box::new(telnyx::gateway::TelnyxGateway::new(
+                name,
+                &t.base_url,
+                t.api_key.clone(),
+                t.messaging_profile_id.clone(),
+                t.request_timeout,
+            )?),
         })
     }
 }
@@ -338,7 +358,11 @@ pub fn build_poller(
                         })?;
                     (url, &m.account_sid, &m.auth_token)
                 }
-                Some(other @ (GatewayConfig::Vonage(_) | GatewayConfig::Http(_))) => {
+                Some(
+                    other @ (GatewayConfig::Vonage(_)
+                    | GatewayConfig::Http(_)
+                    | GatewayConfig::Telnyx(_)),
+                ) => {
                     return Err(CallError::permanent(format!(
                         "gateway `{account}` is of kind {}",
                         other.kind()
@@ -385,6 +409,8 @@ pub const ROUTES: &[&Route] = &[
     &twilio::webhooks::STATUS,
     &vonage::webhooks::INBOUND,
     &vonage::webhooks::RECEIPT,
+    &telnyx::webhooks::INBOUND,
+    &telnyx::webhooks::STATUS,
     &http::webhooks::JSON,
 ];
 
@@ -392,6 +418,7 @@ pub const ROUTES: &[&Route] = &[
 pub fn webhook_router(hooks: Arc<Hooks>) -> Router {
     twilio::webhooks::router(Arc::clone(&hooks))
         .merge(vonage::webhooks::router(Arc::clone(&hooks)))
+        .merge(telnyx::webhooks::router(Arc::clone(&hooks)))
         .merge(http::webhooks::router(hooks))
 }
 
@@ -400,6 +427,7 @@ pub const TABLES: &[&[Table]] = &[
     twilio::config::TABLES,
     vonage::config::TABLES,
     http::config::TABLES,
+    telnyx::config::TABLES,
 ];
 
 /// A running in-process mock and the client of the API it speaks.
@@ -438,16 +466,22 @@ pub async fn start_mock(
 pub enum InboundFormat {
     Twilio,
     Vonage,
+    Telnyx,
 }
 
 impl InboundFormat {
-    pub const ALL: &[InboundFormat] = &[InboundFormat::Twilio, InboundFormat::Vonage];
-    pub const NAMES: &[&str] = &["twilio", "vonage"];
+    pub const ALL: &[InboundFormat] = &[
+        InboundFormat::Twilio,
+        InboundFormat::Vonage,
+        InboundFormat::Telnyx,
+    ];
+    pub const NAMES: &[&str] = &["twilio", "vonage", "telnyx"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             InboundFormat::Twilio => "twilio",
             InboundFormat::Vonage => "vonage",
+            InboundFormat::Telnyx => "telnyx",
         }
     }
 
@@ -456,6 +490,7 @@ impl InboundFormat {
         match self {
             InboundFormat::Twilio => twilio::mock::new_message_sid(),
             InboundFormat::Vonage => vonage::mock::new_vonage_id(),
+            InboundFormat::Telnyx => telnyx::mock::new_id(),
         }
     }
 
@@ -464,6 +499,7 @@ impl InboundFormat {
         match self {
             InboundFormat::Twilio => twilio::mock::receipt_request(shared, m),
             InboundFormat::Vonage => vonage::mock::receipt_request(shared, m),
+            InboundFormat::Telnyx => telnyx::mock::receipt_request(shared, m),
         }
     }
 
@@ -478,6 +514,7 @@ impl InboundFormat {
         match self {
             InboundFormat::Twilio => twilio::mock::inbound_request(shared, m, url),
             InboundFormat::Vonage => vonage::mock::inbound_request(shared, m, url, at),
+            InboundFormat::Telnyx => telnyx::mock::inbound_request(shared, m, url, at),
         }
     }
 
@@ -486,13 +523,16 @@ impl InboundFormat {
         match self {
             InboundFormat::Twilio => status.as_str(),
             InboundFormat::Vonage => vonage::mock::status_word(direction, status),
+            InboundFormat::Telnyx => telnyx::mock::status_word(direction, status),
         }
     }
 }
 
 /// Every provider API of the mock carrier, served together.
 pub(crate) fn mock_router(shared: Arc<Shared>) -> Router {
-    twilio::mock::router(Arc::clone(&shared)).merge(vonage::mock::router(shared))
+    twilio::mock::router(Arc::clone(&shared))
+        .merge(vonage::mock::router(Arc::clone(&shared)))
+        .merge(telnyx::mock::router(shared))
 }
 
 /// What the mock answers on a path no API serves (Twilio's 404 shape).
@@ -506,11 +546,18 @@ pub(crate) async fn mock_not_found(request: axum::extract::Request) -> axum::res
 #[derive(Debug, Clone, Default)]
 pub struct MockAccounts {
     pub vonage: vonage::mock::Account,
+    pub telnyx: telnyx::mock::Account,
 }
 
 impl MockAccounts {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        self.vonage.validate()
+        self.vonage.validate()?;
+        self.telnyx.validate()
+    }
+
+    /// What the standalone mock says at start of each account, besides its address.
+    pub fn announce(&self) -> Vec<String> {
+        vec![telnyx::mock::announce(&self.telnyx)]
     }
 }
 
@@ -531,6 +578,8 @@ impl MockState {
 pub struct MockArgs {
     #[command(flatten)]
     pub vonage: vonage::mock::Args,
+    #[command(flatten)]
+    pub telnyx: telnyx::mock::Args,
 }
 
 impl MockArgs {
@@ -538,6 +587,7 @@ impl MockArgs {
     pub(crate) fn accounts(&self) -> Result<MockAccounts, (&'static str, String)> {
         Ok(MockAccounts {
             vonage: self.vonage.account()?,
+            telnyx: self.telnyx.account()?,
         })
     }
 }

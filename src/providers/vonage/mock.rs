@@ -99,6 +99,7 @@ impl Credit {
 
 /// The standalone mock's Vonage account.
 #[derive(clap::Args, Debug)]
+#[group(id = "vonage_account")]
 pub struct Args {
     /// Vonage API key clients authenticate with.
     #[arg(long, value_name = "KEY", default_value = DEFAULT_API_KEY)]
@@ -424,6 +425,13 @@ fn submit(
     }
     if !is_phone_number(to) {
         return Err(Refusal::invalid("to"));
+    }
+    // The mock's magic numbers (those of Twilio's test credentials), with
+    // Vonage's statuses.
+    match vonage_digits(to) {
+        "15005550001" => return Err(Refusal::invalid("to")),
+        "15005550004" => return Err(Refusal::new(7, "Number Barred")),
+        _ => {}
     }
     if text.chars().count() > MAX_TEXT_CHARS {
         return Err(Refusal::new(6, "Invalid Message: the text is too long"));
