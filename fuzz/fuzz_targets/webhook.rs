@@ -1,7 +1,7 @@
 //! The webhook routes, driven through the real router with any request:
 //! Twilio inbound and status callbacks, Vonage inbound and receipts (query,
-//! form or JSON), Telnyx events (Ed25519-signed JSON), and the generic JSON
-//! route. No request makes a route panic
+//! form or JSON), Telnyx events (Ed25519-signed JSON), Plivo callbacks
+//! (form or query, signature V3), and the generic JSON route. No request makes a route panic
 //! or answer 5xx, a request the harness signed correctly is never refused
 //! as badly signed, and one whose `Content-Length` declares more than the
 //! limit (or cannot be read) is refused with 413, on any path.
@@ -9,7 +9,8 @@
 //! Input: an HTTP/1-like request: `METHOD /path?query`, header lines, a blank
 //! line, the body. The pseudo-header `X-Fuzz-Sign: 1` asks the harness to sign
 //! the request the way the provider would (a fresh Vonage `timestamp` and
-//! `sig` are then written into the query or form; Telnyx's headers are set).
+//! `sig` are then written into the query or form; Telnyx's and Plivo's
+//! headers are set).
 
 #![no_main]
 
@@ -21,6 +22,7 @@ use libfuzzer_sys::fuzz_target;
 use sms_canary::config::Config;
 use sms_canary::receiver::Inbox;
 use sms_canary::receiver::webhook::{BODY_LIMIT, Hooks, router};
+use sms_canary::providers::plivo::signature::sign_v3 as plivo_signature;
 use sms_canary::providers::telnyx::signature::KeyPair;
 use sms_canary::providers::twilio::signature::sign as twilio_signature;
 use sms_canary::providers::vonage::signature::{
@@ -34,6 +36,7 @@ const PUBLIC_URL: &str = "https://canary.example.com/sms";
 const TWILIO_TOKEN: &str = "fuzz-twilio-token";
 const VONAGE_SECRET: &str = "fuzz-vonage-signature-secret";
 const JSON_SECRET: &str = "fuzz-json-secret";
+const PLIVO_TOKEN: &str = "fuzz-plivo-token";
 /// A run token the harness waits for, so that matching paths run too.
 const RUN_TOKEN: &str = "fuzztoken1";
 
@@ -52,6 +55,15 @@ public_key = "TELNYX_PUBLIC_KEY"
 [receivers.txin]
 kind = "webhook"
 gateway = "tx"
+
+[gateways.pl]
+kind = "plivo"
+auth_id = "MAFUZZFUZZFUZZFUZZ00"
+auth_token = "fuzz-plivo-token"
+
+[receivers.plin]
+kind = "webhook"
+gateway = "pl"
 
 [gateways.tw]
 kind = "twilio"
@@ -126,6 +138,7 @@ enum Signer {
     Twilio,
     Vonage,
     Telnyx,
+    Plivo,
     Json,
     None,
 }
@@ -135,6 +148,7 @@ fn signer(path: &str) -> Signer {
         "/hooks/twilio/inbound/tin" | "/hooks/twilio/status/tw" => Signer::Twilio,
         "/hooks/vonage/inbound/vin" | "/hooks/vonage/receipt/vs" => Signer::Vonage,
         "/hooks/telnyx/inbound/txin" | "/hooks/telnyx/status/tx" => Signer::Telnyx,
+        "/hooks/plivo/inbound/plin" | "/hooks/plivo/status/pl" => Signer::Plivo,
         "/hooks/json/json" => Signer::Json,
         _ => Signer::None,
     }
@@ -258,6 +272,34 @@ fuzz_target!(|data: &[u8]| {
                 HeaderName::from_static("telnyx-signature-ed25519"),
                 HeaderValue::from_str(&sig).expect("base64 is a header value"),
             ));
+        }
+        Signer::Plivo => {
+            // What goes on the wire: a fragment in `target` is not sent.
+            let sent = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+            if let Ok(url) = Url::parse(&format!("{PUBLIC_URL}{sent}"))
+                && std::str::from_utf8(&body).is_ok()
+            {
+                let is_get = method == Method::GET;
+                let posted = if is_get { Vec::new() } else { parse_pairs(&body) };
+                let nonce = "12345678901234567890";
+                let sig = plivo_signature(PLIVO_TOKEN, is_get, &url, &posted, nonce);
+                headers.retain(|(n, _)| !n.as_str().starts_with("x-plivo-signature"));
+                headers.push((
+                    HeaderName::from_static("x-plivo-signature-v3"),
+                    HeaderValue::from_str(&sig).expect("base64 is a header value"),
+                ));
+                headers.push((
+                    HeaderName::from_static("x-plivo-signature-v3-nonce"),
+                    HeaderValue::from_static(nonce),
+                ));
+                if !is_get {
+                    headers.retain(|(n, _)| n != header::CONTENT_TYPE);
+                    headers.push((
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    ));
+                }
+            }
         }
         Signer::Json => {
             let sig = body_signature(&body, JSON_SECRET);

@@ -15,6 +15,7 @@
 
 pub mod http;
 pub mod mock;
+pub mod plivo;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
@@ -30,12 +31,13 @@ use url::Url;
 
 pub use http::config::{HttpGatewayConfig, HttpMethod, HttpPollConfig, ResponseRule};
 pub use mock::MockGatewayConfig;
+pub use plivo::config::PlivoGatewayConfig;
 pub use telnyx::config::TelnyxGatewayConfig;
 pub use twilio::config::{TwilioGatewayConfig, TwilioPollConfig};
 pub use vonage::config::VonageGatewayConfig;
 
 use crate::gateway::Gateway;
-use crate::mock_carrier::{Direction, Message, MockHandle, Shared, Status};
+use crate::mock_carrier::{Message, MockHandle, Shared};
 use crate::net::CallError;
 use crate::receiver::poll::Poller;
 use crate::receiver::webhook::{Hooks, Route};
@@ -56,6 +58,8 @@ pub enum GatewayConfig {
     Http(HttpGatewayConfig),
     /// Telnyx's Messaging API v2 (`POST /v2/messages`).
     Telnyx(TelnyxGatewayConfig),
+    /// Plivo's Message API (`POST /v1/Account/{auth_id}/Message/`).
+    Plivo(PlivoGatewayConfig),
 }
 
 /// The gateway kinds, in the order the reference lists them.
@@ -66,6 +70,7 @@ enum GatewayKind {
     Vonage,
     Http,
     Telnyx,
+    Plivo,
 }
 
 impl GatewayKind {
@@ -75,6 +80,7 @@ impl GatewayKind {
         GatewayKind::Vonage,
         GatewayKind::Http,
         GatewayKind::Telnyx,
+        GatewayKind::Plivo,
     ];
 
     fn name(self) -> &'static str {
@@ -84,12 +90,14 @@ impl GatewayKind {
             GatewayKind::Vonage => "vonage",
             GatewayKind::Http => "http",
             GatewayKind::Telnyx => "telnyx",
+            GatewayKind::Plivo => "plivo",
         }
     }
 }
 
 impl GatewayConfig {
-    pub const KINDS: &'static [&'static str] = &["mock", "twilio", "vonage", "http", "telnyx"];
+    pub const KINDS: &'static [&'static str] =
+        &["mock", "twilio", "vonage", "http", "telnyx", "plivo"];
 
     pub fn kind(&self) -> &'static str {
         self.kind_of().name()
@@ -102,6 +110,7 @@ impl GatewayConfig {
             GatewayConfig::Vonage(_) => GatewayKind::Vonage,
             GatewayConfig::Http(_) => GatewayKind::Http,
             GatewayConfig::Telnyx(_) => GatewayKind::Telnyx,
+            GatewayConfig::Plivo(_) => GatewayKind::Plivo,
         }
     }
 
@@ -117,6 +126,7 @@ impl GatewayConfig {
             GatewayKind::Vonage => VonageGatewayConfig::deserialize(de).map(GatewayConfig::Vonage),
             GatewayKind::Http => HttpGatewayConfig::deserialize(de).map(GatewayConfig::Http),
             GatewayKind::Telnyx => TelnyxGatewayConfig::deserialize(de).map(GatewayConfig::Telnyx),
+            GatewayKind::Plivo => PlivoGatewayConfig::deserialize(de).map(GatewayConfig::Plivo),
         })
     }
 
@@ -125,9 +135,10 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             GatewayConfig::Mock(m) => m.validate(),
-            GatewayConfig::Twilio(_) | GatewayConfig::Vonage(_) | GatewayConfig::Telnyx(_) => {
-                Ok(())
-            }
+            GatewayConfig::Twilio(_)
+            | GatewayConfig::Vonage(_)
+            | GatewayConfig::Telnyx(_)
+            | GatewayConfig::Plivo(_) => Ok(()),
             GatewayConfig::Http(h) => h.validate(),
         }
     }
@@ -139,6 +150,7 @@ impl GatewayConfig {
             GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::INBOUND),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::INBOUND),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::INBOUND),
+            GatewayConfig::Plivo(_) => Some(&plivo::webhooks::INBOUND),
             GatewayConfig::Http(_) => None,
         }
     }
@@ -149,6 +161,7 @@ impl GatewayConfig {
             GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::STATUS),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::RECEIPT),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::STATUS),
+            GatewayConfig::Plivo(_) => Some(&plivo::webhooks::STATUS),
             GatewayConfig::Http(_) => None,
         }
     }
@@ -182,6 +195,13 @@ impl GatewayConfig {
                 t.api_key.clone(),
                 t.messaging_profile_id.clone(),
                 t.request_timeout,
+            )?),
+            GatewayConfig::Plivo(p) => Box::new(plivo::gateway::PlivoGateway::new(
+                name,
+                &p.base_url,
+                &p.auth_id,
+                p.auth_token.clone(),
+                p.request_timeout,
             )?),
         })
     }
@@ -361,7 +381,8 @@ pub fn build_poller(
                 Some(
                     other @ (GatewayConfig::Vonage(_)
                     | GatewayConfig::Http(_)
-                    | GatewayConfig::Telnyx(_)),
+                    | GatewayConfig::Telnyx(_)
+                    | GatewayConfig::Plivo(_)),
                 ) => {
                     return Err(CallError::permanent(format!(
                         "gateway `{account}` is of kind {}",
@@ -411,6 +432,8 @@ pub const ROUTES: &[&Route] = &[
     &vonage::webhooks::RECEIPT,
     &telnyx::webhooks::INBOUND,
     &telnyx::webhooks::STATUS,
+    &plivo::webhooks::INBOUND,
+    &plivo::webhooks::STATUS,
     &http::webhooks::JSON,
 ];
 
@@ -419,6 +442,7 @@ pub fn webhook_router(hooks: Arc<Hooks>) -> Router {
     twilio::webhooks::router(Arc::clone(&hooks))
         .merge(vonage::webhooks::router(Arc::clone(&hooks)))
         .merge(telnyx::webhooks::router(Arc::clone(&hooks)))
+        .merge(plivo::webhooks::router(Arc::clone(&hooks)))
         .merge(http::webhooks::router(hooks))
 }
 
@@ -428,6 +452,7 @@ pub const TABLES: &[&[Table]] = &[
     vonage::config::TABLES,
     http::config::TABLES,
     telnyx::config::TABLES,
+    plivo::config::TABLES,
 ];
 
 /// A running in-process mock and the client of the API it speaks.
@@ -467,6 +492,7 @@ pub enum InboundFormat {
     Twilio,
     Vonage,
     Telnyx,
+    Plivo,
 }
 
 impl InboundFormat {
@@ -474,14 +500,16 @@ impl InboundFormat {
         InboundFormat::Twilio,
         InboundFormat::Vonage,
         InboundFormat::Telnyx,
+        InboundFormat::Plivo,
     ];
-    pub const NAMES: &[&str] = &["twilio", "vonage", "telnyx"];
+    pub const NAMES: &[&str] = &["twilio", "vonage", "telnyx", "plivo"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             InboundFormat::Twilio => "twilio",
             InboundFormat::Vonage => "vonage",
             InboundFormat::Telnyx => "telnyx",
+            InboundFormat::Plivo => "plivo",
         }
     }
 
@@ -491,6 +519,7 @@ impl InboundFormat {
             InboundFormat::Twilio => twilio::mock::new_message_sid(),
             InboundFormat::Vonage => vonage::mock::new_vonage_id(),
             InboundFormat::Telnyx => telnyx::mock::new_id(),
+            InboundFormat::Plivo => plivo::mock::new_uuid(),
         }
     }
 
@@ -500,6 +529,7 @@ impl InboundFormat {
             InboundFormat::Twilio => twilio::mock::receipt_request(shared, m),
             InboundFormat::Vonage => vonage::mock::receipt_request(shared, m),
             InboundFormat::Telnyx => telnyx::mock::receipt_request(shared, m),
+            InboundFormat::Plivo => plivo::mock::receipt_request(shared, m),
         }
     }
 
@@ -515,15 +545,17 @@ impl InboundFormat {
             InboundFormat::Twilio => twilio::mock::inbound_request(shared, m, url),
             InboundFormat::Vonage => vonage::mock::inbound_request(shared, m, url, at),
             InboundFormat::Telnyx => telnyx::mock::inbound_request(shared, m, url, at),
+            InboundFormat::Plivo => plivo::mock::inbound_request(shared, m, url),
         }
     }
 
     /// A message's state in this API's own words.
-    pub(crate) fn status_word(self, direction: Direction, status: Status) -> &'static str {
+    pub(crate) fn status_word(self, m: &Message) -> &'static str {
         match self {
-            InboundFormat::Twilio => status.as_str(),
-            InboundFormat::Vonage => vonage::mock::status_word(direction, status),
-            InboundFormat::Telnyx => telnyx::mock::status_word(direction, status),
+            InboundFormat::Twilio => m.status.as_str(),
+            InboundFormat::Vonage => vonage::mock::status_word(m.direction, m.status),
+            InboundFormat::Telnyx => telnyx::mock::status_word(m.direction, m.status),
+            InboundFormat::Plivo => plivo::mock::status_word(m.direction, m.status, m.error_code),
         }
     }
 }
@@ -532,7 +564,8 @@ impl InboundFormat {
 pub(crate) fn mock_router(shared: Arc<Shared>) -> Router {
     twilio::mock::router(Arc::clone(&shared))
         .merge(vonage::mock::router(Arc::clone(&shared)))
-        .merge(telnyx::mock::router(shared))
+        .merge(telnyx::mock::router(Arc::clone(&shared)))
+        .merge(plivo::mock::router(shared))
 }
 
 /// What the mock answers on a path no API serves (Twilio's 404 shape).
@@ -547,12 +580,14 @@ pub(crate) async fn mock_not_found(request: axum::extract::Request) -> axum::res
 pub struct MockAccounts {
     pub vonage: vonage::mock::Account,
     pub telnyx: telnyx::mock::Account,
+    pub plivo: plivo::mock::Account,
 }
 
 impl MockAccounts {
     pub(crate) fn validate(&self) -> Result<(), String> {
         self.vonage.validate()?;
-        self.telnyx.validate()
+        self.telnyx.validate()?;
+        self.plivo.validate()
     }
 
     /// What the standalone mock says at start of each account, besides its address.
@@ -580,6 +615,8 @@ pub struct MockArgs {
     pub vonage: vonage::mock::Args,
     #[command(flatten)]
     pub telnyx: telnyx::mock::Args,
+    #[command(flatten)]
+    pub plivo: plivo::mock::Args,
 }
 
 impl MockArgs {
@@ -588,6 +625,7 @@ impl MockArgs {
         Ok(MockAccounts {
             vonage: self.vonage.account()?,
             telnyx: self.telnyx.account()?,
+            plivo: self.plivo.account()?,
         })
     }
 }

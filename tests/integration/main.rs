@@ -32,6 +32,7 @@ mod notifications;
 mod own_api;
 mod peers;
 mod personal_data;
+mod plivo_webhooks;
 mod python;
 mod reference;
 mod reliability;

@@ -22,8 +22,10 @@ const OK: &str = "+15005550100";
 const SLOW: &str = "+15005550101";
 const LOST: &str = "+15005550102";
 const UNDELIVERED: &str = "+15005550103";
-/// The mock's magic number for an unsubscribed recipient, in every API.
+/// The mock's magic number for an unsubscribed recipient: refused at submit
+/// by every API but Plivo's, which refuses an invalid one.
 const REJECTED: &str = "+15005550004";
+const INVALID: &str = "+15005550001";
 
 /// How a provider is wired to the mock.
 struct Provider {
@@ -32,7 +34,9 @@ struct Provider {
     tables: fn(base: &str) -> String,
     /// Where the mock posts an owned number's inbound messages (`None`: polled).
     inbound: Option<&'static str>,
-    /// The code a rejected and an undelivered run report.
+    /// The number a submit is refused for, and the code a rejected and an
+    /// undelivered run report ("": no code).
+    rejected_to: &'static str,
     rejected_code: &'static str,
     undelivered_code: Option<&'static str>,
 }
@@ -50,6 +54,7 @@ fn providers() -> Vec<Provider> {
                 )
             },
             inbound: Some("/hooks/twilio/inbound/inbox"),
+            rejected_to: REJECTED,
             rejected_code: "21610",
             undelivered_code: Some("30003"),
         },
@@ -62,6 +67,7 @@ fn providers() -> Vec<Provider> {
                 )
             },
             inbound: Some("/hooks/vonage/inbound/inbox"),
+            rejected_to: REJECTED,
             rejected_code: "7",
             // Twilio's 30003 (handset unreachable) as Vonage's receipt says it.
             undelivered_code: Some("2"),
@@ -76,6 +82,7 @@ fn providers() -> Vec<Provider> {
                 )
             },
             inbound: Some("/hooks/telnyx/inbound/inbox"),
+            rejected_to: REJECTED,
             rejected_code: "40300",
             // Twilio's 30003 as Telnyx's receipt says it.
             undelivered_code: Some("40006"),
@@ -97,8 +104,26 @@ fn providers() -> Vec<Provider> {
                 )
             },
             inbound: None,
+            rejected_to: REJECTED,
             rejected_code: "",
             undelivered_code: None,
+        },
+        Provider {
+            name: "plivo",
+            tables: |base| {
+                format!(
+                    "[gateways.gw]\nkind = \"plivo\"\nauth_id = \"MAMOCKPLIVOACCOUNT00\"\n\
+                     auth_token = \"mock-plivo-auth-token\"\nbase_url = \"{base}\"\n\
+                     [receivers.inbox]\nkind = \"webhook\"\ngateway = \"gw\"\n"
+                )
+            },
+            inbound: Some("/hooks/plivo/inbound/inbox"),
+            // Plivo refuses an invalid number at submit, in words; a STOP
+            // comes later, as a failed delivery.
+            rejected_to: INVALID,
+            rejected_code: "",
+            // Twilio's 30003 as Plivo's callback says it.
+            undelivered_code: Some("80"),
         },
     ]
 }
@@ -159,7 +184,7 @@ async fn round_trip(provider: &Provider) -> Vec<RunResult> {
         ("ok", OK),
         ("slow", SLOW),
         ("lost", LOST),
-        ("rejected", REJECTED),
+        ("rejected", provider.rejected_to),
     ];
     if provider.undelivered_code.is_some() {
         outcomes.push(("undelivered", UNDELIVERED));

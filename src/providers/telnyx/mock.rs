@@ -279,8 +279,8 @@ fn fail_code(code: u32) -> u32 {
     }
 }
 
-/// Refusals by the mock's magic numbers (those Twilio's test credentials
-/// use, with Telnyx's codes), then by plain validation.
+/// Refusals by the mock's magic test numbers (the same in every API it
+/// speaks, with Telnyx's codes), then by plain validation.
 fn check_numbers(to: &str, from: &str) -> Result<(), ApiError> {
     match from {
         "+15005550001" | "+15005550007" => {

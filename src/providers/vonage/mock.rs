@@ -426,7 +426,7 @@ fn submit(
     if !is_phone_number(to) {
         return Err(Refusal::invalid("to"));
     }
-    // The mock's magic numbers (those of Twilio's test credentials), with
+    // The mock's magic test numbers (the same in every API it speaks), with
     // Vonage's statuses.
     match vonage_digits(to) {
         "15005550001" => return Err(Refusal::invalid("to")),
