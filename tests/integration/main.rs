@@ -33,6 +33,7 @@ mod own_api;
 mod peers;
 mod personal_data;
 mod plivo_webhooks;
+mod provider_sdks;
 mod python;
 mod reference;
 mod reliability;
