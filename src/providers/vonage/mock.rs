@@ -704,7 +704,12 @@ fn signed_request(
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     if let Some(secret) = &shared.accounts.vonage.signature_secret {
+        // What Vonage adds to a signed callback: the time and a nonce, both signed.
         params.push(("timestamp".to_string(), at.timestamp().to_string()));
+        params.push((
+            "nonce".to_string(),
+            format!("{:032x}", ulid::Ulid::generate().0),
+        ));
         let sig = signature::sign(
             &params,
             secret.expose(),
