@@ -196,9 +196,15 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
     })
 }
 
+/// Batches of old runs a stateful check prunes at most (each
+/// [`crate::store::PRUNE_BATCH`] runs).
+const CHECK_PRUNE_BATCHES: usize = 4;
+
 /// A check's use of the state store.
 struct State {
     monitor: Arc<Monitor>,
+    /// `[canary] retention` and `rollup_retention`.
+    retention: (std::time::Duration, std::time::Duration),
     /// This process's claim on the store (see [`Holder`]).
     holder: Holder,
 }
@@ -224,7 +230,11 @@ impl State {
         if let Err(e) = monitor.reconcile(config).await {
             warn!("cannot bring the alert states up to date: {e}");
         }
-        Ok(State { monitor, holder })
+        Ok(State {
+            monitor,
+            retention: (config.canary.retention, config.canary.rollup_retention),
+            holder,
+        })
     }
 
     /// Begins a run of `probe`: refused by the cost guard, by a live run of
@@ -253,13 +263,24 @@ impl State {
                 warn!(probe = %probe.name, correlation_id = %correlation.id, "cannot record the run: {e}");
             }
         }
-        match self.monitor.deliver_due().await {
+        let delivered = match self.monitor.deliver_due().await {
             Ok(d) => d,
             Err(e) => {
                 warn!("outbox delivery failed: {e}");
                 Delivered::default()
             }
+        };
+        // A little of what retention drops, at each cron run (a daemon
+        // prunes in the background): bounded, so a check stays quick.
+        let (retention, rollups) = self.retention;
+        if let Err(e) = self
+            .monitor
+            .prune(retention, rollups, CHECK_PRUNE_BATCHES)
+            .await
+        {
+            warn!("cannot prune old runs: {e}");
         }
+        delivered
     }
 }
 

@@ -37,13 +37,7 @@ pub fn color_allowed(stream_is_terminal: bool) -> bool {
 #[command(name = "sms-canary", version = VERSION, propagate_version = true)]
 pub struct Cli {
     /// Config file [default: config.toml, else config.example.toml]
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "SMS_CANARY_CONFIG",
-        value_name = "PATH"
-    )]
+    #[arg(long, short, env = "SMS_CANARY_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
@@ -56,6 +50,62 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The commands that read no config, so `--config` is not offered on them.
+const WITHOUT_CONFIG: &[&str] = &["completions", "man", "config-schema", "mock-carrier"];
+
+impl Cli {
+    /// The command line as parsed, offered in help, completions and the man
+    /// page: [`Cli`]'s definitions, with `--config` (and `SMS_CANARY_CONFIG`)
+    /// on every command that reads a config, before or after its name, and
+    /// on no other.
+    pub fn definition() -> clap::Command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .filter(|n| !WITHOUT_CONFIG.contains(&n.as_str()))
+            .collect();
+        for name in names {
+            command = command.mut_subcommand(name, |sub| {
+                sub.arg(
+                    clap::Arg::new("config")
+                        .long("config")
+                        .short('c')
+                        .env("SMS_CANARY_CONFIG")
+                        .value_name("PATH")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("Config file [default: config.toml, else config.example.toml]")
+                        // Its own subcommands (`alerts clear`) take it too.
+                        .global(true),
+                )
+            });
+        }
+        command
+    }
+
+    /// Parses the process's arguments against [`Cli::definition`].
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::parse_from_args(std::env::args_os())
+    }
+
+    /// Parses `args` (the program's name first) against [`Cli::definition`].
+    pub fn parse_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut matches = Cli::definition().try_get_matches_from(args)?;
+        // `--config` after the command's name wins over one before it.
+        let after = matches
+            .subcommand()
+            .and_then(|(_, sub)| sub.try_get_one::<PathBuf>("config").ok().flatten())
+            .cloned();
+        let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches_mut(&mut matches)?;
+        cli.config = after.or(cli.config);
+        Ok(cli)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,6 +140,9 @@ pub enum Command {
     Trigger(TriggerArgs),
     /// Recent runs, outcome counts, latency percentiles, alerts and notifications.
     History(HistoryArgs),
+    /// Availability, latency percentiles and incidents per probe over a
+    /// window (an SLA table); with --html, the status page as one file.
+    Report(ReportArgs),
     /// Silence a probe's alerts for a while (maintenance): runs still count.
     Silence(SilenceArgs),
     /// Lift a probe's silence; an alert it held back is told at once.
@@ -172,10 +225,28 @@ pub struct HistoryArgs {
     /// Window of the counts and percentiles.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = crate::config::parse_duration)]
     pub since: std::time::Duration,
+    /// human, json (the figures, alerts and runs) or csv (the runs, a row each).
+    #[arg(long, value_enum, default_value_t = crate::report::TableFormat::Human)]
+    pub format: crate::report::TableFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The window.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = crate::config::parse_duration)]
+    pub since: std::time::Duration,
+    /// human, json or csv: a row per probe with runs, availability, p50/p95/p99 and incidents.
+    #[arg(long, value_enum, default_value_t = crate::report::TableFormat::Human)]
+    pub format: crate::report::TableFormat,
+    /// Also write the status page (overview and a section per probe) to this
+    /// file: self-contained, for a CI artifact or a cron user with no daemon.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct SilenceArgs {
+    /// The probe to silence.
     #[arg(value_name = "PROBE")]
     pub probe: String,
     /// How long, e.g. 2h.
@@ -188,6 +259,7 @@ pub struct SilenceArgs {
 
 #[derive(Debug, Args)]
 pub struct UnsilenceArgs {
+    /// The probe whose silence to lift.
     #[arg(value_name = "PROBE")]
     pub probe: String,
 }

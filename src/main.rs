@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
 use sms_canary::check::{CheckOptions, check};
 use sms_canary::cli::{
     self, CheckArgs, Cli, Command, DaemonArgs, DrillArgs, LogFormat, TriggerArgs,
@@ -23,7 +22,7 @@ use tracing_subscriber::EnvFilter;
 const UNKNOWN: u8 = Status::Unknown as u8;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -87,7 +86,7 @@ fn init_tracing(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sms_canary::report::progress::LogWriter::default)
         .with_ansi(cli::color_allowed(std::io::stderr().is_terminal()));
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
@@ -147,10 +146,52 @@ fn run_main(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(UNKNOWN);
             }
             let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
-            let history =
-                report::history::load(&store, args.probe.as_deref(), args.since, args.limit)
+            let history = report::history::load(
+                &store,
+                &config,
+                args.probe.as_deref(),
+                args.since,
+                args.limit,
+            )
+            .context("reading the state store")?;
+            let text = match args.format {
+                report::TableFormat::Human => report::history::render(&history),
+                report::TableFormat::Json => report::history::render_json(&history),
+                report::TableFormat::Csv => report::history::render_csv(&history),
+            };
+            print_stdout(text.as_bytes()).context("writing the history")?;
+            Ok(0)
+        }
+        Command::Report(args) => {
+            let Some(config) = load(cli.config.as_deref()) else {
+                return Ok(UNKNOWN);
+            };
+            let store = Store::open(&config.canary.state_dir).context("opening the state store")?;
+            let now = chrono::Utc::now();
+            let all = report::stats::report(&store, &config, args.since, now)
+                .context("reading the state store")?;
+            let text = match args.format {
+                report::TableFormat::Human => report::stats::render_human(&all, now),
+                report::TableFormat::Csv => report::stats::render_csv(&all, now),
+                report::TableFormat::Json => {
+                    let mut s = serde_json::to_string_pretty(&serde_json::json!({
+                        "schema_version": 1,
+                        "window_s": args.since.as_secs_f64(),
+                        "at": now,
+                        "probes": all,
+                    }))
+                    .context("rendering the report")?;
+                    s.push('\n');
+                    s
+                }
+            };
+            if let Some(path) = &args.html {
+                let page = report::html::one_file(&config, &store, args.since, now)
                     .context("reading the state store")?;
-            print!("{}", report::history::render(&history));
+                std::fs::write(path, page)
+                    .with_context(|| format!("writing the status page to {}", path.display()))?;
+            }
+            print_stdout(text.as_bytes()).context("writing the report")?;
             Ok(0)
         }
         Command::Silence(args) => {
@@ -583,7 +624,7 @@ fn print_stdout(bytes: &[u8]) -> std::io::Result<()> {
 /// panics on a write error and a closed pipe must not crash us.
 fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "sms-canary", &mut script);
+    clap_complete::generate(shell, &mut Cli::definition(), "sms-canary", &mut script);
     print_stdout(&script).context("writing the completions")?;
     Ok(0)
 }

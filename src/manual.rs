@@ -5,8 +5,6 @@
 
 use std::fmt::Write as _;
 
-use clap::CommandFactory;
-
 use crate::cli::Cli;
 use crate::config::reference;
 
@@ -101,7 +99,7 @@ fn tagged(out: &mut String, items: &[(&str, &str)]) {
 /// The variables the command line reads (`env = ...` on an option).
 fn option_variables() -> Vec<(String, String)> {
     let mut found = Vec::new();
-    let mut todo = vec![Cli::command()];
+    let mut todo = vec![Cli::definition()];
     while let Some(cmd) = todo.pop() {
         for arg in cmd.get_arguments() {
             if let Some(var) = arg.get_env() {
@@ -177,7 +175,7 @@ fn extra_sections() -> String {
 /// The whole man page, in roff: the extra sections go before VERSION.
 pub fn render() -> std::io::Result<Vec<u8>> {
     let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    clap_mangen::Man::new(Cli::definition()).render(&mut page)?;
     let page = String::from_utf8_lossy(&page).into_owned();
     let at = page.find("\n.SH VERSION\n").map_or(page.len(), |i| i + 1);
     let (head, tail) = page.split_at(at);

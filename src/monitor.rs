@@ -647,6 +647,43 @@ impl Monitor {
         }
     }
 
+    /// Prunes raw runs older than `retention` and rollups older than
+    /// `rollup_retention`, batch after batch (each a short transaction, with
+    /// a pause between, so runs starting meanwhile barely wait), at most
+    /// `max_batches` of them. What it removed.
+    pub async fn prune(
+        &self,
+        retention: Duration,
+        rollup_retention: Duration,
+        max_batches: usize,
+    ) -> Result<crate::store::Pruned, MonitorError> {
+        let now = (self.now)();
+        let before =
+            |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let (runs_before, rollups_before) = (before(retention), before(rollup_retention));
+        let mut total = crate::store::Pruned::default();
+        for _ in 0..max_batches {
+            let store = self.store.clone();
+            let pruned = blocking(move || store.prune(runs_before, rollups_before)).await?;
+            if pruned.is_empty() {
+                break;
+            }
+            total.runs += pruned.runs;
+            total.rollups += pruned.rollups;
+            total.notifications += pruned.notifications;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !total.is_empty() {
+            info!(
+                runs = total.runs,
+                rollups = total.rollups,
+                notifications = total.notifications,
+                "pruned what retention no longer keeps"
+            );
+        }
+        Ok(total)
+    }
+
     /// Brings the outbox gauges up to date.
     async fn count_outbox(&self) {
         if let Some(m) = &self.metrics {

@@ -130,6 +130,9 @@ struct Declared {
     probes_at: Option<(usize, usize)>,
     /// Where `[canary] admin_listen` is written.
     admin_listen_span: Option<std::ops::Range<usize>>,
+    /// Where `[canary] retention` and `rollup_retention` are written.
+    retention_span: Option<std::ops::Range<usize>>,
+    rollup_retention_span: Option<std::ops::Range<usize>>,
 }
 
 fn parse_main(
@@ -163,6 +166,8 @@ fn parse_main(
     let canary_alerts_at = canary_key_at("alerts");
     let heartbeat_url_at = canary_key_at("heartbeat_url");
     let admin_listen_span = canary_key_at("admin_listen");
+    let retention_span = canary_key_at("retention");
+    let rollup_retention_span = canary_key_at("rollup_retention");
     let gateways_value = root.get_mut().remove("gateways");
     let receivers_value = root.get_mut().remove("receivers");
     let alerts_value = root.get_mut().remove("alerts");
@@ -176,6 +181,8 @@ fn parse_main(
     let mut declared = Declared {
         probes_at,
         admin_listen_span,
+        retention_span,
+        rollup_retention_span,
         ..Declared::default()
     };
     let gateways = parse_kinds(
@@ -377,6 +384,19 @@ fn check_canary(c: &Canary, declared: &Declared, sink: &mut Sink<'_>) {
             ),
         );
     }
+    let day = Duration::from_secs(86_400);
+    if c.retention < day {
+        sink.at(
+            declared.retention_span.clone(),
+            "[canary] retention must be at least 1d: the cost guard counts the messages of the last 24 hours",
+        );
+    }
+    if c.rollup_retention < c.retention {
+        sink.at(
+            declared.rollup_retention_span.clone().or(declared.retention_span.clone()),
+            "[canary] rollup_retention must be at least retention: runs pruned before their rollups would be lost",
+        );
+    }
 }
 
 fn check_defaults(d: &Defaults, span: Option<std::ops::Range<usize>>, sink: &mut Sink<'_>) {
@@ -406,15 +426,20 @@ fn check_receivers(config: &Config, declared: &Declared, sink: &mut Sink<'_>) {
         };
         match config.gateways.get(gateway.get_ref()) {
             Some(g) if receiver.fits(g) => {}
-            Some(g) => sink.at(
-                Some(gateway.span()),
-                format!(
-                    "receiver `{name}` ({}): gateway `{}` is of kind {}, which does not fit",
-                    receiver.kind(),
-                    gateway.get_ref(),
-                    g.kind()
-                ),
-            ),
+            Some(g) => {
+                let (fits, otherwise) = receiver.fit_hint();
+                sink.at(
+                    Some(gateway.span()),
+                    format!(
+                        "receiver `{name}` ({}): gateway `{}` is of kind {}, which does not fit: \
+                         a {} receiver needs a gateway of kind {fits}; {otherwise}",
+                        receiver.kind(),
+                        gateway.get_ref(),
+                        g.kind(),
+                        receiver.kind(),
+                    ),
+                )
+            }
             None if declared.gateways.contains(gateway.get_ref()) => {}
             None => sink.at(
                 Some(gateway.span()),

@@ -88,6 +88,12 @@ pub struct Canary {
     /// Channels for the canary's own alerts (the cost guard's budget spent,
     /// ...); unset, every channel an enabled probe notifies.
     pub alerts: Option<Vec<String>>,
+    /// How long raw runs are kept; older ones live on in the hourly rollups.
+    #[serde(deserialize_with = "values::duration::deserialize")]
+    pub retention: Duration,
+    /// How long the hourly rollups are kept.
+    #[serde(deserialize_with = "values::duration::deserialize")]
+    pub rollup_retention: Duration,
 }
 
 impl Default for Canary {
@@ -109,6 +115,8 @@ impl Default for Canary {
                 factor: 3.0,
             },
             alerts: None,
+            retention: Duration::from_secs(30 * 86_400),
+            rollup_retention: Duration::from_secs(400 * 86_400),
         }
     }
 }

@@ -319,6 +319,7 @@ pub async fn run(
     ));
     let outbox = tokio::spawn(scheduler::outbox_loop(Arc::clone(&shared)));
     let silences = tokio::spawn(silence_loop(Arc::clone(&shared)));
+    let retention = tokio::spawn(retention_loop(Arc::clone(&shared)));
     let store_watch = tokio::spawn(store_watch(
         Arc::clone(&shared),
         options.store_check_interval,
@@ -337,6 +338,7 @@ pub async fn run(
     outbox.abort();
     silences.abort();
     store_watch.abort();
+    retention.abort();
     recovery.abort();
     // One last chance for notifications queued by the final runs.
     let _ = tokio::time::timeout(Duration::from_secs(5), shared.monitor().deliver_due()).await;
@@ -425,6 +427,22 @@ async fn silence_loop(shared: Arc<Shared>) {
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             _ = shared.reconcile_kick.notified() => {}
+        }
+    }
+}
+
+/// Prunes what retention no longer keeps, a minute after the start and
+/// every ten minutes: in small batches with pauses between, so runs that
+/// start meanwhile barely wait (the schedule lag is measured against it).
+async fn retention_loop(shared: Arc<Shared>) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = Duration::from_secs(600);
+        let canary = &shared.config().canary;
+        let (retention, rollups) = (canary.retention, canary.rollup_retention);
+        if let Err(e) = shared.monitor().prune(retention, rollups, usize::MAX).await {
+            warn!("cannot prune old runs: {e}");
         }
     }
 }

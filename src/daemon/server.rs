@@ -42,6 +42,8 @@ pub(crate) fn admin_router(shared: Arc<Shared>) -> Router {
         .route(HEALTHZ, get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/", get(status_page))
+        .route("/probes/{name}", get(probe_page))
         .with_state(Arc::clone(&shared))
         .merge(api::router(Arc::clone(&shared.api)));
     crate::server::limit_body(routes, ADMIN_BODY_LIMIT, |_| {})
@@ -92,6 +94,92 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         shared.metrics.render(),
     )
         .into_response()
+}
+
+/// The status page: every probe at a glance.
+async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
+    let (config, store, now) = (shared.config(), shared.store.clone(), shared.clock.now());
+    let page = tokio::task::spawn_blocking(move || {
+        crate::report::html::overview(&config, &store, now, crate::report::html::Links::Served)
+    })
+    .await;
+    html(page)
+}
+
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    window: Option<String>,
+}
+
+/// A probe's page, over `?window=` (24h by default; 1h to the rollups'
+/// retention).
+async fn probe_page(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<PageQuery>,
+) -> Response {
+    let config = shared.config();
+    let known = config.probe(&name).is_some();
+    let window = match query.window.as_deref().map(crate::config::parse_duration) {
+        None => Ok(Duration::from_secs(86_400)),
+        Some(Ok(w)) if w >= Duration::from_secs(3600) && w <= config.canary.rollup_retention => {
+            Ok(w)
+        }
+        Some(_) => Err(format!(
+            "window: a duration from 1h to rollup_retention ({}), e.g. {}",
+            crate::report::window_text(config.canary.rollup_retention),
+            crate::report::html::WINDOWS.join(", ")
+        )),
+    };
+    let window = match window {
+        Ok(w) => w,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let (store, now) = (shared.store.clone(), shared.clock.now());
+    let known = known
+        || store
+            .recent_runs(Some(&name), 1)
+            .is_ok_and(|r| !r.is_empty());
+    if !known {
+        return (StatusCode::NOT_FOUND, "no such probe\n").into_response();
+    }
+    let page = tokio::task::spawn_blocking(move || {
+        crate::report::html::probe_page(
+            &config,
+            &store,
+            &name,
+            window,
+            now,
+            crate::report::html::Links::Served,
+        )
+    })
+    .await;
+    html(page)
+}
+
+fn html(
+    page: Result<Result<String, crate::store::StoreError>, tokio::task::JoinError>,
+) -> Response {
+    match page {
+        Ok(Ok(page)) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                // Everything is inline: no script, no other origin.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+                ),
+            ],
+            page,
+        )
+            .into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state store: {e}\n"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {

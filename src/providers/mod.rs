@@ -305,6 +305,23 @@ impl ReceiverConfig {
         }
     }
 
+    /// For an error about a gateway that does not [`fit`](Self::fits): the
+    /// gateway kinds that do, and what to do instead.
+    pub fn fit_hint(&self) -> (&'static str, &'static str) {
+        match self {
+            ReceiverConfig::Webhook(_) => (
+                "twilio, vonage or mock (whose signatures it checks)",
+                "for your own API's inbound messages, leave `gateway` out: the receiver then \
+                 takes the JSON route, signed with `json_secret`",
+            ),
+            ReceiverConfig::TwilioPoll(_) => (
+                "twilio or mock (whose API it polls)",
+                "to poll your own API, use a receiver of kind = \"http-poll\"",
+            ),
+            ReceiverConfig::HttpPoll(_) => ("any", ""),
+        }
+    }
+
     /// The numbers of its probes that mock gateway `gateway` must own, if it
     /// takes the mock's messages: with the inbound URL for a webhook.
     pub fn takes_from_mock(&self, gateway: &str, probe_gateway: &str) -> Option<bool> {

@@ -6,28 +6,45 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use serde::Serialize;
+
 use super::short_duration;
+use super::stats::{self, ProbeStats};
 use crate::alert::AlertState;
-use crate::probe::Outcome;
-use crate::store::{OutboxEntry, Percentiles, Silence, Store, StoreError, StoredRun};
+use crate::config::Config;
+use crate::store::{OutboxEntry, Silence, Store, StoreError, StoredRun};
 
 /// Everything `history` shows, read from the store.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct History {
     pub probe: Option<String>,
+    #[serde(serialize_with = "secs", rename = "window_s")]
     pub window: Duration,
+    /// Each probe with runs in the window (or the one asked for): counts,
+    /// availability and percentiles from the rollups, incidents.
+    pub probes: Vec<ProbeStats>,
+    #[serde(skip)]
     pub runs: Vec<StoredRun>,
-    pub counts: Vec<(Outcome, u64)>,
-    pub percentiles: Option<Percentiles>,
     pub alerts: Vec<(String, AlertState)>,
-    pub silences: Vec<Silence>,
+    pub silences: Vec<SilenceView>,
     pub pending: u64,
+    pub dead_letters: usize,
+    #[serde(skip)]
     pub dead: Vec<OutboxEntry>,
     pub now: DateTime<Utc>,
 }
 
+/// A silence as `history --format json` shows it.
+#[derive(Debug, Serialize)]
+pub struct SilenceView {
+    pub probe: String,
+    pub until: DateTime<Utc>,
+    pub reason: Option<String>,
+}
+
 pub fn load(
     store: &Store,
+    config: &Config,
     probe: Option<&str>,
     window: Duration,
     limit: usize,
@@ -35,12 +52,24 @@ pub fn load(
     let now = Utc::now();
     let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::days(1));
     let mine = |p: &str| probe.is_none_or(|want| want == p);
+    let names: Vec<String> = match probe {
+        Some(p) => vec![p.to_string()],
+        None => store.tallies(since)?.into_keys().collect(),
+    };
+    let probes = names
+        .iter()
+        .map(|name| stats::probe_stats(store, name, config.probe(name), window, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dead: Vec<OutboxEntry> = store
+        .dead_letters(50)?
+        .into_iter()
+        .filter(|d| mine(&d.notification.probe))
+        .collect();
     Ok(History {
         probe: probe.map(str::to_string),
         window,
+        probes,
         runs: store.recent_runs(probe, limit)?,
-        counts: store.outcome_counts(probe, since)?,
-        percentiles: store.latency_percentiles(probe, since)?,
         alerts: store
             .alert_states()?
             .into_iter()
@@ -50,22 +79,89 @@ pub fn load(
             .silences(now)?
             .into_iter()
             .filter(|s| mine(&s.probe))
+            .map(|s: Silence| SilenceView {
+                probe: s.probe,
+                until: s.until,
+                reason: s.reason,
+            })
             .collect(),
         pending: store.pending_notifications()?,
-        dead: store
-            .dead_letters(50)?
-            .into_iter()
-            .filter(|d| mine(&d.notification.probe))
-            .collect(),
+        dead_letters: dead.len(),
+        dead,
         now,
     })
 }
 
+/// `history --format json`: the figures, alerts, silences and the outbox,
+/// with the recent runs as the check's JSON writes runs.
+pub fn render_json(h: &History) -> String {
+    let mut doc = serde_json::to_value(h).unwrap_or_default();
+    doc["schema_version"] = serde_json::json!(1);
+    doc["runs"] = serde_json::to_value(
+        h.runs
+            .iter()
+            .cloned()
+            .map(StoredRun::into_result)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default();
+    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// `history --format csv`: the recent runs, a row each, newest first.
+pub fn render_csv(h: &History) -> String {
+    let mut out = String::from(
+        "started_at,probe,outcome,latency_ms,threshold_ms,code,message_id,correlation_id,interrupted,reason\n",
+    );
+    for r in &h.runs {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{:.3},{},{},{},{},{}",
+            r.started_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            csv(&r.probe),
+            r.outcome.as_str(),
+            r.latency
+                .map_or(String::new(), |l| format!("{:.3}", l.as_secs_f64() * 1e3)),
+            r.threshold.as_secs_f64() * 1e3,
+            csv(r.code.as_deref().unwrap_or("")),
+            csv(r.message_id.as_deref().unwrap_or("")),
+            csv(&r.correlation_id),
+            r.interrupted,
+            csv(r.reason.as_deref().unwrap_or("")),
+        );
+    }
+    out
+}
+
+/// A CSV field (RFC 4180): quoted when it holds a comma, quote or line break.
+pub fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
 pub fn render(h: &History) -> String {
     let mut out = String::new();
-    let window = humantime::format_duration(h.window);
-    let total: u64 = h.counts.iter().map(|(_, n)| n).sum();
-    let counts: Vec<String> = h.counts.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    let window = super::window_text(h.window);
+    let mut by_outcome: Vec<(crate::probe::Outcome, u64)> = Vec::new();
+    for (o, n) in h.probes.iter().flat_map(|p| &p.by_outcome) {
+        match by_outcome.iter_mut().find(|(seen, _)| seen == o) {
+            Some((_, total)) => *total += n,
+            None => by_outcome.push((*o, *n)),
+        }
+    }
+    by_outcome.sort_by_key(|(o, _)| *o);
+    let total: u64 = by_outcome.iter().map(|(_, n)| n).sum();
+    let counts: Vec<String> = by_outcome.iter().map(|(o, n)| format!("{n} {o}")).collect();
     let scope = h.probe.as_deref().unwrap_or("all probes");
     let _ = writeln!(
         out,
@@ -76,20 +172,27 @@ pub fn render(h: &History) -> String {
             format!(" ({})", counts.join(", "))
         }
     );
-    match &h.percentiles {
-        Some(p) => {
-            let _ = writeln!(
-                out,
-                "latency over {} arrivals: p50 {}  p95 {}  p99 {}",
-                p.count,
-                short_duration(p.p50),
-                short_duration(p.p95),
-                short_duration(p.p99)
-            );
-        }
-        None => {
-            let _ = writeln!(out, "latency: no arrivals in the window");
-        }
+    if h.probes.iter().all(|p| p.p50.is_none()) {
+        let _ = writeln!(out, "latency: no arrivals in the window");
+    }
+    let w = h.probes.iter().map(|p| p.probe.len()).max().unwrap_or(0);
+    let dur = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), short_duration);
+    for p in &h.probes {
+        let availability = p
+            .availability
+            .map_or_else(|| "-".to_string(), |a| format!("{:.2}%", a * 100.0));
+        let _ = writeln!(
+            out,
+            "{:<w$}  available {availability:>7} ({} of {} due ok)  p50 {:>8}  p95 {:>8}  p99 {:>8}  {} incident{}",
+            p.probe,
+            p.ok,
+            p.due,
+            dur(p.p50),
+            dur(p.p95),
+            dur(p.p99),
+            p.incidents.len(),
+            if p.incidents.len() == 1 { "" } else { "s" },
+        );
     }
     for (probe, state) in &h.alerts {
         if let Some(f) = &state.firing {
@@ -118,8 +221,7 @@ pub fn render(h: &History) -> String {
     let _ = writeln!(
         out,
         "notifications: {} pending, {} dead-lettered",
-        h.pending,
-        h.dead.len()
+        h.pending, h.dead_letters
     );
     for d in &h.dead {
         let _ = writeln!(
@@ -154,4 +256,19 @@ pub fn render(h: &History) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_read_as_written() {
+        use super::super::window_text;
+        assert_eq!(window_text(Duration::from_secs(86_400)), "24h");
+        assert_eq!(window_text(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(window_text(Duration::from_secs(3600)), "1h");
+        assert_eq!(window_text(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(window_text(Duration::from_secs(90)), "1m 30s");
+    }
 }

@@ -7,12 +7,14 @@
 pub mod alerts;
 pub mod drill;
 pub mod history;
+pub mod html;
 pub mod human;
 pub mod json;
 pub mod junit;
 pub mod outbox;
 pub mod plan;
 pub mod progress;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -36,6 +38,16 @@ pub enum Format {
     #[default]
     Human,
     Json,
+}
+
+/// How `history` and `report` print: for a person, or for scripts and
+/// spreadsheets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TableFormat {
+    #[default]
+    Human,
+    Json,
+    Csv,
 }
 
 /// The phases a run reached, e.g. "submit 3.1ms · received 812ms"; `None` if none.
@@ -68,6 +80,18 @@ pub fn short_duration(d: Duration) -> String {
     } else {
         let secs = d.as_secs();
         format!("{}m {}s", secs / 60, secs % 60)
+    }
+}
+
+/// A window the way a person writes it: "24h", "7d", "90m", else humantime.
+pub fn window_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => humantime::format_duration(d).to_string(),
+        s if s.is_multiple_of(86_400) && s > 86_400 => format!("{}d", s / 86_400),
+        s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        s if s.is_multiple_of(60) => format!("{}m", s / 60),
+        _ => humantime::format_duration(d).to_string(),
     }
 }
 

@@ -15,6 +15,7 @@ mod control;
 mod error;
 mod holder;
 mod outbox;
+mod rollups;
 mod runs;
 mod schema;
 mod sent;
@@ -34,6 +35,7 @@ use crate::probe::{Finding, Outcome, Phases};
 use error::Failure;
 pub use error::StoreError;
 pub use holder::{HOLDERS_DIR, Holder, Recovered, recover_crashed, recover_if_dead};
+pub use rollups::{Histogram, PRUNE_BATCH, Pruned, Tally};
 pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};
 
 /// How long a store failure makes the store count as failing (`/healthz`,

@@ -83,6 +83,7 @@ impl Store {
                 tx.commit()?;
                 return Ok(false);
             }
+            super::rollups::count_run(&tx, run, interrupted)?;
             tx.execute(
                 "INSERT INTO alert_state (probe, state, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (probe) DO UPDATE
@@ -182,6 +183,27 @@ impl Store {
         })
     }
 
+    /// A probe's runs started since `since`, oldest first, at most `limit`
+    /// (the newest of them when there are more): what incidents are read from
+    /// and the status page charts.
+    pub fn runs_since(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.with("read runs", |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT * FROM (SELECT {RUN_COLUMNS} FROM runs WHERE probe = ?1 AND started_at >= ?2
+                 ORDER BY started_at DESC, id DESC LIMIT ?3) ORDER BY started_at, correlation_id"
+            ))?;
+            let raws = stmt
+                .query_map(params![probe, millis(since), sql_limit(limit)], raw_run)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawRun::decode).collect()
+        })
+    }
+
     /// The correlation ids of a probe's latest runs, newest first: what an
     /// alert notice lists so the failure can be traced through every system.
     pub fn recent_correlation_ids(
@@ -216,6 +238,18 @@ impl Store {
                     Ok((p.clone(), ok.unwrap_or(false)))
                 })
                 .collect()
+        })
+    }
+
+    /// The probes with runs started since `since`, by name.
+    pub fn probes_run_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        self.with("read the probes that ran", |conn| {
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT probe FROM runs WHERE started_at >= ?1 ORDER BY probe")?;
+            let probes = stmt
+                .query_map([millis(since)], |row| row.get(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(probes)
         })
     }
 

@@ -110,7 +110,22 @@ ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
     r#"
 ALTER TABLE outbox ADD COLUMN delivered_ref TEXT;
 "#,
+    // 5: hourly rollups per probe (see `rollups`), counted as each run is
+    // recorded; the runs already stored are counted in by `backfill`.
+    r#"
+CREATE TABLE rollups (
+    probe TEXT    NOT NULL,
+    hour  INTEGER NOT NULL,
+    tally TEXT    NOT NULL,
+    PRIMARY KEY (probe, hour)
+) STRICT;
+CREATE INDEX rollups_hour ON rollups (hour);
+"#,
 ];
+
+/// The step that created the rollups, after which the runs stored before
+/// it are counted into them.
+const ROLLUPS_STEP: usize = 4;
 
 /// The schema version this code writes.
 pub(crate) fn supported_version() -> i64 {
@@ -134,8 +149,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Failure> {
     }
     let done = usize::try_from(found)
         .map_err(|_| Failure::corrupt(format!("negative schema version {found}")))?;
-    for step in &MIGRATIONS[done..] {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(done) {
         tx.execute_batch(step)?;
+        if i == ROLLUPS_STEP {
+            super::rollups::backfill(&tx)?;
+        }
     }
     tx.pragma_update(None, "user_version", supported)?;
     tx.commit()?;
@@ -163,7 +181,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 7);
+        assert_eq!(tables, 8);
     }
 
     #[test]
@@ -194,6 +212,13 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM started_runs", [], |r| r.get(0))
             .unwrap();
         assert_eq!((runs, started), (1, 0));
+        // Its runs are counted into the rollups.
+        let rolled: String = conn
+            .query_row("SELECT tally FROM rollups WHERE probe = 'p'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(rolled.contains("\"ok\":1"), "{rolled}");
         // Its outbox entries are kept, unclaimed.
         let unclaimed: i64 = conn
             .query_row(

@@ -235,3 +235,115 @@ fn json_logs_are_one_object_a_line_with_the_correlation_id_and_no_secrets() {
         );
     }
 }
+
+/// The screen a terminal shows for `raw` output: `\r` returns to the start
+/// of the line (the spinner redraws so), escape sequences draw nothing.
+fn screen_lines(raw: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for line in raw.replace("\r\n", "\n").split('\n') {
+        let last = line.rsplit('\r').next().unwrap_or("");
+        let mut visible = String::new();
+        let mut chars = last.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // CSI: ESC [ parameters, then one letter.
+                if chars.next_if_eq(&'[').is_some() {
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            visible.push(c);
+        }
+        lines.push(visible);
+    }
+    lines
+}
+
+/// Issue 20: log lines are printed above the spinner, never after its frame
+/// on the same line.
+#[test]
+fn log_lines_do_not_overwrite_the_spinner() {
+    let Some(script) = crate::peers::require_peer("script") else {
+        return;
+    };
+    let dir = setup();
+    // Slow enough for the spinner to draw while the run logs.
+    let config = MAIN.replace("latency = \"30ms\"", "latency = \"700ms\"");
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let command = format!("'{BIN}' check --no-state -v");
+    let out = Command::new(script)
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .env("CONVENTIONS_MOCK_TOKEN", TOKEN)
+        .env("TERM", "xterm")
+        .env_remove("SMS_CANARY_CONFIG")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let raw = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{raw}");
+    let lines = screen_lines(&raw);
+    assert!(
+        lines.iter().any(|l| l.contains("INFO")),
+        "no log line: {raw:?}"
+    );
+    assert!(raw.contains("checking"), "no spinner: {raw:?}");
+    for line in &lines {
+        assert!(
+            !(line.contains("INFO") && line.contains("checking")),
+            "a log line written over the spinner: {line:?}"
+        );
+    }
+}
+
+/// Issue 20: `--config` is offered only by commands that read a config, and
+/// every positional argument says what it is.
+#[test]
+fn options_are_offered_where_they_mean_something_and_arguments_explain_themselves() {
+    for command in ["completions", "man", "config-schema", "mock-carrier"] {
+        let out = bare(&[command, "--help"]);
+        assert_eq!(out.status.code(), Some(0));
+        let help = text(&out.stdout);
+        assert!(help.contains("Usage:"), "{command}: {help}");
+        assert!(
+            !help.contains("--config"),
+            "{command} offers --config:\n{help}"
+        );
+    }
+    for command in ["check", "daemon", "validate", "history", "alerts"] {
+        let help = text(&bare(&[command, "--help"]).stdout);
+        assert!(
+            help.contains("--config"),
+            "{command} should offer --config:\n{help}"
+        );
+    }
+    let completions = text(&bare(&["completions", "fish"]).stdout);
+    let offers_config = |command: &str| {
+        completions.lines().any(|l| {
+            l.contains(&format!("__fish_sms_canary_using_subcommand {command}\""))
+                && l.contains("-l config")
+        })
+    };
+    assert!(offers_config("check"), "{completions}");
+    assert!(!offers_config("completions"), "{completions}");
+    assert!(!offers_config("man"), "{completions}");
+    // Every positional argument of every command has help text.
+    let mut todo = vec![sms_canary::cli::Cli::definition()];
+    while let Some(mut command) = todo.pop() {
+        command.build();
+        for arg in command.get_positionals() {
+            assert!(
+                arg.get_help().is_some(),
+                "`{}`'s argument {} has no help text",
+                command.get_name(),
+                arg.get_id()
+            );
+        }
+        todo.extend(command.get_subcommands().cloned());
+    }
+}

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use clap::Parser;
 use sms_canary::cli::{Cli, Command as CliCommand};
 use sms_canary::config::{Canary, Config};
 use sms_canary::daemon::{Control, DaemonOptions};
@@ -426,7 +425,7 @@ fn the_dockerfile_builds_the_binary_and_runs_it_as_the_code_expects() {
     let cmd = run.one("CMD").exec().expect("CMD in exec form");
     assert_eq!(entrypoint, std::slice::from_ref(&binary));
     let argv: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
-    let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    let cli = Cli::parse_from_args(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     assert!(matches!(cli.command, CliCommand::Daemon(_)), "{argv:?}");
 
     // The healthcheck asks the daemon's /healthz with the binary itself.
@@ -439,7 +438,7 @@ fn the_dockerfile_builds_the_binary_and_runs_it_as_the_code_expects() {
     let probe: Vec<String> =
         serde_json::from_str(probe.trim()).expect("HEALTHCHECK CMD in exec form");
     assert_eq!(probe[0], binary);
-    let cli = Cli::try_parse_from(&probe).unwrap_or_else(|e| panic!("{probe:?}: {e}"));
+    let cli = Cli::parse_from_args(&probe).unwrap_or_else(|e| panic!("{probe:?}: {e}"));
     let CliCommand::Healthcheck(args) = cli.command else {
         panic!("HEALTHCHECK does not run `healthcheck`: {probe:?}");
     };

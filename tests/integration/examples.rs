@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use clap::Parser;
 use serde_json::Value;
 use sms_canary::cli::{Cli, Command as CliCommand};
 use sms_canary::config::{Config, GatewayConfig};
@@ -473,7 +472,7 @@ fn args_of(container: &Value) -> Vec<String> {
 /// Parses `sms-canary ARGS` as the binary would.
 fn parse_cli(what: &str, args: &[String]) -> Cli {
     let argv = std::iter::once("sms-canary".to_string()).chain(args.iter().cloned());
-    Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{what}: `{}`: {e}", args.join(" ")))
+    Cli::parse_from_args(argv).unwrap_or_else(|e| panic!("{what}: `{}`: {e}", args.join(" ")))
 }
 
 #[test]

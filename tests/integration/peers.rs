@@ -51,6 +51,14 @@ pub const PEERS: &[Peer] = &[
         install: "Debian/Ubuntu package `groff-base` (installed by default)",
     },
     Peer {
+        name: "chromium",
+        install: "Debian/Ubuntu package `chromium` (apt-get install chromium chromium-driver)",
+    },
+    Peer {
+        name: "chromedriver",
+        install: "Debian/Ubuntu package `chromium-driver` (apt-get install chromium chromium-driver)",
+    },
+    Peer {
         name: "git",
         install: "Debian/Ubuntu package `git` (apt-get install git), and a git checkout of the repository",
     },

@@ -142,7 +142,7 @@ async fn start_mock(hooks: &str, inbound: Option<&str>) -> MockHandle {
     config.numbers.insert(OK.into(), owned(None));
     config
         .numbers
-        .insert(SLOW.into(), owned(Some(Duration::from_millis(700))));
+        .insert(SLOW.into(), owned(Some(Duration::from_millis(1600))));
     config.numbers.insert(
         LOST.into(),
         NumberConfig {
@@ -194,7 +194,7 @@ async fn round_trip(provider: &Provider) -> Vec<RunResult> {
             dir.path().join(format!("probes/{name}.toml")),
             format!(
                 "name = \"{name}\"\ngateway = \"gw\"\nreceiver = \"inbox\"\nfrom = \"{FROM}\"\nto = \"{to}\"\n\
-                 timeout = \"2s\"\nthreshold = \"400ms\"\nalerts = []\n"
+                 timeout = \"4s\"\nthreshold = \"1s\"\nalerts = []\n"
             ),
         )
         .unwrap();

@@ -1,0 +1,491 @@
+//! Hourly rollups and retention: what keeps the store from growing forever
+//! while long windows stay fast.
+//!
+//! Every recorded run is also counted, in the same transaction, into its
+//! probe's row for the hour it started: runs by outcome, and the latency of
+//! the arrivals (and of each phase) as a histogram on a log scale fine
+//! enough for percentiles within a few percent. Windowed figures (`history`,
+//! the status page, the SLA report) read those rows, so a year costs
+//! 8,760 rows a probe, not a million runs. Raw runs are kept for
+//! `retention` (the list of recent runs and the incidents come from them)
+//! and pruned in small batches; rollups are kept for `rollup_retention`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use super::error::Failure;
+use super::{Store, StoreError, decode, encode, millis, timestamp};
+use crate::probe::{Outcome, RunResult};
+
+/// Histogram buckets a decade: bucket `i` holds latencies up to
+/// `10^(i / BUCKETS_PER_DECADE)` ms, so an estimate is within 6%.
+const BUCKETS_PER_DECADE: f64 = 20.0;
+
+/// Runs pruned per transaction: a batch holds the write lock for a
+/// millisecond or two, so runs that start meanwhile barely wait.
+pub const PRUNE_BATCH: usize = 500;
+
+/// The bucket of a latency of `ms` milliseconds.
+fn bucket(ms: f64) -> i32 {
+    if ms <= 1.0 {
+        0
+    } else {
+        (ms.log10() * BUCKETS_PER_DECADE).ceil() as i32
+    }
+}
+
+/// The latency a bucket stands for: the geometric middle of its bounds,
+/// within 6% of every latency in it.
+fn bucket_ms(bucket: i32) -> f64 {
+    10f64.powf((f64::from(bucket) - 0.5) / BUCKETS_PER_DECADE)
+}
+
+/// Latencies counted by bucket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histogram(pub BTreeMap<i32, u64>);
+
+impl Histogram {
+    pub fn add(&mut self, d: Duration) {
+        *self.0.entry(bucket(d.as_secs_f64() * 1e3)).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (b, n) in &other.0 {
+            *self.0.entry(*b).or_default() += n;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// The nearest-rank `p`th percentile (0–100), as its bucket's middle.
+    pub fn percentile(&self, p: f64) -> Option<Duration> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((p / 100.0) * n as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, count) in &self.0 {
+            seen += count;
+            if seen >= rank {
+                return Some(Duration::from_secs_f64(bucket_ms(*b) / 1e3));
+            }
+        }
+        None
+    }
+}
+
+/// One probe's runs over some hours.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub runs: u64,
+    pub by_outcome: BTreeMap<Outcome, u64>,
+    /// Runs cut off by a crash or a shutdown (counted in `runs` too).
+    pub interrupted: u64,
+    /// End-to-end latency of the arrivals (`ok` and `slow`).
+    pub latency: Histogram,
+    /// Each phase's latency, by name.
+    pub phases: BTreeMap<String, Histogram>,
+    /// The first hour with a run, if any.
+    pub first: Option<DateTime<Utc>>,
+}
+
+impl Tally {
+    pub fn ok(&self) -> u64 {
+        self.by_outcome.get(&Outcome::Ok).copied().unwrap_or(0)
+    }
+}
+
+/// One probe-hour, as stored.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Row {
+    #[serde(default)]
+    outcomes: BTreeMap<String, u64>,
+    #[serde(default)]
+    interrupted: u64,
+    #[serde(default)]
+    latency: Histogram,
+    #[serde(default)]
+    phases: BTreeMap<String, Histogram>,
+}
+
+/// The start of the hour `t` falls in, in unix milliseconds.
+fn hour_of(ms: i64) -> i64 {
+    ms - ms.rem_euclid(3_600_000)
+}
+
+/// Counts one run into its probe-hour, inside the transaction recording it.
+pub(super) fn count_run(
+    tx: &Transaction<'_>,
+    run: &RunResult,
+    interrupted: bool,
+) -> Result<(), Failure> {
+    let hour = hour_of(millis(run.started_at));
+    let mut row: Row = match tx
+        .query_row(
+            "SELECT tally FROM rollups WHERE probe = ?1 AND hour = ?2",
+            params![run.probe, hour],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+    {
+        Some(json) => decode("rollup", &json)?,
+        None => Row::default(),
+    };
+    *row.outcomes
+        .entry(run.outcome.as_str().to_string())
+        .or_default() += 1;
+    if interrupted {
+        row.interrupted += 1;
+    }
+    if matches!(run.outcome, Outcome::Ok | Outcome::Slow)
+        && let Some(latency) = run.latency
+    {
+        row.latency.add(latency);
+    }
+    for (phase, d) in run.phases.named() {
+        if let Some(d) = d {
+            row.phases.entry(phase.to_string()).or_default().add(d);
+        }
+    }
+    tx.execute(
+        "INSERT INTO rollups (probe, hour, tally) VALUES (?1, ?2, ?3)
+         ON CONFLICT (probe, hour) DO UPDATE SET tally = excluded.tally",
+        params![run.probe, hour, encode("rollup", &row)?],
+    )?;
+    Ok(())
+}
+
+/// Counts every run already stored (a store from before rollups existed).
+pub(super) fn backfill(tx: &Transaction<'_>) -> Result<(), Failure> {
+    /// probe, started_at, outcome, latency_ms, the phases' ms, interrupted.
+    type Stored = (String, i64, String, Option<f64>, [Option<f64>; 4], bool);
+    let runs: Vec<Stored> = {
+        let mut stmt = tx.prepare(
+            "SELECT probe, started_at, outcome, latency_ms, submit_ms, sent_ms, delivered_ms,
+                 received_ms, interrupted FROM runs",
+        )?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?],
+                r.get(8)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?
+    };
+    let mut rows: BTreeMap<(String, i64), Row> = BTreeMap::new();
+    for (probe, started, outcome, latency, phases, interrupted) in runs {
+        let row = rows.entry((probe, hour_of(started))).or_default();
+        *row.outcomes.entry(outcome.clone()).or_default() += 1;
+        row.interrupted += u64::from(interrupted);
+        if (outcome == "ok" || outcome == "slow")
+            && let Some(ms) = latency
+        {
+            row.latency.add(Duration::from_secs_f64(ms.max(0.0) / 1e3));
+        }
+        for (name, ms) in ["submit", "sent", "delivered", "received"]
+            .iter()
+            .zip(phases)
+        {
+            if let Some(ms) = ms {
+                row.phases
+                    .entry((*name).to_string())
+                    .or_default()
+                    .add(Duration::from_secs_f64(ms.max(0.0) / 1e3));
+            }
+        }
+    }
+    for ((probe, hour), row) in rows {
+        tx.execute(
+            "INSERT INTO rollups (probe, hour, tally) VALUES (?1, ?2, ?3)",
+            params![probe, hour, encode("rollup", &row)?],
+        )?;
+    }
+    Ok(())
+}
+
+/// What one pass of [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub runs: u64,
+    pub rollups: u64,
+    pub notifications: u64,
+}
+
+impl Pruned {
+    pub fn is_empty(&self) -> bool {
+        self.runs + self.rollups + self.notifications == 0
+    }
+}
+
+impl Store {
+    /// One probe's tally over the hours from the one `since` falls in
+    /// (figures are to the hour) to now.
+    pub fn tally(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        self.with("read rollups", |conn| tally(conn, probe, since))
+    }
+
+    /// One probe's hours since `since`, each with its own tally, oldest
+    /// first: the status page's long charts.
+    pub fn hourly(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, Tally)>, StoreError> {
+        self.with("read rollups", |conn| {
+            rows(conn, probe, since)?
+                .into_iter()
+                .map(|(hour, json)| Ok((timestamp(hour)?, row_tally(hour, &json)?)))
+                .collect()
+        })
+    }
+
+    /// Each probe's tally since `since`, by name: the probes with any run.
+    pub fn tallies(&self, since: DateTime<Utc>) -> Result<BTreeMap<String, Tally>, StoreError> {
+        self.with("read rollups", |conn| {
+            let probes: Vec<String> = {
+                let mut stmt =
+                    conn.prepare("SELECT DISTINCT probe FROM rollups WHERE hour >= ?1")?;
+                stmt.query_map([hour_of(millis(since))], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            probes
+                .into_iter()
+                .map(|p| Ok((p.clone(), tally(conn, &p, since)?)))
+                .collect()
+        })
+    }
+
+    /// Deletes, in one small transaction, up to [`PRUNE_BATCH`] raw runs
+    /// started before `runs_before` (their rollups stay) and the rollups
+    /// before `rollups_before`. Kept whatever their age: runs whose
+    /// notifications are not delivered (pending or dead letters), and the
+    /// runs of a probe whose alert fires. Call until it prunes nothing.
+    pub fn prune(
+        &self,
+        runs_before: DateTime<Utc>,
+        rollups_before: DateTime<Utc>,
+    ) -> Result<Pruned, StoreError> {
+        self.with("prune old runs", |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let cutoff = millis(runs_before);
+            // Delivered notices go with their runs (they reference them).
+            let notifications = tx.execute(
+                "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND correlation_id IN (
+                     SELECT correlation_id FROM runs WHERE started_at < ?1 LIMIT ?2)",
+                params![cutoff, super::sql_limit(PRUNE_BATCH)],
+            )? as u64;
+            let runs = tx.execute(
+                "DELETE FROM runs WHERE id IN (
+                     SELECT id FROM runs
+                     WHERE started_at < ?1
+                       AND correlation_id NOT IN (
+                           SELECT correlation_id FROM outbox WHERE correlation_id IS NOT NULL)
+                       AND probe NOT IN (
+                           SELECT probe FROM alert_state
+                           WHERE json_extract(state, '$.firing') IS NOT NULL)
+                     ORDER BY started_at LIMIT ?2)",
+                params![cutoff, super::sql_limit(PRUNE_BATCH)],
+            )? as u64;
+            let rollups = tx.execute(
+                "DELETE FROM rollups WHERE rowid IN (
+                     SELECT rowid FROM rollups WHERE hour < ?1 LIMIT ?2)",
+                params![
+                    hour_of(millis(rollups_before)),
+                    super::sql_limit(PRUNE_BATCH)
+                ],
+            )? as u64;
+            tx.commit()?;
+            Ok(Pruned {
+                runs,
+                rollups,
+                notifications,
+            })
+        })
+    }
+
+    /// The database file's size with its write-ahead log, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        let wal = self.path().with_extension("db-wal");
+        [self.path().to_path_buf(), wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// A probe's rollup rows from the hour `since` falls in: (hour, tally JSON).
+fn rows(
+    conn: &Connection,
+    probe: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<(i64, String)>, Failure> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hour, tally FROM rollups WHERE probe = ?1 AND hour >= ?2 ORDER BY hour",
+    )?;
+    let rows = stmt
+        .query_map(params![probe, hour_of(millis(since))], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// One stored probe-hour as a tally.
+fn row_tally(hour: i64, json: &str) -> Result<Tally, Failure> {
+    let row: Row = decode("rollup", json)?;
+    let mut t = Tally {
+        first: Some(timestamp(hour)?),
+        interrupted: row.interrupted,
+        latency: row.latency,
+        phases: row.phases,
+        ..Tally::default()
+    };
+    for (outcome, n) in &row.outcomes {
+        let outcome = Outcome::ALL
+            .iter()
+            .find(|o| o.as_str() == outcome)
+            .copied()
+            .ok_or_else(|| Failure::corrupt(format!("rollup outcome `{outcome}`")))?;
+        *t.by_outcome.entry(outcome).or_default() += n;
+        t.runs += n;
+    }
+    Ok(t)
+}
+
+impl Tally {
+    /// Adds `other`'s runs (a later hour) to these.
+    fn merge(&mut self, other: &Tally) {
+        self.runs += other.runs;
+        self.interrupted += other.interrupted;
+        for (o, n) in &other.by_outcome {
+            *self.by_outcome.entry(*o).or_default() += n;
+        }
+        self.latency.merge(&other.latency);
+        for (phase, h) in &other.phases {
+            self.phases.entry(phase.clone()).or_default().merge(h);
+        }
+        self.first = self.first.or(other.first);
+    }
+}
+
+fn tally(conn: &Connection, probe: &str, since: DateTime<Utc>) -> Result<Tally, Failure> {
+    let mut t = Tally::default();
+    for (hour, json) in rows(conn, probe, since)? {
+        t.merge(&row_tally(hour, &json)?);
+    }
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::alert::AlertState;
+
+    #[test]
+    fn percentiles_from_buckets_are_within_six_percent() {
+        let mut h = Histogram::default();
+        for ms in 1..=1000u64 {
+            h.add(Duration::from_millis(ms * 10));
+        }
+        for (p, exact) in [(50.0, 5000.0), (95.0, 9500.0), (99.0, 9900.0)] {
+            let got = h.percentile(p).unwrap().as_secs_f64() * 1e3;
+            assert!(
+                (got / exact - 1.0).abs() <= 0.06,
+                "p{p}: {got} ms for {exact}"
+            );
+        }
+        assert_eq!(Histogram::default().percentile(50.0), None);
+    }
+
+    #[test]
+    fn runs_are_rolled_up_as_recorded_and_pruned_in_batches() {
+        let (_dir, store) = store();
+        for i in 0..30 {
+            let outcome = if i % 10 == 0 {
+                Outcome::Lost
+            } else {
+                Outcome::Ok
+            };
+            let r = run("p", &format!("r{i}"), t(i * 600), outcome);
+            store
+                .record_run(&r, "i", false, &AlertState::default(), &[], t(i * 600))
+                .unwrap();
+        }
+        let tally = store.tally("p", t(0)).unwrap();
+        assert_eq!(tally.runs, 30);
+        assert_eq!(tally.ok(), 27);
+        assert_eq!(tally.by_outcome[&Outcome::Lost], 3);
+        assert_eq!(tally.latency.count(), 27);
+        // Pruning the raw runs keeps the rollups.
+        let mut pruned = 0;
+        loop {
+            let p = store.prune(t(30 * 600), t(-1)).unwrap();
+            if p.is_empty() {
+                break;
+            }
+            pruned += p.runs;
+        }
+        assert_eq!(pruned, 30);
+        assert!(store.recent_runs(Some("p"), 100).unwrap().is_empty());
+        assert_eq!(store.tally("p", t(0)).unwrap().runs, 30);
+        // Old rollups go too.
+        store.prune(t(0), t(100 * 3600)).unwrap();
+        assert_eq!(store.tally("p", t(0)).unwrap().runs, 0);
+    }
+
+    #[test]
+    fn a_firing_alert_or_an_undelivered_notice_keeps_its_runs() {
+        let (_dir, store) = store();
+        let r = run("firing", "f1", t(0), Outcome::Lost);
+        let state = AlertState {
+            firing: Some(crate::alert::Firing {
+                since: t(0),
+                severity: crate::alert::Severity::Critical,
+                last_notified: t(0),
+                told: true,
+                channels: vec![],
+                notice: None,
+            }),
+            ..AlertState::default()
+        };
+        store.record_run(&r, "i", false, &state, &[], t(0)).unwrap();
+        let q = run("queued", "q1", t(0), Outcome::Lost);
+        store
+            .record_run(
+                &q,
+                "i",
+                false,
+                &AlertState::default(),
+                &[item("slack", &q, t(0))],
+                t(0),
+            )
+            .unwrap();
+        let gone = run("old", "o1", t(0), Outcome::Ok);
+        store
+            .record_run(&gone, "i", false, &AlertState::default(), &[], t(0))
+            .unwrap();
+        let p = store.prune(t(3600), t(-1)).unwrap();
+        assert_eq!(p.runs, 1);
+        let left: Vec<String> = store
+            .recent_runs(None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.correlation_id)
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.contains(&"f1".to_string()) && left.contains(&"q1".to_string()));
+    }
+}
