@@ -1,10 +1,10 @@
-//! Provider answers to a submit: Twilio's and Vonage's JSON (success and
-//! error bodies), the HTTP gateway's response rules (JSONPath, `equals`) and
-//! the Retry-After header. Any answer is classified without a panic, and an
-//! accepted message always has an id.
+//! Provider answers to a submit: Twilio's, Vonage's, Telnyx's and Plivo's
+//! JSON (success and error bodies), the HTTP gateway's response rules
+//! (JSONPath, `equals`) and the Retry-After header. Any answer is classified
+//! without a panic, and an accepted message always has an id.
 //!
 //! Input: a first line `PROVIDER STATUS [RETRY-AFTER]` (provider `twilio`,
-//! `vonage` or `http`); for `http`, the gateway's TOML then `\n---\n`; then
+//! `vonage`, `telnyx`, `plivo` or `http`); for `http`, the gateway's TOML then `\n---\n`; then
 //! the response body.
 
 #![no_main]
@@ -19,6 +19,8 @@ use sms_canary::config::HttpGatewayConfig;
 use sms_canary::gateway::{Accepted, SubmitError};
 use sms_canary::net::retry_after;
 use sms_canary::providers::http::gateway::HttpGateway;
+use sms_canary::providers::plivo::gateway as plivo;
+use sms_canary::providers::telnyx::gateway as telnyx;
 use sms_canary::providers::twilio::gateway as twilio;
 use sms_canary::providers::vonage::gateway as vonage;
 
@@ -94,6 +96,20 @@ fuzz_target!(|data: &[u8]| {
                 check(vonage::parse_response(rest));
             } else {
                 check(Err(vonage::classify_http(status, rest)));
+            }
+        }
+        "telnyx" => {
+            if success {
+                check(telnyx::parse_message(rest));
+            } else {
+                check(Err(telnyx::classify_error(status, rest)));
+            }
+        }
+        "plivo" => {
+            if success {
+                check(plivo::parse_message(rest));
+            } else {
+                check(Err(plivo::classify_error(status, rest)));
             }
         }
         "http" => {

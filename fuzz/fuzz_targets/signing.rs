@@ -6,6 +6,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use sms_canary::providers::plivo::signature as plivo;
+use sms_canary::providers::telnyx::signature::{self as telnyx, KeyPair};
 use sms_canary::providers::twilio::signature::{
     sign as twilio_signature, verify as verify_twilio_signature,
 };
@@ -74,6 +76,42 @@ fuzz_target!(|input: Input| {
         // changed only in them would rightly keep its signature.
         first.1.push('x');
         assert!(!verify_vonage_signature(&signed, &secret, method));
+    }
+
+    // Telnyx: attacker-chosen headers and keys get an answer, never a panic;
+    // what a pair signs verifies with its public key at any time within the
+    // tolerance, and not for another body or timestamp.
+    let _ = telnyx::PublicKey::parse(&secret);
+    let seed: [u8; 32] = std::array::from_fn(|i| secret.as_bytes().get(i).copied().unwrap_or(0));
+    let pair = KeyPair::from_seed(seed);
+    let key = pair.public_key();
+    let now = 1_800_000_000;
+    let _ = telnyx::verify(&key, Some(&url), Some(&given), &body, now);
+    let signature = pair.sign(&now.to_string(), &body);
+    assert_eq!(telnyx::verify(&key, Some(&now.to_string()), Some(&signature), &body, now + 300), Ok(()));
+    let mut other_body = body.clone();
+    other_body.push(b'x');
+    assert!(telnyx::verify(&key, Some(&now.to_string()), Some(&signature), &other_body, now).is_err());
+    let later = (now + 1).to_string();
+    assert!(telnyx::verify(&key, Some(&later), Some(&signature), &body, now).is_err());
+
+    // Plivo: any header is answered; what V3 signs verifies for that method,
+    // URL and parameters, and not once a parameter changes. V2 covers the
+    // URL without its query.
+    if let Ok(parsed) = url::Url::parse(&url) {
+        for is_get in [false, true] {
+            let _ = plivo::verify_v3(&secret, is_get, &parsed, &params, &given, &given);
+            let sig = plivo::sign_v3(&secret, is_get, &parsed, &params, "n");
+            assert!(plivo::verify_v3(&secret, is_get, &parsed, &params, "n", &format!("x,{sig}")));
+            if !is_get && let Some(first) = params.first() {
+                let mut changed = params.clone();
+                changed[0].1 = format!("{}x", first.1);
+                assert!(!plivo::verify_v3(&secret, false, &parsed, &changed, "n", &sig));
+            }
+        }
+        let _ = plivo::verify_v2(&secret, &parsed, &given, &given);
+        let v2 = plivo::sign_v2(&secret, &parsed, "n");
+        assert!(plivo::verify_v2(&secret, &parsed, "n", &v2));
     }
 
     // JSON body: the header verifies with or without its prefix, not for another body.

@@ -1,6 +1,7 @@
 //! The webhook routes, driven through the real router with any request:
 //! Twilio inbound and status callbacks, Vonage inbound and receipts (query,
-//! form or JSON), and the generic JSON route. No request makes a route panic
+//! form or JSON), Telnyx events (Ed25519-signed JSON), Plivo callbacks
+//! (form or query, signature V3), and the generic JSON route. No request makes a route panic
 //! or answer 5xx, a request the harness signed correctly is never refused
 //! as badly signed, and one whose `Content-Length` declares more than the
 //! limit (or cannot be read) is refused with 413, on any path.
@@ -8,7 +9,8 @@
 //! Input: an HTTP/1-like request: `METHOD /path?query`, header lines, a blank
 //! line, the body. The pseudo-header `X-Fuzz-Sign: 1` asks the harness to sign
 //! the request the way the provider would (a fresh Vonage `timestamp` and
-//! `sig` are then written into the query or form).
+//! `sig` are then written into the query or form; Telnyx's and Plivo's
+//! headers are set).
 
 #![no_main]
 
@@ -20,6 +22,8 @@ use libfuzzer_sys::fuzz_target;
 use sms_canary::config::Config;
 use sms_canary::receiver::Inbox;
 use sms_canary::receiver::webhook::{BODY_LIMIT, Hooks, router};
+use sms_canary::providers::plivo::signature::sign_v3 as plivo_signature;
+use sms_canary::providers::telnyx::signature::KeyPair;
 use sms_canary::providers::twilio::signature::sign as twilio_signature;
 use sms_canary::providers::vonage::signature::{
     SignatureMethod as VonageMethod, sign as vonage_signature,
@@ -32,12 +36,34 @@ const PUBLIC_URL: &str = "https://canary.example.com/sms";
 const TWILIO_TOKEN: &str = "fuzz-twilio-token";
 const VONAGE_SECRET: &str = "fuzz-vonage-signature-secret";
 const JSON_SECRET: &str = "fuzz-json-secret";
+const PLIVO_TOKEN: &str = "fuzz-plivo-token";
 /// A run token the harness waits for, so that matching paths run too.
 const RUN_TOKEN: &str = "fuzztoken1";
+
+/// The seed of the Telnyx account's key pair; its public key is in `CONFIG`.
+const TELNYX_SEED: [u8; 32] = [5; 32];
 
 const CONFIG: &str = r#"
 [canary]
 probes = []
+
+[gateways.tx]
+kind = "telnyx"
+api_key = "key"
+public_key = "TELNYX_PUBLIC_KEY"
+
+[receivers.txin]
+kind = "webhook"
+gateway = "tx"
+
+[gateways.pl]
+kind = "plivo"
+auth_id = "MAFUZZFUZZFUZZFUZZ00"
+auth_token = "fuzz-plivo-token"
+
+[receivers.plin]
+kind = "webhook"
+gateway = "pl"
 
 [gateways.tw]
 kind = "twilio"
@@ -90,7 +116,8 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sms-canary.toml");
-        std::fs::write(&path, CONFIG).expect("write config");
+        let public = KeyPair::from_seed(TELNYX_SEED).public_key().to_base64();
+        std::fs::write(&path, CONFIG.replace("TELNYX_PUBLIC_KEY", &public)).expect("write config");
         let config = Config::load_with_env(&path, &|_| None).expect("fuzz config loads");
         let inbox = Inbox::new();
         let hooks = Hooks::new(&config, Arc::clone(&inbox), Url::parse(PUBLIC_URL).unwrap());
@@ -110,6 +137,8 @@ fn world() -> &'static World {
 enum Signer {
     Twilio,
     Vonage,
+    Telnyx,
+    Plivo,
     Json,
     None,
 }
@@ -118,6 +147,8 @@ fn signer(path: &str) -> Signer {
     match path {
         "/hooks/twilio/inbound/tin" | "/hooks/twilio/status/tw" => Signer::Twilio,
         "/hooks/vonage/inbound/vin" | "/hooks/vonage/receipt/vs" => Signer::Vonage,
+        "/hooks/telnyx/inbound/txin" | "/hooks/telnyx/status/tx" => Signer::Telnyx,
+        "/hooks/plivo/inbound/plin" | "/hooks/plivo/status/pl" => Signer::Plivo,
         "/hooks/json/json" => Signer::Json,
         _ => Signer::None,
     }
@@ -227,6 +258,47 @@ fuzz_target!(|data: &[u8]| {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/x-www-form-urlencoded"),
                 ));
+            }
+        }
+        Signer::Telnyx => {
+            let at = chrono::Utc::now().timestamp().to_string();
+            let sig = KeyPair::from_seed(TELNYX_SEED).sign(&at, &body);
+            headers.retain(|(n, _)| n != "telnyx-timestamp" && n != "telnyx-signature-ed25519");
+            headers.push((
+                HeaderName::from_static("telnyx-timestamp"),
+                HeaderValue::from_str(&at).expect("digits are a header value"),
+            ));
+            headers.push((
+                HeaderName::from_static("telnyx-signature-ed25519"),
+                HeaderValue::from_str(&sig).expect("base64 is a header value"),
+            ));
+        }
+        Signer::Plivo => {
+            // What goes on the wire: a fragment in `target` is not sent.
+            let sent = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
+            if let Ok(url) = Url::parse(&format!("{PUBLIC_URL}{sent}"))
+                && std::str::from_utf8(&body).is_ok()
+            {
+                let is_get = method == Method::GET;
+                let posted = if is_get { Vec::new() } else { parse_pairs(&body) };
+                let nonce = "12345678901234567890";
+                let sig = plivo_signature(PLIVO_TOKEN, is_get, &url, &posted, nonce);
+                headers.retain(|(n, _)| !n.as_str().starts_with("x-plivo-signature"));
+                headers.push((
+                    HeaderName::from_static("x-plivo-signature-v3"),
+                    HeaderValue::from_str(&sig).expect("base64 is a header value"),
+                ));
+                headers.push((
+                    HeaderName::from_static("x-plivo-signature-v3-nonce"),
+                    HeaderValue::from_static(nonce),
+                ));
+                if !is_get {
+                    headers.retain(|(n, _)| n != header::CONTENT_TYPE);
+                    headers.push((
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    ));
+                }
             }
         }
         Signer::Json => {

@@ -149,5 +149,5 @@ fn render(m: &Message, full: bool) -> Value {
 
 /// Each API's own word for the state, as its clients would see it.
 fn status(m: &Message) -> &'static str {
-    m.api.status_word(m.direction, m.status)
+    m.api.status_word(m)
 }

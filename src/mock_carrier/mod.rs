@@ -297,6 +297,12 @@ impl MockHandle {
         self.addr
     }
 
+    /// The accounts of the APIs it speaks (e.g. to configure a gateway with
+    /// their public keys).
+    pub fn accounts(&self) -> &MockAccounts {
+        &self.shared.accounts
+    }
+
     /// Whether the admin API needs a token.
     pub fn has_admin_token(&self) -> bool {
         self.shared.admin_token.is_some()

@@ -200,6 +200,9 @@ fn announce(handle: &MockHandle, account_sid: &str) {
         "mock carrier listening on {} (account {shown}…)",
         handle.base_url()
     );
+    for line in handle.accounts().announce() {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = out.flush();
 }
 

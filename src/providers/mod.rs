@@ -15,6 +15,8 @@
 
 pub mod http;
 pub mod mock;
+pub mod plivo;
+pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
 
@@ -29,11 +31,13 @@ use url::Url;
 
 pub use http::config::{HttpGatewayConfig, HttpMethod, HttpPollConfig, ResponseRule};
 pub use mock::MockGatewayConfig;
+pub use plivo::config::PlivoGatewayConfig;
+pub use telnyx::config::TelnyxGatewayConfig;
 pub use twilio::config::{TwilioGatewayConfig, TwilioPollConfig};
 pub use vonage::config::VonageGatewayConfig;
 
 use crate::gateway::Gateway;
-use crate::mock_carrier::{Direction, Message, MockHandle, Shared, Status};
+use crate::mock_carrier::{Message, MockHandle, Shared};
 use crate::net::CallError;
 use crate::receiver::poll::Poller;
 use crate::receiver::webhook::{Hooks, Route};
@@ -52,6 +56,10 @@ pub enum GatewayConfig {
     Vonage(VonageGatewayConfig),
     /// Your own HTTP SMS API, described by templates and rules.
     Http(HttpGatewayConfig),
+    /// Telnyx's Messaging API v2 (`POST /v2/messages`).
+    Telnyx(TelnyxGatewayConfig),
+    /// Plivo's Message API (`POST /v1/Account/{auth_id}/Message/`).
+    Plivo(PlivoGatewayConfig),
 }
 
 /// The gateway kinds, in the order the reference lists them.
@@ -61,6 +69,8 @@ enum GatewayKind {
     Twilio,
     Vonage,
     Http,
+    Telnyx,
+    Plivo,
 }
 
 impl GatewayKind {
@@ -69,6 +79,8 @@ impl GatewayKind {
         GatewayKind::Twilio,
         GatewayKind::Vonage,
         GatewayKind::Http,
+        GatewayKind::Telnyx,
+        GatewayKind::Plivo,
     ];
 
     fn name(self) -> &'static str {
@@ -77,12 +89,15 @@ impl GatewayKind {
             GatewayKind::Twilio => "twilio",
             GatewayKind::Vonage => "vonage",
             GatewayKind::Http => "http",
+            GatewayKind::Telnyx => "telnyx",
+            GatewayKind::Plivo => "plivo",
         }
     }
 }
 
 impl GatewayConfig {
-    pub const KINDS: &'static [&'static str] = &["mock", "twilio", "vonage", "http"];
+    pub const KINDS: &'static [&'static str] =
+        &["mock", "twilio", "vonage", "http", "telnyx", "plivo"];
 
     pub fn kind(&self) -> &'static str {
         self.kind_of().name()
@@ -94,6 +109,8 @@ impl GatewayConfig {
             GatewayConfig::Twilio(_) => GatewayKind::Twilio,
             GatewayConfig::Vonage(_) => GatewayKind::Vonage,
             GatewayConfig::Http(_) => GatewayKind::Http,
+            GatewayConfig::Telnyx(_) => GatewayKind::Telnyx,
+            GatewayConfig::Plivo(_) => GatewayKind::Plivo,
         }
     }
 
@@ -108,6 +125,8 @@ impl GatewayConfig {
             GatewayKind::Twilio => TwilioGatewayConfig::deserialize(de).map(GatewayConfig::Twilio),
             GatewayKind::Vonage => VonageGatewayConfig::deserialize(de).map(GatewayConfig::Vonage),
             GatewayKind::Http => HttpGatewayConfig::deserialize(de).map(GatewayConfig::Http),
+            GatewayKind::Telnyx => TelnyxGatewayConfig::deserialize(de).map(GatewayConfig::Telnyx),
+            GatewayKind::Plivo => PlivoGatewayConfig::deserialize(de).map(GatewayConfig::Plivo),
         })
     }
 
@@ -116,7 +135,10 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             GatewayConfig::Mock(m) => m.validate(),
-            GatewayConfig::Twilio(_) | GatewayConfig::Vonage(_) => Ok(()),
+            GatewayConfig::Twilio(_)
+            | GatewayConfig::Vonage(_)
+            | GatewayConfig::Telnyx(_)
+            | GatewayConfig::Plivo(_) => Ok(()),
             GatewayConfig::Http(h) => h.validate(),
         }
     }
@@ -127,6 +149,8 @@ impl GatewayConfig {
         match self {
             GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::INBOUND),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::INBOUND),
+            GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::INBOUND),
+            GatewayConfig::Plivo(_) => Some(&plivo::webhooks::INBOUND),
             GatewayConfig::Http(_) => None,
         }
     }
@@ -136,6 +160,8 @@ impl GatewayConfig {
         match self {
             GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::STATUS),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::RECEIPT),
+            GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::STATUS),
+            GatewayConfig::Plivo(_) => Some(&plivo::webhooks::STATUS),
             GatewayConfig::Http(_) => None,
         }
     }
@@ -163,6 +189,20 @@ impl GatewayConfig {
                 v.request_timeout,
             )?),
             GatewayConfig::Http(h) => Box::new(http::gateway::HttpGateway::new(name, h)?),
+            GatewayConfig::Telnyx(t) => Box::new(telnyx::gateway::TelnyxGateway::new(
+                name,
+                &t.base_url,
+                t.api_key.clone(),
+                t.messaging_profile_id.clone(),
+                t.request_timeout,
+            )?),
+            GatewayConfig::Plivo(p) => Box::new(plivo::gateway::PlivoGateway::new(
+                name,
+                &p.base_url,
+                &p.auth_id,
+                p.auth_token.clone(),
+                p.request_timeout,
+            )?),
         })
     }
 }
@@ -355,7 +395,12 @@ pub fn build_poller(
                         })?;
                     (url, &m.account_sid, &m.auth_token)
                 }
-                Some(other @ (GatewayConfig::Vonage(_) | GatewayConfig::Http(_))) => {
+                Some(
+                    other @ (GatewayConfig::Vonage(_)
+                    | GatewayConfig::Http(_)
+                    | GatewayConfig::Telnyx(_)
+                    | GatewayConfig::Plivo(_)),
+                ) => {
                     return Err(CallError::permanent(format!(
                         "gateway `{account}` is of kind {}",
                         other.kind()
@@ -402,6 +447,10 @@ pub const ROUTES: &[&Route] = &[
     &twilio::webhooks::STATUS,
     &vonage::webhooks::INBOUND,
     &vonage::webhooks::RECEIPT,
+    &telnyx::webhooks::INBOUND,
+    &telnyx::webhooks::STATUS,
+    &plivo::webhooks::INBOUND,
+    &plivo::webhooks::STATUS,
     &http::webhooks::JSON,
 ];
 
@@ -409,6 +458,8 @@ pub const ROUTES: &[&Route] = &[
 pub fn webhook_router(hooks: Arc<Hooks>) -> Router {
     twilio::webhooks::router(Arc::clone(&hooks))
         .merge(vonage::webhooks::router(Arc::clone(&hooks)))
+        .merge(telnyx::webhooks::router(Arc::clone(&hooks)))
+        .merge(plivo::webhooks::router(Arc::clone(&hooks)))
         .merge(http::webhooks::router(hooks))
 }
 
@@ -417,6 +468,8 @@ pub const TABLES: &[&[Table]] = &[
     twilio::config::TABLES,
     vonage::config::TABLES,
     http::config::TABLES,
+    telnyx::config::TABLES,
+    plivo::config::TABLES,
 ];
 
 /// A running in-process mock and the client of the API it speaks.
@@ -455,16 +508,25 @@ pub async fn start_mock(
 pub enum InboundFormat {
     Twilio,
     Vonage,
+    Telnyx,
+    Plivo,
 }
 
 impl InboundFormat {
-    pub const ALL: &[InboundFormat] = &[InboundFormat::Twilio, InboundFormat::Vonage];
-    pub const NAMES: &[&str] = &["twilio", "vonage"];
+    pub const ALL: &[InboundFormat] = &[
+        InboundFormat::Twilio,
+        InboundFormat::Vonage,
+        InboundFormat::Telnyx,
+        InboundFormat::Plivo,
+    ];
+    pub const NAMES: &[&str] = &["twilio", "vonage", "telnyx", "plivo"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             InboundFormat::Twilio => "twilio",
             InboundFormat::Vonage => "vonage",
+            InboundFormat::Telnyx => "telnyx",
+            InboundFormat::Plivo => "plivo",
         }
     }
 
@@ -473,6 +535,8 @@ impl InboundFormat {
         match self {
             InboundFormat::Twilio => twilio::mock::new_message_sid(),
             InboundFormat::Vonage => vonage::mock::new_vonage_id(),
+            InboundFormat::Telnyx => telnyx::mock::new_id(),
+            InboundFormat::Plivo => plivo::mock::new_uuid(),
         }
     }
 
@@ -481,6 +545,8 @@ impl InboundFormat {
         match self {
             InboundFormat::Twilio => twilio::mock::receipt_request(shared, m),
             InboundFormat::Vonage => vonage::mock::receipt_request(shared, m),
+            InboundFormat::Telnyx => telnyx::mock::receipt_request(shared, m),
+            InboundFormat::Plivo => plivo::mock::receipt_request(shared, m),
         }
     }
 
@@ -495,21 +561,28 @@ impl InboundFormat {
         match self {
             InboundFormat::Twilio => twilio::mock::inbound_request(shared, m, url),
             InboundFormat::Vonage => vonage::mock::inbound_request(shared, m, url, at),
+            InboundFormat::Telnyx => telnyx::mock::inbound_request(shared, m, url, at),
+            InboundFormat::Plivo => plivo::mock::inbound_request(shared, m, url),
         }
     }
 
     /// A message's state in this API's own words.
-    pub(crate) fn status_word(self, direction: Direction, status: Status) -> &'static str {
+    pub(crate) fn status_word(self, m: &Message) -> &'static str {
         match self {
-            InboundFormat::Twilio => status.as_str(),
-            InboundFormat::Vonage => vonage::mock::status_word(direction, status),
+            InboundFormat::Twilio => m.status.as_str(),
+            InboundFormat::Vonage => vonage::mock::status_word(m.direction, m.status),
+            InboundFormat::Telnyx => telnyx::mock::status_word(m.direction, m.status),
+            InboundFormat::Plivo => plivo::mock::status_word(m.direction, m.status, m.error_code),
         }
     }
 }
 
 /// Every provider API of the mock carrier, served together.
 pub(crate) fn mock_router(shared: Arc<Shared>) -> Router {
-    twilio::mock::router(Arc::clone(&shared)).merge(vonage::mock::router(shared))
+    twilio::mock::router(Arc::clone(&shared))
+        .merge(vonage::mock::router(Arc::clone(&shared)))
+        .merge(telnyx::mock::router(Arc::clone(&shared)))
+        .merge(plivo::mock::router(shared))
 }
 
 /// What the mock answers on a path no API serves (Twilio's 404 shape).
@@ -523,11 +596,20 @@ pub(crate) async fn mock_not_found(request: axum::extract::Request) -> axum::res
 #[derive(Debug, Clone, Default)]
 pub struct MockAccounts {
     pub vonage: vonage::mock::Account,
+    pub telnyx: telnyx::mock::Account,
+    pub plivo: plivo::mock::Account,
 }
 
 impl MockAccounts {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        self.vonage.validate()
+        self.vonage.validate()?;
+        self.telnyx.validate()?;
+        self.plivo.validate()
+    }
+
+    /// What the standalone mock says at start of each account, besides its address.
+    pub fn announce(&self) -> Vec<String> {
+        vec![telnyx::mock::announce(&self.telnyx)]
     }
 }
 
@@ -548,6 +630,10 @@ impl MockState {
 pub struct MockArgs {
     #[command(flatten)]
     pub vonage: vonage::mock::Args,
+    #[command(flatten)]
+    pub telnyx: telnyx::mock::Args,
+    #[command(flatten)]
+    pub plivo: plivo::mock::Args,
 }
 
 impl MockArgs {
@@ -555,6 +641,8 @@ impl MockArgs {
     pub(crate) fn accounts(&self) -> Result<MockAccounts, (&'static str, String)> {
         Ok(MockAccounts {
             vonage: self.vonage.account()?,
+            telnyx: self.telnyx.account()?,
+            plivo: self.plivo.account()?,
         })
     }
 }

@@ -316,3 +316,86 @@ fn unknown_scenarios_and_probes_exit_3() {
     let out = drill(Path::new("config.example.toml"), &["--speed", "0.5"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// The drill's mock stands in for any provider: probes on Telnyx and Plivo
+/// accounts nobody can reach are drilled like any other, without them.
+#[test]
+fn telnyx_and_plivo_probes_are_drilled_too() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("probes")).unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        r#"
+[canary]
+state_dir = "state"
+listen = "127.0.0.1:0"
+
+[defaults]
+schedule = "every 1m"
+timeout = "8s"
+threshold = "2s"
+failure_threshold = 2
+alerts = []
+
+[gateways.tx]
+kind = "telnyx"
+api_key = "not-a-real-key"
+public_key = "DwfOtQn4P2wYiIZ4xG50Tj04t8zyFxMAi5fNJBMREhs="
+base_url = "http://127.0.0.1:9/v2"
+
+[gateways.pl]
+kind = "plivo"
+auth_id = "MAXXXXXXXXXXXXXXXXXX"
+auth_token = "not-a-real-token"
+base_url = "http://127.0.0.1:9"
+
+[receivers.tx-inbox]
+kind = "webhook"
+gateway = "tx"
+
+[receivers.pl-inbox]
+kind = "webhook"
+gateway = "pl"
+"#,
+    )
+    .unwrap();
+    for (name, gateway) in [("via-telnyx", "tx"), ("via-plivo", "pl")] {
+        std::fs::write(
+            dir.path().join(format!("probes/{name}.toml")),
+            format!(
+                "name = \"{name}\"\ngateway = \"{gateway}\"\nreceiver = \"{gateway}-inbox\"\n\
+                 from = \"+15005550006\"\nto = \"+15005550100\"\nalerts = []\n"
+            ),
+        )
+        .unwrap();
+    }
+    let out = drill(
+        &dir.path().join("config.toml"),
+        &[
+            "--format",
+            "json",
+            "--scenario",
+            "sustained-outage",
+            "--scenario",
+            "5xx-burst",
+            "--scenario",
+            "unsubscribed",
+            "--speed",
+            "8",
+        ],
+    );
+    let doc = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{doc:#}");
+    let probes: std::collections::BTreeSet<&str> = doc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["probe"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        probes,
+        ["via-plivo", "via-telnyx"].into_iter().collect(),
+        "{doc:#}"
+    );
+    assert_eq!(doc["passed"], 6, "{doc:#}");
+}

@@ -446,6 +446,7 @@ async fn signed_receipts_and_vonage_inbound_for_owned_numbers() {
                 signature_method: VonageMethod::Sha256,
                 ..VonageAccount::default()
             },
+            ..MockAccounts::default()
         },
         ..config(25)
     })

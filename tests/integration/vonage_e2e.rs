@@ -32,6 +32,7 @@ async fn vonage_round_trip_with_signed_receipts_and_inbound() {
                 signature_method: VonageMethod::Sha256,
                 ..VonageAccount::default()
             },
+            ..MockAccounts::default()
         },
         ..MockConfig::default()
     };

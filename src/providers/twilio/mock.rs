@@ -530,21 +530,31 @@ enum DateBound {
 }
 
 impl DateBound {
+    /// Every form Twilio takes: a day (`2026-11-27`), an ISO 8601 datetime
+    /// with a zone (`2026-11-27T10:00:00Z`, `…+01:00`) or without one (UTC,
+    /// `T` or a space between date and time), and RFC 2822 as Twilio writes
+    /// dates itself (`Fri, 27 Nov 2026 10:00:00 +0000`).
     fn parse(name: &str, value: &str) -> Result<Self, ApiError> {
         let value = value.trim();
         if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
             return Ok(DateBound::Day(day));
         }
-        DateTime::parse_from_rfc3339(value)
-            .map(|t| DateBound::Instant(t.with_timezone(&Utc)))
-            .map_err(|_| {
-                ApiError::bad_request(
-                    20001,
-                    format!(
-                        "Invalid {name}: `{value}` is neither YYYY-MM-DD nor an ISO 8601 datetime"
-                    ),
-                )
-            })
+        let instant = DateTime::parse_from_rfc3339(value)
+            .or_else(|_| DateTime::parse_from_rfc2822(value))
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                    .iter()
+                    .find_map(|f| chrono::NaiveDateTime::parse_from_str(value, f).ok())
+                    .map(|t| t.and_utc())
+            });
+        instant.map(DateBound::Instant).ok_or_else(|| {
+            ApiError::bad_request(
+                20001,
+                format!("Invalid {name}: `{value}` is neither YYYY-MM-DD nor an ISO 8601 datetime"),
+            )
+        })
     }
 
     /// The covered range as whole seconds since the epoch, inclusive.
@@ -857,6 +867,26 @@ mod tests {
         m.date_sent = Some("2026-11-27T09:59:59.5Z".parse().unwrap());
         assert!(!q.matches(&m));
         assert!(ListQuery::parse(&[("DateSent>".into(), "yesterday".into())]).is_err());
+        // Every form of one instant bounds alike.
+        m.date_sent = Some("2026-11-27T10:00:00Z".parse().unwrap());
+        for form in [
+            "2026-11-27T10:00:00Z",
+            "2026-11-27T11:00:00+01:00",
+            "2026-11-27T10:00:00",
+            "2026-11-27 10:00:00",
+            "2026-11-27T10:00:00.000",
+            "Fri, 27 Nov 2026 10:00:00 +0000",
+        ] {
+            let after = ListQuery::parse(&[("DateSent>".into(), form.into())]).unwrap();
+            assert!(after.matches(&m), "{form}");
+            let before = ListQuery::parse(&[("DateSent<".into(), form.into())]).unwrap();
+            assert!(before.matches(&m), "{form}");
+            let exact = ListQuery::parse(&[("DateSent".into(), form.into())]).unwrap();
+            assert!(exact.matches(&m), "{form}");
+        }
+        let later =
+            ListQuery::parse(&[("DateSent>".into(), "2026-11-27 10:00:01".into())]).unwrap();
+        assert!(!later.matches(&m));
         assert!(ListQuery::parse(&[("PageSize".into(), "0".into())]).is_err());
         assert_eq!(
             ListQuery::parse(&[("PageSize".into(), "5000".into())])

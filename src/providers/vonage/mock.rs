@@ -99,6 +99,7 @@ impl Credit {
 
 /// The standalone mock's Vonage account.
 #[derive(clap::Args, Debug)]
+#[group(id = "vonage_account")]
 pub struct Args {
     /// Vonage API key clients authenticate with.
     #[arg(long, value_name = "KEY", default_value = DEFAULT_API_KEY)]
@@ -114,7 +115,8 @@ pub struct Args {
     )]
     pub vonage_api_secret: String,
 
-    /// Signs Vonage receipts and inbound webhooks (`sig`, md5hash) when given.
+    /// Signs Vonage receipts and inbound webhooks (`sig`) when given, and
+    /// checks the `sig` of signed requests.
     #[arg(
         long,
         value_name = "SECRET",
@@ -122,6 +124,10 @@ pub struct Args {
         hide_env_values = true
     )]
     pub vonage_signature_secret: Option<String>,
+
+    /// How the Vonage account signs: md5hash, md5 (HMAC), sha1, sha256, sha512.
+    #[arg(long, value_name = "METHOD", default_value = "md5hash")]
+    pub vonage_signature_method: String,
 }
 
 impl Args {
@@ -140,11 +146,15 @@ impl Args {
         {
             return Err(("--vonage-signature-secret", "must not be empty".into()));
         }
+        let signature_method = self
+            .vonage_signature_method
+            .parse()
+            .map_err(|e| ("--vonage-signature-method", e))?;
         Ok(Account {
             api_key: self.vonage_api_key.clone(),
             api_secret: Secret::new(self.vonage_api_secret.clone()),
             signature_secret: self.vonage_signature_secret.clone().map(Secret::new),
-            ..Account::default()
+            signature_method,
         })
     }
 }
@@ -347,6 +357,83 @@ fn first<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// `Authorization: Basic` key and secret, when the request carries them.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine as _;
+    let encoded = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let (key, secret) = String::from_utf8(decoded)
+        .ok()?
+        .split_once(':')
+        .map(|(k, s)| (k.to_string(), s.to_string()))?;
+    Some((key, secret))
+}
+
+/// How old a signed request may be before it counts as a replay.
+const SIGNED_MAX_AGE_SECS: i64 = 300;
+
+/// Every way Vonage documents to authenticate to the SMS API, in its order:
+/// an `Authorization: Basic` header; `api_key` with `sig` (a signed request:
+/// `timestamp` and the signature of every other parameter, made with the
+/// account's signature secret and method); `api_key` with `api_secret` in
+/// the parameters. Each refusal has Vonage's status and text.
+fn authenticate(
+    shared: &Shared,
+    basic: Option<&(String, String)>,
+    params: &[(String, String)],
+) -> Result<(), Refusal> {
+    let bad = || Refusal::new(4, "Bad Credentials");
+    if let Some((key, secret)) = basic {
+        return if credentials_match(shared, key, secret) {
+            Ok(())
+        } else {
+            Err(bad())
+        };
+    }
+    let key = first(params, "api_key").ok_or_else(|| Refusal::missing("api_key"))?;
+    let key_ok = bool::from(
+        key.as_bytes()
+            .ct_eq(shared.accounts.vonage.api_key.as_bytes()),
+    );
+    if first(params, "sig").is_some() {
+        if first(params, "api_secret").is_some() {
+            return Err(Refusal::new(32, "Signature And API Secret Disallowed"));
+        }
+        let account = &shared.accounts.vonage;
+        let Some(secret) = account.signature_secret.as_ref() else {
+            // An account without a signature secret cannot sign.
+            return Err(Refusal::new(14, "Invalid Signature"));
+        };
+        let fresh = first(params, "timestamp")
+            .and_then(|t| t.parse::<i64>().ok())
+            .is_some_and(|t| (Utc::now().timestamp() - t).abs() <= SIGNED_MAX_AGE_SECS);
+        if !fresh {
+            return Err(Refusal::new(
+                14,
+                "Invalid Signature: timestamp missing or not within 5 minutes",
+            ));
+        }
+        // The signature covers the parameters as sent, untrimmed.
+        let signed: Vec<(String, String)> = params.to_vec();
+        if !signature::verify(&signed, secret.expose(), account.signature_method) {
+            return Err(Refusal::new(14, "Invalid Signature"));
+        }
+        return if key_ok { Ok(()) } else { Err(bad()) };
+    }
+    let secret = first(params, "api_secret").ok_or_else(|| Refusal::missing("api_secret"))?;
+    if credentials_match(shared, key, secret) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 /// Constant-time check of the account's key and secret.
 fn credentials_match(shared: &Shared, key: &str, secret: &str) -> bool {
     let key_ok = key
@@ -389,8 +476,11 @@ async fn send_sms(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         return Refusal::new(3, "Invalid params: the body is too large or unreadable")
             .into_response();
     };
-    let result = parse_params(&parts.headers, parts.uri.query(), &body)
-        .and_then(|params| submit(&shared, &params, received_at, correlation_id));
+    let basic = basic_credentials(&parts.headers);
+    let result = parse_params(&parts.headers, parts.uri.query(), &body).and_then(|params| {
+        authenticate(&shared, basic.as_ref(), &params)?;
+        submit(&shared, &params, received_at, correlation_id)
+    });
     match result {
         Ok(accepted) => axum::Json(accepted).into_response(),
         Err(refusal) => refusal.into_response(),
@@ -405,11 +495,6 @@ fn submit(
     received_at: Instant,
     correlation_id: Option<String>,
 ) -> Result<Value, Refusal> {
-    let key = first(params, "api_key").ok_or_else(|| Refusal::missing("api_key"))?;
-    let secret = first(params, "api_secret").ok_or_else(|| Refusal::missing("api_secret"))?;
-    if !credentials_match(shared, key, secret) {
-        return Err(Refusal::new(4, "Bad Credentials"));
-    }
     let from = first(params, "from").ok_or_else(|| Refusal::missing("from"))?;
     let to = first(params, "to").ok_or_else(|| Refusal::missing("to"))?;
     // The text is taken as sent: leading spaces are part of a message.
@@ -424,6 +509,13 @@ fn submit(
     }
     if !is_phone_number(to) {
         return Err(Refusal::invalid("to"));
+    }
+    // The mock's magic test numbers (the same in every API it speaks), with
+    // Vonage's statuses.
+    match vonage_digits(to) {
+        "15005550001" => return Err(Refusal::invalid("to")),
+        "15005550004" => return Err(Refusal::new(7, "Number Barred")),
+        _ => {}
     }
     if text.chars().count() > MAX_TEXT_CHARS {
         return Err(Refusal::new(6, "Invalid Message: the text is too long"));
@@ -513,14 +605,21 @@ fn format_money(amount: i64) -> String {
 }
 
 /// `doctor`'s credential check: the balance, for the right key and secret.
-async fn get_balance(State(shared): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+async fn get_balance(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let authorized = match (first(&params, "api_key"), first(&params, "api_secret")) {
-        (Some(key), Some(secret)) => credentials_match(&shared, key, secret),
-        _ => false,
+    let authorized = match basic_credentials(&headers) {
+        Some((key, secret)) => credentials_match(&shared, &key, &secret),
+        None => match (first(&params, "api_key"), first(&params, "api_secret")) {
+            (Some(key), Some(secret)) => credentials_match(&shared, key, secret),
+            _ => false,
+        },
     };
     if !authorized {
         let body = json!({ "error-code": "401", "error-code-label": "authentication failed" });
@@ -605,7 +704,12 @@ fn signed_request(
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     if let Some(secret) = &shared.accounts.vonage.signature_secret {
+        // What Vonage adds to a signed callback: the time and a nonce, both signed.
         params.push(("timestamp".to_string(), at.timestamp().to_string()));
+        params.push((
+            "nonce".to_string(),
+            format!("{:032x}", ulid::Ulid::generate().0),
+        ));
         let sig = signature::sign(
             &params,
             secret.expose(),
