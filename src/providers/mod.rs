@@ -310,7 +310,7 @@ impl ReceiverConfig {
     pub fn fit_hint(&self) -> (&'static str, &'static str) {
         match self {
             ReceiverConfig::Webhook(_) => (
-                "twilio, vonage or mock (whose signatures it checks)",
+                "twilio, vonage, telnyx, plivo or mock (whose signatures it checks)",
                 "for your own API's inbound messages, leave `gateway` out: the receiver then \
                  takes the JSON route, signed with `json_secret`",
             ),

@@ -54,7 +54,7 @@ pub fn load(
     let mine = |p: &str| probe.is_none_or(|want| want == p);
     let names: Vec<String> = match probe {
         Some(p) => vec![p.to_string()],
-        None => store.tallies(since)?.into_keys().collect(),
+        None => store.counted_probes(since)?,
     };
     let probes = names
         .iter()

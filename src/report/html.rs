@@ -312,10 +312,7 @@ fn probe_section(
 
 fn names(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
     let mut names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
-    for known in store
-        .tallies(since(now, Duration::from_secs(30 * 86_400)))?
-        .into_keys()
-    {
+    for known in store.counted_probes(since(now, Duration::from_secs(30 * 86_400)))? {
         if !names.contains(&known) {
             names.push(known);
         }
@@ -328,7 +325,10 @@ fn rows(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Row>, 
     let mut rows = Vec::new();
     for name in names(config, store, now)? {
         let probe = config.probe(&name);
-        let day = stats::probe_stats(store, &name, probe, Duration::from_secs(86_400), now)?;
+        // The overview shows no incidents: the day's figures need no runs.
+        let one_day = Duration::from_secs(86_400);
+        let day_tally = store.tally(&name, since(now, one_day))?;
+        let day = stats::from_parts(&name, probe, one_day, now, &day_tally, &[]);
         let mut availability = Vec::new();
         for (_, days) in AVAILABILITY_WINDOWS {
             let w = Duration::from_secs(days * 86_400);

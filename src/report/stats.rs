@@ -186,7 +186,7 @@ pub fn report(
 ) -> Result<Vec<ProbeStats>, StoreError> {
     let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let mut names: Vec<String> = config.probes.iter().map(|p| p.name.clone()).collect();
-    for known in store.tallies(since)?.into_keys() {
+    for known in store.counted_probes(since)? {
         if !names.contains(&known) {
             names.push(known);
         }

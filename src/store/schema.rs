@@ -121,11 +121,27 @@ CREATE TABLE rollups (
 ) STRICT;
 CREATE INDEX rollups_hour ON rollups (hour);
 "#,
+    // 6: the same tallies a UTC day at a time, so a window of a year reads
+    // 365 rows a probe, not 8,760; filled from the hourly rows by
+    // `backfill_days`.
+    r#"
+CREATE TABLE daily_rollups (
+    probe TEXT    NOT NULL,
+    day   INTEGER NOT NULL,
+    tally TEXT    NOT NULL,
+    PRIMARY KEY (probe, day)
+) STRICT;
+CREATE INDEX daily_rollups_day ON daily_rollups (day);
+"#,
 ];
 
 /// The step that created the rollups, after which the runs stored before
 /// it are counted into them.
 const ROLLUPS_STEP: usize = 4;
+
+/// The step that created the daily rollups, after which the hourly ones
+/// are added up into them.
+const DAILY_ROLLUPS_STEP: usize = 5;
 
 /// The schema version this code writes.
 pub(crate) fn supported_version() -> i64 {
@@ -154,6 +170,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), Failure> {
         if i == ROLLUPS_STEP {
             super::rollups::backfill(&tx)?;
         }
+        if i == DAILY_ROLLUPS_STEP {
+            super::rollups::backfill_days(&tx)?;
+        }
     }
     tx.pragma_update(None, "user_version", supported)?;
     tx.commit()?;
@@ -181,7 +200,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 8);
+        assert_eq!(tables, 9);
     }
 
     #[test]
@@ -219,6 +238,15 @@ mod tests {
             })
             .unwrap();
         assert!(rolled.contains("\"ok\":1"), "{rolled}");
+        // And its hours into days.
+        let daily: String = conn
+            .query_row(
+                "SELECT tally FROM daily_rollups WHERE probe = 'p' AND day = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(daily.contains("\"ok\":1"), "{daily}");
         // Its outbox entries are kept, unclaimed.
         let unclaimed: i64 = conn
             .query_row(

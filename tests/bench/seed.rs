@@ -25,7 +25,7 @@ pub fn record(
     let mut n = 0u64;
     let mut at = from;
     while at < to {
-        let outcome = if n % 97 == 0 {
+        let outcome = if n.is_multiple_of(97) {
             Outcome::Lost
         } else {
             Outcome::Ok
@@ -46,7 +46,7 @@ pub fn copy_probe(db: &Path, from: &str, to: &[String]) -> u64 {
     conn.busy_timeout(Duration::from_secs(30)).unwrap();
     let tx = conn.transaction().unwrap();
     let mut copied = 0;
-    for table in ["runs", "rollups"] {
+    for table in ["runs", "rollups", "daily_rollups"] {
         // The columns as the schema has them now, so a new column is copied too.
         let columns: Vec<String> = tx
             .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))

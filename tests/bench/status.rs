@@ -71,7 +71,7 @@ fn main() {
     let pruned_s = pruning.elapsed().as_secs_f64();
     let copying = Instant::now();
     let others: Vec<String> = (1..probes).map(|p| format!("p{p:03}")).collect();
-    let copied = seed::copy_probe(&store.path(), "p000", &others);
+    let copied = seed::copy_probe(store.path(), "p000", &others);
     let copy_s = copying.elapsed().as_secs_f64();
     let size_mb = store.size_bytes() as f64 / 1e6;
 
