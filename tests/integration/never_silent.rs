@@ -316,7 +316,7 @@ async fn skipped_scheduled_runs_are_counted_and_warned_about() {
 /// A canary whose probes alert to a capture after two failures; `p` is
 /// pointed at a number the mock drops (every run `lost`).
 async fn alerting_canary() -> (Canary, crate::capture::Capture) {
-    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let (capture, hook) = crate::capture::Capture::start(crate::capture::ANY_PORT).await;
     let canary = Canary::new(
         "alerts = [\"hook\"]\nreminder = \"1h\"",
         &format!(
@@ -614,7 +614,7 @@ async fn a_notification_in_flight_is_not_sent_again_by_another_process() {
 /// channels straight away (its outbox is in the damaged file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_fails_healthz_and_is_told() {
-    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let (capture, hook) = crate::capture::Capture::start(crate::capture::ANY_PORT).await;
     let canary = Canary::new(
         "alerts = [\"hook\"]",
         &format!("[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook}/alerts\"\n"),
