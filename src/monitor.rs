@@ -692,12 +692,18 @@ impl Monitor {
     async fn count_outbox(&self) {
         if let Some(m) = &self.metrics {
             let store = self.store.clone();
-            if let Ok((pending, dead)) =
-                blocking(move || Ok((store.pending_notifications()?, store.dead_letter_count()?)))
-                    .await
+            if let Ok((pending, dead, by_hand)) = blocking(move || {
+                Ok((
+                    store.pending_notifications()?,
+                    store.dead_letter_count()?,
+                    store.outbox_actions()?,
+                ))
+            })
+            .await
             {
                 m.set_outbox_pending(pending);
                 m.set_outbox_dead_letters(dead);
+                m.set_outbox_actions(by_hand);
             }
         }
     }

@@ -43,6 +43,7 @@ const METRICS: &[&str] = &[
     "alerts_sent_total",
     "outbox_pending",
     "outbox_dead_letters",
+    "outbox_by_hand_total",
     "webhook_requests_total",
     "probe_skipped_total",
     "store_errors_total",

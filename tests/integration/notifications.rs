@@ -364,12 +364,38 @@ async fn alerts_test_and_the_outbox_commands_work_end_to_end() {
     let (code, _, err) = run(&["outbox", "purge", "--older-than", "0s"]).await;
     assert_eq!(code, Some(3));
     assert!(err.contains("needs --yes"), "{err}");
-    let (code, out, _) = run(&["outbox", "purge", "--older-than", "0s", "--yes"]).await;
+    let (code, out, err) = run(&["outbox", "purge", "--older-than", "0s", "--yes"]).await;
     assert_eq!(code, Some(0));
     assert_eq!(out, "1 dead letter(s) purged\n");
+    assert!(err.contains("dead letters purged by hand"), "logged: {err}");
     let (code, _, err) = run(&["outbox", "retry", "01NOSUCHID"]).await;
     assert_eq!(code, Some(3));
     assert!(err.contains("no dead letter with id 01NOSUCHID"), "{err}");
+
+    // Each action counted in the store, and exported by whatever process
+    // serves the metrics (here a monitor delivering what is due).
+    assert_eq!(
+        canary.store().outbox_actions().unwrap(),
+        sms_canary::store::OutboxActions {
+            requeued: 2,
+            purged: 1
+        }
+    );
+    let config = sms_canary::config::Config::load(&canary.path().join("config.toml")).unwrap();
+    let metrics = std::sync::Arc::new(sms_canary::metrics::Metrics::new("test"));
+    let monitor =
+        sms_canary::monitor::Monitor::new(&config, canary.store(), Some(metrics.clone())).unwrap();
+    monitor.deliver_due().await.unwrap();
+    let text = metrics.render();
+    for (action, n) in [("requeued", 2), ("purged", 1)] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("sms_canary_outbox_by_hand_total{")
+                    && l.contains(&format!("action=\"{action}\""))
+                    && l.ends_with(&format!(" {n}"))),
+            "{text}"
+        );
+    }
 }
 
 /// `doctor` checks that each alert channel answers, sending nothing anyone
