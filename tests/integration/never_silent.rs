@@ -465,6 +465,114 @@ async fn alerts_of_disabled_removed_or_cleared_probes_resolve() {
     );
 }
 
+/// Issue 12, item 4, in the daemon: a reload (SIGHUP) that removes a firing
+/// probe's file, or disables it, resolves its alert then, not at some later
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_resolves_the_alerts_of_removed_and_disabled_probes() {
+    let (canary, capture) = alerting_canary().await;
+    let failing = "timeout = \"300ms\"\nthreshold = \"200ms\"\nschedule = \"every 1h\"\n";
+    canary.probe("p", DROPPED, failing);
+    canary.probe("r", DROPPED, failing);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(capture.transitions(), ["firing", "firing"]);
+    let daemon = canary.daemon().await;
+
+    canary.probe("p", DROPPED, &format!("{failing}enabled = false\n"));
+    std::fs::remove_file(canary.path().join("probes/r.toml")).unwrap();
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    capture.wait_for(4, Duration::from_secs(20)).await;
+    let received = capture.received.lock().unwrap().clone();
+    let mut resolved: Vec<(String, String)> = received[2..]
+        .iter()
+        .map(|n| {
+            assert_eq!(n["transition"], "resolved", "{n}");
+            (
+                n["probe"].as_str().unwrap().to_string(),
+                n["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    resolved.sort();
+    assert_eq!(
+        resolved,
+        [
+            (
+                "p".to_string(),
+                "resolved: the probe was disabled".to_string()
+            ),
+            (
+                "r".to_string(),
+                "resolved: the probe was removed from the config".to_string()
+            )
+        ],
+        "{}",
+        daemon.log()
+    );
+    daemon.stop().await;
+}
+
+/// Issue 12, item 1: a run whose task panics frees its lease at once and is
+/// recorded as interrupted, so the next run of the probe starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_panics_frees_its_lease_and_is_recorded() {
+    use sms_canary::monitor::{Monitor, Refusal};
+    let canary = Canary::new("", "");
+    let config = sms_canary::config::Config::load(&canary.path().join("config.toml")).unwrap();
+    let probe = config.probe("p").unwrap().clone();
+    let monitor = Monitor::new(&config, canary.store(), None).unwrap();
+    let now = chrono::Utc::now();
+    // Two live holders, as a cron check and a daemon would be.
+    let first = Holder::claim(&canary.store(), "check").unwrap();
+    let other = Holder::claim(&canary.store(), "daemon").unwrap();
+    let ticket = monitor.begin(&probe, first.name(), now).await.unwrap();
+    let id = ticket.correlation().id.clone();
+    // Held: a second run of the probe is refused while the first is on.
+    assert!(matches!(
+        monitor.begin(&probe, other.name(), now).await,
+        Err(Refusal::LeaseHeld { .. })
+    ));
+    let crashed = tokio::spawn(async move {
+        let _held = ticket;
+        panic!("a bug in the middle of a run");
+    })
+    .await;
+    assert!(crashed.unwrap_err().is_panic());
+    // The lease is free (the interrupt is recorded off the async workers:
+    // give it a moment), and the run is on record as interrupted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let next = loop {
+        match monitor
+            .begin(&probe, other.name(), chrono::Utc::now())
+            .await
+        {
+            Ok(ticket) => break ticket,
+            Err(refusal) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still refused: {refusal:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    drop(next);
+    let runs = canary.store().recent_runs(Some("p"), 10).unwrap();
+    let cut = runs
+        .iter()
+        .find(|r| r.correlation_id == id)
+        .expect("the panicked run is recorded");
+    assert!(cut.interrupted, "{cut:?}");
+}
+
 /// Issue 12, item 5: a probe whose alerts go nowhere is warned about by
 /// `validate` and fails `doctor`, unless it says `alerts = []` itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
