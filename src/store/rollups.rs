@@ -29,7 +29,7 @@ const BUCKETS_PER_DECADE: f64 = 20.0;
 
 /// Runs pruned per transaction: a batch holds the write lock for a
 /// millisecond or two, so runs that start meanwhile barely wait.
-pub const PRUNE_BATCH: usize = 500;
+pub const PRUNE_BATCH: usize = 200;
 
 /// The bucket of a latency of `ms` milliseconds.
 fn bucket(ms: f64) -> i32 {
