@@ -573,6 +573,53 @@ async fn a_run_that_panics_frees_its_lease_and_is_recorded() {
     assert!(cut.interrupted, "{cut:?}");
 }
 
+/// Issue 13: a reload into a probes directory with a symlink loop ends with
+/// an error and keeps the running config; the daemon goes on answering and
+/// says so in its metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_into_a_symlink_loop_keeps_the_running_config() {
+    let canary = Canary::new("", "");
+    canary.probe(
+        "p",
+        "+15005550100",
+        "alerts = []\nschedule = \"every 1h\"\n",
+    );
+    let daemon = canary.daemon().await;
+    let loaded = |m: &str| sample(m, "sms_canary_config_last_reload_successful", &[]);
+    assert_eq!(loaded(&daemon.metrics().await), Some(1.0));
+    let probes = canary.path().join("probes");
+    std::fs::create_dir_all(probes.join("a")).unwrap();
+    std::os::unix::fs::symlink("..", probes.join("a/up")).unwrap();
+    let config = std::fs::read_to_string(canary.path().join("config.toml")).unwrap();
+    std::fs::write(
+        canary.path().join("config.toml"),
+        config.replace("[canary]\n", "[canary]\nprobes = [\"probes/**/*.toml\"]\n"),
+    )
+    .unwrap();
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while loaded(&daemon.metrics().await) != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reload never failed:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(daemon.log().contains("symlink loop"), "{}", daemon.log());
+    // Still running its probe from the config it had.
+    let (status, body) = daemon.run_now("p").await;
+    assert_eq!(status, 200, "{body}");
+    daemon.stop().await;
+}
+
 /// Issue 12, item 5: a probe whose alerts go nowhere is warned about by
 /// `validate` and fails `doctor`, unless it says `alerts = []` itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
