@@ -327,6 +327,10 @@ fn names(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Strin
 
 fn rows(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Row>, StoreError> {
     let states: Vec<(String, AlertState)> = store.alert_states()?;
+    // The cost guard's own alert: while it fires, probes are held back.
+    let budget_spent = states
+        .iter()
+        .any(|(key, s)| key == crate::store::COST_GUARD_KEY && s.firing.is_some());
     let mut rows = Vec::new();
     for name in names(config, store, now)? {
         let probe = config.probe(&name);
@@ -355,7 +359,14 @@ fn rows(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Row>, 
             format!("{} since {}: {reason}", f.severity.as_str(), time(f.since))
         });
         rows.push(Row {
-            state: state_of(probe, state, silence.as_ref(), last.as_ref(), now),
+            state: state_of(
+                probe,
+                state,
+                silence.as_ref(),
+                last.as_ref(),
+                budget_spent,
+                now,
+            ),
             name,
             last,
             day,
@@ -373,6 +384,7 @@ fn state_of(
     state: Option<&AlertState>,
     silence: Option<&Silence>,
     last: Option<&StoredRun>,
+    budget_spent: bool,
     now: DateTime<Utc>,
 ) -> (&'static str, String) {
     let Some(probe) = probe else {
@@ -400,9 +412,14 @@ fn state_of(
         .unwrap_or_default()
         .as_secs_f64();
     if quiet > 2.0 * interval + probe.timeout.as_secs_f64() {
+        let why = if budget_spent {
+            "the cost guard's daily budget is spent"
+        } else {
+            "no run"
+        };
         return (
             "stopped",
-            format!("not running: no run since {}", time(last.started_at)),
+            format!("not running: {why} since {}", time(last.started_at)),
         );
     }
     match last.outcome {
@@ -682,6 +699,51 @@ nav a{margin-right:8px}";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_held_back_by_the_cost_guard_says_so() {
+        use crate::store::testing::{run, store};
+        let config = Config::load(std::path::Path::new("config.example.toml")).unwrap();
+        let name = config.probes[0].name.clone();
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let last = now - chrono::Duration::hours(3);
+        store
+            .record_run(
+                &run(&name, "r1", last, Outcome::Ok),
+                "t",
+                false,
+                &AlertState::default(),
+                &[],
+                last,
+            )
+            .unwrap();
+        let page = |store: &Store| overview(&config, store, now, Links::Served).unwrap();
+        assert!(
+            page(&store).contains("not running: no run since"),
+            "{}",
+            page(&store)
+        );
+        let spent = AlertState {
+            firing: Some(crate::alert::Firing {
+                since: now,
+                severity: crate::alert::Severity::Critical,
+                last_notified: now,
+                told: true,
+                channels: vec![],
+                notice: None,
+            }),
+            ..AlertState::default()
+        };
+        store
+            .record_alert(crate::store::COST_GUARD_KEY, &spent, &[], now)
+            .unwrap();
+        assert!(
+            page(&store).contains("not running: the cost guard&#39;s daily budget is spent since"),
+            "{}",
+            page(&store)
+        );
+    }
 
     #[test]
     fn escaping_leaves_no_markup() {
