@@ -30,8 +30,18 @@ impl Correlation {
     /// handsets or carriers changing case cannot break the match.
     pub fn new() -> Self {
         let id = ulid::Ulid::generate().to_string();
-        let token = id[id.len() - TOKEN_LEN..].to_ascii_lowercase();
+        let token = Correlation::token_of(&id);
         Correlation { id, token }
+    }
+
+    /// The token of correlation id `id`: for a provider that echoes the id
+    /// we gave a message (instead of a callback URL naming the run).
+    pub fn token_of(id: &str) -> String {
+        let start = id.chars().count().saturating_sub(TOKEN_LEN);
+        id.chars()
+            .skip(start)
+            .collect::<String>()
+            .to_ascii_lowercase()
     }
 
     /// Renders a body template: `{probe}`, `{token}`, `{correlation_id}`.
