@@ -16,8 +16,8 @@
 //! read), malformed → 400, no such receiver or gateway for the route → 404.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -75,11 +75,6 @@ pub struct Hooks {
     /// Every receiver's settings, by name, for routes of receivers that are
     /// not `kind = "webhook"` (a provider's own receiver kind).
     receiver_configs: BTreeMap<String, ReceiverConfig>,
-    /// Ids of events already taken, for providers whose events carry an id
-    /// they repeat on every retry: each is handed on once.
-    events: Mutex<SeenOnce>,
-    /// When each receiver last showed a sign of life (a ping, an event).
-    heard: Mutex<HashMap<String, Heard>>,
     counters: Counters,
     metrics: Option<Arc<Metrics>>,
     /// For rate-limiting warnings: when the routes were built, and the
@@ -117,14 +112,6 @@ pub struct Counters {
     /// Events taken before (a provider's retry, or a replay): answered 200
     /// so the sender stops retrying, and handed on to nothing.
     pub duplicate: AtomicU64,
-}
-
-/// When a receiver was last heard from: on our monotonic clock, and on the
-/// wall clock for saying it.
-#[derive(Debug, Clone, Copy)]
-pub struct Heard {
-    pub at: Instant,
-    pub wall: chrono::DateTime<chrono::Utc>,
 }
 
 /// Strings seen once each (nonces, event ids), a bounded FIFO: memory stays
@@ -185,14 +172,17 @@ impl Hooks {
                 (name.clone(), keys)
             })
             .collect();
+        for (name, receiver) in &config.receivers {
+            if let Some(limit) = receiver.silence_limit() {
+                inbox.watch_receiver(name, limit);
+            }
+        }
         Arc::new(Hooks {
             inbox,
             public_url,
             receivers,
             gateways: config.gateways.clone(),
             receiver_configs: config.receivers.clone(),
-            events: Mutex::default(),
-            heard: Mutex::default(),
             counters: Counters::default(),
             metrics,
             started: std::time::Instant::now(),
@@ -216,11 +206,8 @@ impl Hooks {
     /// Whether event `id` of `route` is seen for the first time (and now
     /// remembered): a provider's retry of an event is taken once.
     pub fn first_delivery(&self, route: &Route, id: &str) -> bool {
-        let key = format!("{}\u{0}{id}", route.name);
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .first_use(&key)
+        self.inbox
+            .first_delivery(&format!("{}\u{0}{id}", route.name))
     }
 
     /// Answers an event taken before: 200, so the sender stops retrying, and
@@ -236,23 +223,12 @@ impl Hooks {
 
     /// Notes a sign of life from receiver `name` (a verified event).
     pub fn heard_from(&self, name: &str) {
-        let heard = Heard {
-            at: Instant::now(),
-            wall: chrono::Utc::now(),
-        };
-        self.heard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), heard);
+        self.inbox.heard_from(name, Instant::now());
     }
 
-    /// When receiver `name` was last heard from, since these routes started.
-    pub fn last_heard(&self, name: &str) -> Option<Heard> {
-        self.heard
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .copied()
+    /// When receiver `name` last gave a sign of life (if it is watched).
+    pub fn last_heard(&self, name: &str) -> Option<Instant> {
+        self.inbox.last_heard(name)
     }
 
     /// Gateway `name`'s settings.

@@ -133,6 +133,14 @@ CREATE TABLE daily_rollups (
 ) STRICT;
 CREATE INDEX daily_rollups_day ON daily_rollups (day);
 "#,
+    // 7: when each receiving phone last gave a sign of life (a ping, a
+    // message), written by the daemon that heard it, read by `doctor`.
+    r#"
+CREATE TABLE receiver_heard (
+    receiver TEXT    PRIMARY KEY,
+    heard_at INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 /// The step that created the rollups, after which the runs stored before
@@ -200,7 +208,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 9);
+        assert_eq!(tables, 10);
     }
 
     #[test]

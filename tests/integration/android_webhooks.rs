@@ -297,7 +297,7 @@ async fn a_ping_is_a_sign_of_life_and_nothing_else() {
         200
     );
     let heard = l.hooks.last_heard("handset").expect("the ping was noted");
-    assert!(heard.at >= before);
+    assert!(heard >= before);
     assert_eq!(l.inbox.stats().strangers, 0, "a ping is not a message");
     assert!(
         l.hooks.last_heard("open").is_none(),
@@ -534,4 +534,67 @@ async fn the_mock_app_signs_registers_and_retries_as_the_app_does() {
     assert_eq!(receipts, [DeliveryStatus::Sent, DeliveryStatus::Delivered]);
     assert!(l.hooks.last_heard("handset").is_some());
     mock.shutdown().await;
+}
+
+/// `doctor` reads when the daemon last heard each receiving phone: never,
+/// or longer ago than its `ping_timeout`, fails it, naming when; recently
+/// passes. The daemon's own preflight leaves that check to the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_fails_a_phone_not_heard_within_its_ping_timeout() {
+    let phone_item = |heard: Option<chrono::Duration>| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[canary]\nstate_dir = \"{}\"\nprobes = []\n\
+                 [receivers.handset]\nkind = \"android\"\nsigning_key = \"k\"\nping_timeout = \"10m\"\n",
+                dir.path().join("state").display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load_with_env(&path, &|_| None).unwrap();
+        if let Some(ago) = heard {
+            let store = sms_canary::store::Store::open(&config.canary.state_dir).unwrap();
+            store
+                .note_heard("handset", chrono::Utc::now() - ago)
+                .unwrap();
+        }
+        let items = sms_canary::doctor::doctor(&config, Some("127.0.0.1:0".parse().unwrap())).await;
+        let code = sms_canary::doctor::exit_code(&items);
+        let item = items
+            .into_iter()
+            .find(|i| i.check == sms_canary::doctor::PHONE_CHECK)
+            .expect("a phone check");
+        (item, code)
+    };
+    let (never, code) = phone_item(None).await;
+    assert_eq!(never.verdict, sms_canary::doctor::Verdict::Fail);
+    assert!(never.detail.contains("never heard"), "{}", never.detail);
+    assert_eq!(code, 2);
+    let (stale, _) = phone_item(Some(chrono::Duration::minutes(11))).await;
+    assert_eq!(stale.verdict, sms_canary::doctor::Verdict::Fail);
+    assert!(
+        stale.detail.starts_with("offline since "),
+        "{}",
+        stale.detail
+    );
+    assert!(
+        stale.detail.contains("ping_timeout of 10m"),
+        "{}",
+        stale.detail
+    );
+    let (fresh, code) = phone_item(Some(chrono::Duration::minutes(2))).await;
+    assert_eq!(
+        fresh.verdict,
+        sms_canary::doctor::Verdict::Ok,
+        "{}",
+        fresh.detail
+    );
+    assert!(
+        fresh.detail.starts_with("last heard 2m"),
+        "{}",
+        fresh.detail
+    );
+    assert_eq!(code, 0);
 }
