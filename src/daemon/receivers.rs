@@ -125,9 +125,10 @@ mod tests {
             &path,
             format!(
                 "[canary]\nstate_dir = \"{}\"\nprobes = []\nalerts = [\"hook\"]\n\
-                 [receivers.phone]\nkind = \"android\"\nsigning_key = \"k\"\nping_timeout = \"10m\"\n\
+                 [receivers.phone]\n{}\
                  [alerts.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n",
-                dir.path().join("state").display()
+                dir.path().join("state").display(),
+                crate::providers::SELF_REPORTING_RECEIVER
             ),
         )
         .unwrap();

@@ -46,6 +46,10 @@ use crate::receiver::webhook::{Hooks, Route};
 use crate::redact::Secret;
 use crate::settings::Table;
 use crate::values::{Invalid, JsonPathExpr};
+/// A receiver that reports its own health (signs of life), as the body of
+/// its config table, for tests outside the providers.
+#[cfg(test)]
+pub(crate) use android::config::EXAMPLE_RECEIVER as SELF_REPORTING_RECEIVER;
 
 /// `[gateways.NAME]`: where probes submit messages. One variant per `kind`.
 #[derive(Debug, Clone)]

@@ -598,3 +598,66 @@ async fn doctor_fails_a_phone_not_heard_within_its_ping_timeout() {
     );
     assert_eq!(code, 0);
 }
+
+/// The daemon starts (its preflight passes) with a receiving phone it has
+/// never heard from: watching that phone is its job, and refusing to start
+/// would leave nobody to notice it come back. Its public listener then
+/// takes the phone's signed ping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_starts_with_a_phone_never_heard_and_takes_its_pings() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (listen, admin) = (free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[canary]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\nstate_dir = \"{}\"\nprobes = []\n\
+             [receivers.handset]\nkind = \"android\"\nsigning_key = \"{RECEIVER_KEY}\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let options = sms_canary::daemon::DaemonOptions {
+        admin_listen: Some(admin),
+        ..sms_canary::daemon::DaemonOptions::default()
+    };
+    assert!(options.preflight);
+    let (control, task) = crate::daemon::spawn_daemon(path, options);
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = client.get(format!("http://{admin}/healthz")).send().await;
+        if up.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(!task.is_finished(), "the daemon stopped: {:?}", task.await);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ping = event("p1", "system:ping", DEVICE, "w-ping", serde_json::json!({}));
+    let at = now().to_string();
+    let status = client
+        .post(format!("http://{listen}/hooks/android/handset"))
+        .header("X-Signature", sign(RECEIVER_KEY, &ping, &at))
+        .header("X-Timestamp", at)
+        .body(ping)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    control
+        .send(sms_canary::daemon::Control::Shutdown)
+        .await
+        .unwrap();
+    task.await.unwrap().unwrap();
+}

@@ -134,6 +134,12 @@ fn check_keys(
     Ok(())
 }
 
+/// A receiver of this kind, as the body of its config table: for tests
+/// elsewhere that need a receiver which reports its own health.
+#[cfg(test)]
+pub(crate) const EXAMPLE_RECEIVER: &str =
+    "kind = \"android\"\nsigning_key = \"k\"\nping_timeout = \"10m\"\n";
+
 fn base_url() -> Url {
     Url::parse(BASE_URL).expect("constant URL parses")
 }
