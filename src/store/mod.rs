@@ -35,6 +35,7 @@ use crate::probe::{Finding, Outcome, Phases};
 use error::Failure;
 pub use error::StoreError;
 pub use holder::{HOLDERS_DIR, Holder, Recovered, recover_crashed, recover_if_dead};
+pub use outbox::OutboxActions;
 pub use rollups::{Histogram, PRUNE_BATCH, Pruned, Tally};
 pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};
 

@@ -334,6 +334,26 @@ impl Store {
         })
     }
 
+    /// [`Store::tally`] without the latency histograms: the runs and their
+    /// outcomes only, for availability over long windows, where decoding
+    /// every row's histograms would cost the most and tell nothing.
+    pub fn counts(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        self.with("read rollups", |conn| {
+            let mut t = Tally::default();
+            for (at, json) in window_rows(conn, probe, since)? {
+                let row: Counts = decode("rollup", &json)?;
+                let counted = Row {
+                    first: row.first,
+                    outcomes: row.outcomes,
+                    interrupted: row.interrupted,
+                    ..Row::default()
+                };
+                t.merge(&tally_of(at, counted)?);
+            }
+            Ok(t)
+        })
+    }
+
     /// One probe's hours since `since`, each with its own tally, oldest
     /// first: the status page's long charts.
     pub fn hourly(
@@ -472,9 +492,23 @@ fn window_rows(
     Ok(all)
 }
 
+/// A stored row's counts, its histograms skipped unread.
+#[derive(Deserialize)]
+struct Counts {
+    #[serde(default)]
+    first: Option<i64>,
+    #[serde(default)]
+    outcomes: BTreeMap<String, u64>,
+    #[serde(default)]
+    interrupted: u64,
+}
+
 /// One stored row (an hour or a day, starting at `start`) as a tally.
 fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
-    let row: Row = decode("rollup", json)?;
+    tally_of(start, decode("rollup", json)?)
+}
+
+fn tally_of(start: i64, row: Row) -> Result<Tally, Failure> {
     let mut t = Tally {
         first: Some(timestamp(row.first.unwrap_or(start))?),
         interrupted: row.interrupted,
@@ -614,6 +648,21 @@ mod tests {
                 tally.first,
                 inside.first().map(|(_, at)| **at),
                 "since {since}"
+            );
+        }
+        // Counts only: the same runs and outcomes, no histograms.
+        for since in [t(-86_400), t(7_000), t(400_000)] {
+            let (full, counts) = (
+                store.tally("p", since).unwrap(),
+                store.counts("p", since).unwrap(),
+            );
+            assert_eq!(
+                (counts.runs, &counts.by_outcome, counts.first),
+                (full.runs, &full.by_outcome, full.first)
+            );
+            assert!(
+                full.latency.percentile(50.0).is_some()
+                    && counts.latency.percentile(50.0).is_none()
             );
         }
         // The charts read hours.

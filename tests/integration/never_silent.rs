@@ -316,7 +316,7 @@ async fn skipped_scheduled_runs_are_counted_and_warned_about() {
 /// A canary whose probes alert to a capture after two failures; `p` is
 /// pointed at a number the mock drops (every run `lost`).
 async fn alerting_canary() -> (Canary, crate::capture::Capture) {
-    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let (capture, hook) = crate::capture::Capture::start(crate::capture::ANY_PORT).await;
     let canary = Canary::new(
         "alerts = [\"hook\"]\nreminder = \"1h\"",
         &format!(
@@ -614,7 +614,7 @@ async fn a_notification_in_flight_is_not_sent_again_by_another_process() {
 /// channels straight away (its outbox is in the damaged file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_fails_healthz_and_is_told() {
-    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let (capture, hook) = crate::capture::Capture::start(crate::capture::ANY_PORT).await;
     let canary = Canary::new(
         "alerts = [\"hook\"]",
         &format!("[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook}/alerts\"\n"),
@@ -713,6 +713,30 @@ async fn a_damaged_store_fails_healthz_and_is_told() {
         .await
         .unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
+
+    // Afterwards doctor names the damage, and a daemon will not start on it
+    // (even without its preflight), saying what to do.
+    let out = canary.run(&["doctor", "--listen", "127.0.0.1:0"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("store") && l.contains("FAIL") && l.contains("state store")),
+        "{}",
+        stdout(&out)
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        canary.run(&["daemon", "--no-preflight"]),
+    )
+    .await
+    .expect("a daemon on a damaged store exits");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the state store is damaged: stop every sms-canary using it"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Issue 12, item 7: an empty (truncated) state.db is not taken silently
