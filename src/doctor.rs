@@ -5,7 +5,9 @@
 //! the webhook listener can bind; each polling receiver's endpoint answers;
 //! every probe has an alert channel and each channel answers (a request it
 //! does not act on, an SMTP session up to authentication); the state store
-//! opens, passes its quick check and takes a write.
+//! opens, passes its quick check and takes a write; each receiving phone
+//! that reports its health was heard from (as the daemon recorded it)
+//! within its `ping_timeout`.
 //! Problems here are what would otherwise surface as a failed probe at 3 am.
 
 use std::fmt::Write as _;
@@ -31,6 +33,10 @@ pub enum Verdict {
     /// Nothing to check (e.g. an HTTP gateway without `health_url`).
     Skip,
 }
+
+/// The check of a receiving phone's signs of life: the daemon's preflight
+/// leaves it out (the daemon watches the phone and alerts on it itself).
+pub const PHONE_CHECK: &str = "phone";
 
 /// One line of the doctor's table.
 #[derive(Debug, Clone)]
@@ -95,6 +101,9 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
         items.push(listener(config, listen).await);
     }
     for (name, receiver) in &config.receivers {
+        if let Some(limit) = receiver.silence_limit() {
+            items.push(phone(config, name, limit).await);
+        }
         if receiver.is_webhook() {
             continue;
         }
@@ -185,6 +194,48 @@ async fn store(config: &Config) -> Item {
     Item {
         check: "store",
         subject,
+        verdict,
+        detail,
+    }
+}
+
+/// A receiving phone was heard from (a ping, a message) within its limit,
+/// as the daemon recorded it in the store.
+async fn phone(config: &Config, name: &str, limit: Duration) -> Item {
+    let dir = config.canary.state_dir.clone();
+    let who = name.to_string();
+    let heard =
+        tokio::task::spawn_blocking(move || crate::store::Store::open(&dir)?.last_heard(&who))
+            .await;
+    let now = chrono::Utc::now();
+    let wait = humantime::format_duration(limit);
+    let (verdict, detail) = match heard {
+        Ok(Ok(Some(at))) => {
+            let ago = (now - at).to_std().unwrap_or_default();
+            let shown = humantime::format_duration(Duration::from_secs(ago.as_secs()));
+            if ago <= limit {
+                (Verdict::Ok, format!("last heard {shown} ago"))
+            } else {
+                (
+                    Verdict::Fail,
+                    format!(
+                        "offline since {}: nothing heard for {shown}, over its ping_timeout of {wait}                          (is the phone on and the app running, with its system:ping webhook registered?)",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                )
+            }
+        }
+        Ok(Ok(None)) => (
+            Verdict::Fail,
+            "never heard from: register its system:ping and sms:received webhooks and run the              daemon, which records every sign of life"
+                .to_string(),
+        ),
+        Ok(Err(e)) => (Verdict::Fail, format!("cannot read when it was heard: {e}")),
+        Err(e) => (Verdict::Fail, e.to_string()),
+    };
+    Item {
+        check: PHONE_CHECK,
+        subject: format!("{name} ({})", config.receivers[name].kind()),
         verdict,
         detail,
     }

@@ -431,16 +431,26 @@ impl Monitor {
         }
     }
 
+    /// Feeds the check that receiving phone `receiver` is online into the
+    /// canary's own alerts: `Some(reason)` it is silent too long, `None` it
+    /// is heard from.
+    pub async fn receiver_health(
+        &self,
+        receiver: &str,
+        silent: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        let key = receiver_key(receiver);
+        self.feed_canary_alert(&key, silent, now).await;
+    }
+
     /// Feeds one of the canary's own checks (`key`) into the alert state
     /// machine: `Some(reason)` it is failing, `None` it works. It fires at
     /// once, reminds like a probe and resolves on the first good sign; its
     /// notices go to the canary's channels through the outbox.
-    async fn feed_canary_alert(
-        &self,
-        key: &'static str,
-        failing: Option<String>,
-        now: DateTime<Utc>,
-    ) {
+    async fn feed_canary_alert(&self, key: &str, failing: Option<String>, now: DateTime<Utc>) {
+        let check = key.to_string();
+        let key = key.to_string();
         let store = self.store.clone();
         let instance = self.instance.clone();
         let channels = self.canary_channels.clone();
@@ -452,7 +462,7 @@ impl Monitor {
             silenced: false,
         };
         let fed = blocking(move || {
-            let before = store.alert_state(key)?;
+            let before = store.alert_state(&key)?;
             let outcome = if failing.is_some() {
                 crate::probe::Outcome::Error
             } else {
@@ -468,16 +478,16 @@ impl Monitor {
                 let reason =
                     failing.unwrap_or_else(|| "the canary's check passes again".to_string());
                 let firing = after.firing.as_ref().or(before.firing.as_ref());
-                let n = Notification::without_run(t, key, reason, &instance, firing, now);
-                warn!(check = key, transition = ?t, channels = channels.len(), "{}", n.headline());
+                let n = Notification::without_run(t, &key, reason, &instance, firing, now);
+                warn!(check = %key, transition = ?t, channels = channels.len(), "{}", n.headline());
                 outbox = fan_out(&channels, &n);
             }
-            store.record_alert(key, &after, &outbox, now)?;
+            store.record_alert(&key, &after, &outbox, now)?;
             Ok(transition)
         })
         .await;
         if let Err(e) = fed {
-            error!(check = key, "cannot record the canary's own alert: {e}");
+            error!(%check, "cannot record the canary's own alert: {e}");
         }
     }
 
@@ -735,6 +745,12 @@ pub enum Attempt {
 
 /// The alert key of the canary's own check of its state store.
 pub const STORE_KEY: &str = "canary:state-store";
+
+/// The alert key of the canary's own check that receiving phone `receiver`
+/// is online.
+pub fn receiver_key(receiver: &str) -> String {
+    format!("{}receiver:{receiver}", crate::alert::CANARY_KEY_PREFIX)
+}
 
 impl Monitor {
     /// Sends a notice about the canary itself straight to its channels,

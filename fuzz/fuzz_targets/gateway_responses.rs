@@ -1,10 +1,11 @@
-//! Provider answers to a submit: Twilio's, Vonage's, Telnyx's and Plivo's
+//! Provider answers to a submit: Twilio's, Vonage's, Telnyx's, Plivo's and
+//! the Android app's
 //! JSON (success and error bodies), the HTTP gateway's response rules
 //! (JSONPath, `equals`) and the Retry-After header. Any answer is classified
 //! without a panic, and an accepted message always has an id.
 //!
 //! Input: a first line `PROVIDER STATUS [RETRY-AFTER]` (provider `twilio`,
-//! `vonage`, `telnyx`, `plivo` or `http`); for `http`, the gateway's TOML then `\n---\n`; then
+//! `vonage`, `telnyx`, `plivo`, `android` or `http`); for `http`, the gateway's TOML then `\n---\n`; then
 //! the response body.
 
 #![no_main]
@@ -19,6 +20,7 @@ use sms_canary::config::HttpGatewayConfig;
 use sms_canary::gateway::{Accepted, SubmitError};
 use sms_canary::net::retry_after;
 use sms_canary::providers::http::gateway::HttpGateway;
+use sms_canary::providers::android::gateway as android;
 use sms_canary::providers::plivo::gateway as plivo;
 use sms_canary::providers::telnyx::gateway as telnyx;
 use sms_canary::providers::twilio::gateway as twilio;
@@ -110,6 +112,16 @@ fuzz_target!(|data: &[u8]| {
                 check(plivo::parse_message(rest));
             } else {
                 check(Err(plivo::classify_error(status, rest)));
+            }
+        }
+        "android" => {
+            if success {
+                check(android::parse_message(rest));
+            } else {
+                check(Err(android::classify_error(status, rest)));
+            }
+            if let Ok(reason) = std::str::from_utf8(rest) {
+                let _ = android::explain_failure(reason);
             }
         }
         "http" => {

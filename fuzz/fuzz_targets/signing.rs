@@ -6,6 +6,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use sms_canary::providers::android::signature as android;
 use sms_canary::providers::plivo::signature as plivo;
 use sms_canary::providers::telnyx::signature::{self as telnyx, KeyPair};
 use sms_canary::providers::twilio::signature::{
@@ -113,6 +114,19 @@ fuzz_target!(|input: Input| {
         let v2 = plivo::sign_v2(&secret, &parsed, "n");
         assert!(plivo::verify_v2(&secret, &parsed, "n", &v2));
     }
+
+    // Android: any headers get an answer, never a panic; what the key signs
+    // verifies within the tolerance, and not for another body or timestamp.
+    let now = 1_800_000_000;
+    let _ = android::verify(&secret, Some(&url), Some(&given), &body, now);
+    let at = now.to_string();
+    let sig = android::sign(&secret, &body, &at);
+    assert_eq!(android::verify(&secret, Some(&at), Some(&sig), &body, now - 300), Ok(()));
+    let mut other_body = body.clone();
+    other_body.push(b'x');
+    assert!(android::verify(&secret, Some(&at), Some(&sig), &other_body, now).is_err());
+    let later = (now + 1).to_string();
+    assert!(android::verify(&secret, Some(&later), Some(&sig), &body, now).is_err());
 
     // JSON body: the header verifies with or without its prefix, not for another body.
     let header = body_signature(&body, &secret);

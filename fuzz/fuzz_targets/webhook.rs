@@ -1,7 +1,9 @@
 //! The webhook routes, driven through the real router with any request:
 //! Twilio inbound and status callbacks, Vonage inbound and receipts (query,
 //! form or JSON), Telnyx events (Ed25519-signed JSON), Plivo callbacks
-//! (form or query, signature V3), and the generic JSON route. No request makes a route panic
+//! (form or query, signature V3), SMS Gateway for Android events and
+//! receipts (HMAC-SHA256 over body and timestamp, each event id taken
+//! once), and the generic JSON route. No request makes a route panic
 //! or answer 5xx, a request the harness signed correctly is never refused
 //! as badly signed, and one whose `Content-Length` declares more than the
 //! limit (or cannot be read) is refused with 413, on any path.
@@ -9,8 +11,8 @@
 //! Input: an HTTP/1-like request: `METHOD /path?query`, header lines, a blank
 //! line, the body. The pseudo-header `X-Fuzz-Sign: 1` asks the harness to sign
 //! the request the way the provider would (a fresh Vonage `timestamp` and
-//! `sig` are then written into the query or form; Telnyx's and Plivo's
-//! headers are set).
+//! `sig` are then written into the query or form; Telnyx's, Plivo's and the
+//! Android app's headers are set).
 
 #![no_main]
 
@@ -22,6 +24,7 @@ use libfuzzer_sys::fuzz_target;
 use sms_canary::config::Config;
 use sms_canary::receiver::Inbox;
 use sms_canary::receiver::webhook::{BODY_LIMIT, Hooks, router};
+use sms_canary::providers::android::signature::sign as android_signature;
 use sms_canary::providers::plivo::signature::sign_v3 as plivo_signature;
 use sms_canary::providers::telnyx::signature::KeyPair;
 use sms_canary::providers::twilio::signature::sign as twilio_signature;
@@ -37,6 +40,7 @@ const TWILIO_TOKEN: &str = "fuzz-twilio-token";
 const VONAGE_SECRET: &str = "fuzz-vonage-signature-secret";
 const JSON_SECRET: &str = "fuzz-json-secret";
 const PLIVO_TOKEN: &str = "fuzz-plivo-token";
+const ANDROID_KEY: &str = "fuzz-android-signing-key";
 /// A run token the harness waits for, so that matching paths run too.
 const RUN_TOKEN: &str = "fuzztoken1";
 
@@ -64,6 +68,16 @@ auth_token = "fuzz-plivo-token"
 [receivers.plin]
 kind = "webhook"
 gateway = "pl"
+
+[gateways.an]
+kind = "android"
+username = "sms"
+password = "fuzz-android-password"
+signing_key = "fuzz-android-signing-key"
+
+[receivers.ain]
+kind = "android"
+signing_key = "fuzz-android-signing-key"
 
 [gateways.tw]
 kind = "twilio"
@@ -139,6 +153,7 @@ enum Signer {
     Vonage,
     Telnyx,
     Plivo,
+    Android,
     Json,
     None,
 }
@@ -149,6 +164,7 @@ fn signer(path: &str) -> Signer {
         "/hooks/vonage/inbound/vin" | "/hooks/vonage/receipt/vs" => Signer::Vonage,
         "/hooks/telnyx/inbound/txin" | "/hooks/telnyx/status/tx" => Signer::Telnyx,
         "/hooks/plivo/inbound/plin" | "/hooks/plivo/status/pl" => Signer::Plivo,
+        "/hooks/android/ain" | "/hooks/android/receipt/an" => Signer::Android,
         "/hooks/json/json" => Signer::Json,
         _ => Signer::None,
     }
@@ -300,6 +316,19 @@ fuzz_target!(|data: &[u8]| {
                     ));
                 }
             }
+        }
+        Signer::Android => {
+            let at = chrono::Utc::now().timestamp().to_string();
+            let sig = android_signature(ANDROID_KEY, &body, &at);
+            headers.retain(|(n, _)| n != "x-timestamp" && n != "x-signature");
+            headers.push((
+                HeaderName::from_static("x-timestamp"),
+                HeaderValue::from_str(&at).expect("digits are a header value"),
+            ));
+            headers.push((
+                HeaderName::from_static("x-signature"),
+                HeaderValue::from_str(&sig).expect("hex is a header value"),
+            ));
         }
         Signer::Json => {
             let sig = body_signature(&body, JSON_SECRET);

@@ -462,6 +462,13 @@ const CORE: &[Table] = &[
                 doc: "Extra copies of each delivered message the number receives.",
                 example: Some("1"),
             },
+            Key {
+                name: "redeliveries",
+                ty: U32,
+                presence: Presence::Default(|| "0".into()),
+                doc: "Extra deliveries of each inbound webhook, unchanged (the same event, the same id), as a provider re-sends an event whose answer it did not see.",
+                example: Some("2"),
+            },
         ],
         exclusive: &[],
     },

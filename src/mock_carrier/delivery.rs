@@ -7,7 +7,8 @@
 //! signed as that provider signs (each provider's `mock.rs` says which
 //! statuses it reports and how). A delivery to an owned number creates the
 //! inbound message (or several, for duplicates) and POSTs its webhook at that
-//! same instant, in the sender's API's format unless the number overrides it.
+//! same instant, in the sender's API's format unless the number overrides it;
+//! a number's `redeliveries` posts that same webhook again, unchanged.
 //!
 //! The deadline is kept by the precise timer, and the final state is applied
 //! the moment it fires: callbacks still in flight for earlier statuses delay
@@ -138,8 +139,15 @@ async fn run(shared: Arc<Shared>, queued: Message, plan: Plan, deadline: Instant
         let webhooks = futures_util::future::join_all(arrivals.into_iter().filter_map(
             |(inbound, webhook)| {
                 let shared = &shared;
+                let redeliveries = plan.behaviour.redeliveries;
                 webhook.map(|request| async move {
+                    let copies: Vec<reqwest::Request> = (0..redeliveries)
+                        .filter_map(|_| request.try_clone())
+                        .collect();
                     send(shared, request, &inbound, "inbound webhook").await;
+                    for copy in copies {
+                        send(shared, copy, &inbound, "inbound webhook (redelivered)").await;
+                    }
                 })
             },
         ));

@@ -135,6 +135,11 @@ pub struct NumberConfig {
     /// Extra copies of each delivered message the owned number receives.
     #[serde(default)]
     pub duplicates: u32,
+    /// Extra deliveries of each inbound webhook, unchanged (the same
+    /// event, the same id), as a provider re-sends an event whose answer it
+    /// did not see.
+    #[serde(default)]
+    pub redeliveries: u32,
 }
 
 impl NumberConfig {

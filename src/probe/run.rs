@@ -30,8 +30,18 @@ impl Correlation {
     /// handsets or carriers changing case cannot break the match.
     pub fn new() -> Self {
         let id = ulid::Ulid::generate().to_string();
-        let token = id[id.len() - TOKEN_LEN..].to_ascii_lowercase();
+        let token = Correlation::token_of(&id);
         Correlation { id, token }
+    }
+
+    /// The token of correlation id `id`: for a provider that echoes the id
+    /// we gave a message (instead of a callback URL naming the run).
+    pub fn token_of(id: &str) -> String {
+        let start = id.chars().count().saturating_sub(TOKEN_LEN);
+        id.chars()
+            .skip(start)
+            .collect::<String>()
+            .to_ascii_lowercase()
     }
 
     /// Renders a body template: `{probe}`, `{token}`, `{correlation_id}`.
@@ -184,6 +194,17 @@ async fn run_with(probe: &Probe, wiring: Wiring<'_>, correlation: Correlation) -
         result.outcome = Outcome::Error;
         result.reason = Some(format!(
             "receiver `{receiver}` could not look for the message: its last poll failed: {e}"
+        ));
+    }
+    if result.outcome == Outcome::Lost
+        && let Some(silence) = inbox.silence(&probe.receiver)
+    {
+        // The receiving phone said nothing for too long: it is offline,
+        // which the canary's own alert tells; the message is not proved lost.
+        result.outcome = Outcome::Error;
+        result.reason = Some(format!(
+            "{}; the message may have arrived unseen",
+            silence.describe(&probe.receiver, None)
         ));
     }
     match result.outcome {
@@ -556,6 +577,45 @@ mod engine_tests {
             poller: None,
         };
         run(probe, wiring).await
+    }
+
+    /// A run whose receiver is watched for its signs of life, with
+    /// `heard` before it starts (after `limit` of watching).
+    async fn go_watched(limit: Duration, heard_just_before: bool) -> RunResult {
+        let inbox = Inbox::new();
+        inbox.watch_receiver("inbox", limit);
+        tokio::time::advance(limit).await;
+        if heard_just_before {
+            inbox.heard_from("inbox", Instant::now());
+        }
+        let gw = Scripted {
+            answers: Mutex::new(VecDeque::new()),
+            delivery: Delivery::default(),
+            inbox: Arc::clone(&inbox),
+        };
+        let wiring = Wiring {
+            gateway: &gw,
+            inbox: &inbox,
+            callback_base: None,
+            poller: None,
+        };
+        run(&probe(), wiring).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_arriving_at_a_silent_phone_is_an_error_not_a_loss() {
+        let limit = Duration::from_secs(600);
+        let r = go_watched(limit, false).await;
+        assert_eq!(r.outcome, Outcome::Error, "{:?}", r.reason);
+        let reason = r.reason.unwrap();
+        assert!(
+            reason.contains("receiving phone `inbox` offline"),
+            "{reason}"
+        );
+        assert!(reason.contains("ping_timeout of 10m"), "{reason}");
+        // Heard just before: the phone is online, so the message is lost.
+        let r = go_watched(limit, true).await;
+        assert_eq!(r.outcome, Outcome::Lost, "{:?}", r.reason);
     }
 
     fn arrives(after_ms: u64) -> Delivery {

@@ -13,6 +13,7 @@
 //! The configuration loader depends on this module; nothing here depends
 //! on the loader (a test over the imports keeps it so).
 
+pub mod android;
 pub mod http;
 pub mod mock;
 pub mod plivo;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+pub use android::config::{AndroidGatewayConfig, AndroidReceiverConfig};
 pub use http::config::{HttpGatewayConfig, HttpMethod, HttpPollConfig, ResponseRule};
 pub use mock::MockGatewayConfig;
 pub use plivo::config::PlivoGatewayConfig;
@@ -44,6 +46,10 @@ use crate::receiver::webhook::{Hooks, Route};
 use crate::redact::Secret;
 use crate::settings::Table;
 use crate::values::{Invalid, JsonPathExpr};
+/// A receiver that reports its own health (signs of life), as the body of
+/// its config table, for tests outside the providers.
+#[cfg(test)]
+pub(crate) use android::config::EXAMPLE_RECEIVER as SELF_REPORTING_RECEIVER;
 
 /// `[gateways.NAME]`: where probes submit messages. One variant per `kind`.
 #[derive(Debug, Clone)]
@@ -60,6 +66,8 @@ pub enum GatewayConfig {
     Telnyx(TelnyxGatewayConfig),
     /// Plivo's Message API (`POST /v1/Account/{auth_id}/Message/`).
     Plivo(PlivoGatewayConfig),
+    /// A phone running SMS Gateway for Android (`POST /message`).
+    Android(AndroidGatewayConfig),
 }
 
 /// The gateway kinds, in the order the reference lists them.
@@ -71,6 +79,7 @@ enum GatewayKind {
     Http,
     Telnyx,
     Plivo,
+    Android,
 }
 
 impl GatewayKind {
@@ -81,6 +90,7 @@ impl GatewayKind {
         GatewayKind::Http,
         GatewayKind::Telnyx,
         GatewayKind::Plivo,
+        GatewayKind::Android,
     ];
 
     fn name(self) -> &'static str {
@@ -91,13 +101,15 @@ impl GatewayKind {
             GatewayKind::Http => "http",
             GatewayKind::Telnyx => "telnyx",
             GatewayKind::Plivo => "plivo",
+            GatewayKind::Android => "android",
         }
     }
 }
 
 impl GatewayConfig {
-    pub const KINDS: &'static [&'static str] =
-        &["mock", "twilio", "vonage", "http", "telnyx", "plivo"];
+    pub const KINDS: &'static [&'static str] = &[
+        "mock", "twilio", "vonage", "http", "telnyx", "plivo", "android",
+    ];
 
     pub fn kind(&self) -> &'static str {
         self.kind_of().name()
@@ -111,6 +123,7 @@ impl GatewayConfig {
             GatewayConfig::Http(_) => GatewayKind::Http,
             GatewayConfig::Telnyx(_) => GatewayKind::Telnyx,
             GatewayConfig::Plivo(_) => GatewayKind::Plivo,
+            GatewayConfig::Android(_) => GatewayKind::Android,
         }
     }
 
@@ -127,6 +140,9 @@ impl GatewayConfig {
             GatewayKind::Http => HttpGatewayConfig::deserialize(de).map(GatewayConfig::Http),
             GatewayKind::Telnyx => TelnyxGatewayConfig::deserialize(de).map(GatewayConfig::Telnyx),
             GatewayKind::Plivo => PlivoGatewayConfig::deserialize(de).map(GatewayConfig::Plivo),
+            GatewayKind::Android => {
+                AndroidGatewayConfig::deserialize(de).map(GatewayConfig::Android)
+            }
         })
     }
 
@@ -140,6 +156,7 @@ impl GatewayConfig {
             | GatewayConfig::Telnyx(_)
             | GatewayConfig::Plivo(_) => Ok(()),
             GatewayConfig::Http(h) => h.validate(),
+            GatewayConfig::Android(a) => a.validate(),
         }
     }
 
@@ -151,7 +168,8 @@ impl GatewayConfig {
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::INBOUND),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::INBOUND),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::INBOUND),
-            GatewayConfig::Http(_) => None,
+            // Its phone receives through a receiver of its own kind.
+            GatewayConfig::Http(_) | GatewayConfig::Android(_) => None,
         }
     }
 
@@ -162,7 +180,22 @@ impl GatewayConfig {
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::RECEIPT),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::STATUS),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::STATUS),
+            GatewayConfig::Android(_) => Some(&android::webhooks::RECEIPT),
             GatewayConfig::Http(_) => None,
+        }
+    }
+
+    /// The events to register at the provider for the receipt route, when
+    /// its URL is registered once instead of going with each message.
+    pub fn receipt_events(&self) -> Option<&'static [&'static str]> {
+        match self {
+            GatewayConfig::Android(_) => Some(android::webhooks::RECEIPT_EVENTS),
+            GatewayConfig::Mock(_)
+            | GatewayConfig::Twilio(_)
+            | GatewayConfig::Vonage(_)
+            | GatewayConfig::Http(_)
+            | GatewayConfig::Telnyx(_)
+            | GatewayConfig::Plivo(_) => None,
         }
     }
 
@@ -203,6 +236,7 @@ impl GatewayConfig {
                 p.auth_token.clone(),
                 p.request_timeout,
             )?),
+            GatewayConfig::Android(a) => Box::new(android::gateway::AndroidGateway::new(name, a)?),
         })
     }
 }
@@ -216,6 +250,8 @@ pub enum ReceiverConfig {
     TwilioPoll(TwilioPollConfig),
     /// Polls your own API for inbound messages.
     HttpPoll(HttpPollConfig),
+    /// A phone running SMS Gateway for Android posts what it receives.
+    Android(AndroidReceiverConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +259,7 @@ enum ReceiverKind {
     Webhook,
     TwilioPoll,
     HttpPoll,
+    Android,
 }
 
 impl ReceiverKind {
@@ -230,6 +267,7 @@ impl ReceiverKind {
         ReceiverKind::Webhook,
         ReceiverKind::TwilioPoll,
         ReceiverKind::HttpPoll,
+        ReceiverKind::Android,
     ];
 
     fn name(self) -> &'static str {
@@ -237,18 +275,20 @@ impl ReceiverKind {
             ReceiverKind::Webhook => "webhook",
             ReceiverKind::TwilioPoll => "twilio-poll",
             ReceiverKind::HttpPoll => "http-poll",
+            ReceiverKind::Android => "android",
         }
     }
 }
 
 impl ReceiverConfig {
-    pub const KINDS: &'static [&'static str] = &["webhook", "twilio-poll", "http-poll"];
+    pub const KINDS: &'static [&'static str] = &["webhook", "twilio-poll", "http-poll", "android"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             ReceiverConfig::Webhook(_) => ReceiverKind::Webhook,
             ReceiverConfig::TwilioPoll(_) => ReceiverKind::TwilioPoll,
             ReceiverConfig::HttpPoll(_) => ReceiverKind::HttpPoll,
+            ReceiverConfig::Android(_) => ReceiverKind::Android,
         }
         .name()
     }
@@ -267,6 +307,9 @@ impl ReceiverConfig {
                 TwilioPollConfig::deserialize(de).map(ReceiverConfig::TwilioPoll)
             }
             ReceiverKind::HttpPoll => HttpPollConfig::deserialize(de).map(ReceiverConfig::HttpPoll),
+            ReceiverKind::Android => {
+                AndroidReceiverConfig::deserialize(de).map(ReceiverConfig::Android)
+            }
         })
     }
 
@@ -275,13 +318,14 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(_) | ReceiverConfig::TwilioPoll(_) => Ok(()),
             ReceiverConfig::HttpPoll(h) => h.validate(),
+            ReceiverConfig::Android(a) => a.validate(),
         }
     }
 
     /// True for receivers that need our webhook listener.
     pub fn is_webhook(&self) -> bool {
         match self {
-            ReceiverConfig::Webhook(_) => true,
+            ReceiverConfig::Webhook(_) | ReceiverConfig::Android(_) => true,
             ReceiverConfig::TwilioPoll(_) | ReceiverConfig::HttpPoll(_) => false,
         }
     }
@@ -291,7 +335,33 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(w) => w.gateway.as_ref(),
             ReceiverConfig::TwilioPoll(p) => Some(&p.gateway),
-            ReceiverConfig::HttpPoll(_) => None,
+            ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => None,
+        }
+    }
+
+    /// The route of a receiver kind that has one of its own (not a
+    /// `webhook`, whose route follows its gateway), and the events to
+    /// register for it at the provider.
+    pub fn own_route(&self) -> Option<(&'static Route, &'static [&'static str])> {
+        match self {
+            ReceiverConfig::Android(_) => Some((
+                &android::webhooks::INBOUND,
+                android::webhooks::INBOUND_EVENTS,
+            )),
+            ReceiverConfig::Webhook(_)
+            | ReceiverConfig::TwilioPoll(_)
+            | ReceiverConfig::HttpPoll(_) => None,
+        }
+    }
+
+    /// How long the receiving phone may stay silent before it counts as
+    /// offline, for kinds whose receiver sends signs of life.
+    pub fn silence_limit(&self) -> Option<std::time::Duration> {
+        match self {
+            ReceiverConfig::Android(a) => Some(a.ping_timeout),
+            ReceiverConfig::Webhook(_)
+            | ReceiverConfig::TwilioPoll(_)
+            | ReceiverConfig::HttpPoll(_) => None,
         }
     }
 
@@ -301,7 +371,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(_) => gateway.inbound_route().is_some(),
             ReceiverConfig::TwilioPoll(_) => twilio::webhooks::auth_token(gateway).is_some(),
-            ReceiverConfig::HttpPoll(_) => true,
+            ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => true,
         }
     }
 
@@ -318,7 +388,7 @@ impl ReceiverConfig {
                 "twilio or mock (whose API it polls)",
                 "to poll your own API, use a receiver of kind = \"http-poll\"",
             ),
-            ReceiverConfig::HttpPoll(_) => ("any", ""),
+            ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => ("any", ""),
         }
     }
 
@@ -328,7 +398,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(_) => (probe_gateway == gateway).then_some(true),
             ReceiverConfig::TwilioPoll(t) => (t.gateway.get_ref() == gateway).then_some(false),
-            ReceiverConfig::HttpPoll(_) => None,
+            ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => None,
         }
     }
 }
@@ -377,7 +447,7 @@ pub fn build_poller(
     mock_urls: &[(String, Url)],
 ) -> Result<Option<Box<dyn Poller>>, CallError> {
     Ok(match receiver {
-        ReceiverConfig::Webhook(_) => None,
+        ReceiverConfig::Webhook(_) | ReceiverConfig::Android(_) => None,
         ReceiverConfig::HttpPoll(h) => Some(Box::new(http::poll::HttpPoller::new(h)?)),
         ReceiverConfig::TwilioPoll(t) => {
             let account = t.gateway.get_ref();
@@ -399,7 +469,8 @@ pub fn build_poller(
                     other @ (GatewayConfig::Vonage(_)
                     | GatewayConfig::Http(_)
                     | GatewayConfig::Telnyx(_)
-                    | GatewayConfig::Plivo(_)),
+                    | GatewayConfig::Plivo(_)
+                    | GatewayConfig::Android(_)),
                 ) => {
                     return Err(CallError::permanent(format!(
                         "gateway `{account}` is of kind {}",
@@ -451,6 +522,8 @@ pub const ROUTES: &[&Route] = &[
     &telnyx::webhooks::STATUS,
     &plivo::webhooks::INBOUND,
     &plivo::webhooks::STATUS,
+    &android::webhooks::INBOUND,
+    &android::webhooks::RECEIPT,
     &http::webhooks::JSON,
 ];
 
@@ -460,6 +533,7 @@ pub fn webhook_router(hooks: Arc<Hooks>) -> Router {
         .merge(vonage::webhooks::router(Arc::clone(&hooks)))
         .merge(telnyx::webhooks::router(Arc::clone(&hooks)))
         .merge(plivo::webhooks::router(Arc::clone(&hooks)))
+        .merge(android::webhooks::router(Arc::clone(&hooks)))
         .merge(http::webhooks::router(hooks))
 }
 
@@ -470,6 +544,7 @@ pub const TABLES: &[&[Table]] = &[
     http::config::TABLES,
     telnyx::config::TABLES,
     plivo::config::TABLES,
+    android::config::TABLES,
 ];
 
 /// A running in-process mock and the client of the API it speaks.
@@ -510,6 +585,7 @@ pub enum InboundFormat {
     Vonage,
     Telnyx,
     Plivo,
+    Android,
 }
 
 impl InboundFormat {
@@ -518,8 +594,9 @@ impl InboundFormat {
         InboundFormat::Vonage,
         InboundFormat::Telnyx,
         InboundFormat::Plivo,
+        InboundFormat::Android,
     ];
-    pub const NAMES: &[&str] = &["twilio", "vonage", "telnyx", "plivo"];
+    pub const NAMES: &[&str] = &["twilio", "vonage", "telnyx", "plivo", "android"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -527,6 +604,7 @@ impl InboundFormat {
             InboundFormat::Vonage => "vonage",
             InboundFormat::Telnyx => "telnyx",
             InboundFormat::Plivo => "plivo",
+            InboundFormat::Android => "android",
         }
     }
 
@@ -537,6 +615,7 @@ impl InboundFormat {
             InboundFormat::Vonage => vonage::mock::new_vonage_id(),
             InboundFormat::Telnyx => telnyx::mock::new_id(),
             InboundFormat::Plivo => plivo::mock::new_uuid(),
+            InboundFormat::Android => android::mock::new_id(),
         }
     }
 
@@ -547,6 +626,7 @@ impl InboundFormat {
             InboundFormat::Vonage => vonage::mock::receipt_request(shared, m),
             InboundFormat::Telnyx => telnyx::mock::receipt_request(shared, m),
             InboundFormat::Plivo => plivo::mock::receipt_request(shared, m),
+            InboundFormat::Android => android::mock::receipt_request(shared, m),
         }
     }
 
@@ -563,6 +643,7 @@ impl InboundFormat {
             InboundFormat::Vonage => vonage::mock::inbound_request(shared, m, url, at),
             InboundFormat::Telnyx => telnyx::mock::inbound_request(shared, m, url, at),
             InboundFormat::Plivo => plivo::mock::inbound_request(shared, m, url),
+            InboundFormat::Android => android::mock::inbound_request(shared, m, url, at),
         }
     }
 
@@ -573,6 +654,7 @@ impl InboundFormat {
             InboundFormat::Vonage => vonage::mock::status_word(m.direction, m.status),
             InboundFormat::Telnyx => telnyx::mock::status_word(m.direction, m.status),
             InboundFormat::Plivo => plivo::mock::status_word(m.direction, m.status, m.error_code),
+            InboundFormat::Android => android::mock::status_word(m.direction, m.status),
         }
     }
 }
@@ -582,7 +664,8 @@ pub(crate) fn mock_router(shared: Arc<Shared>) -> Router {
     twilio::mock::router(Arc::clone(&shared))
         .merge(vonage::mock::router(Arc::clone(&shared)))
         .merge(telnyx::mock::router(Arc::clone(&shared)))
-        .merge(plivo::mock::router(shared))
+        .merge(plivo::mock::router(Arc::clone(&shared)))
+        .merge(android::mock::router(shared))
 }
 
 /// What the mock answers on a path no API serves (Twilio's 404 shape).
@@ -598,13 +681,15 @@ pub struct MockAccounts {
     pub vonage: vonage::mock::Account,
     pub telnyx: telnyx::mock::Account,
     pub plivo: plivo::mock::Account,
+    pub android: android::mock::Account,
 }
 
 impl MockAccounts {
     pub(crate) fn validate(&self) -> Result<(), String> {
         self.vonage.validate()?;
         self.telnyx.validate()?;
-        self.plivo.validate()
+        self.plivo.validate()?;
+        self.android.validate()
     }
 
     /// What the standalone mock says at start of each account, besides its address.
@@ -617,11 +702,14 @@ impl MockAccounts {
 #[derive(Debug, Default)]
 pub(crate) struct MockState {
     pub(crate) vonage: vonage::mock::Credit,
+    /// The webhooks registered with the emulated phone.
+    pub(crate) android: android::mock::Webhooks,
 }
 
 impl MockState {
     pub(crate) fn reset(&self) {
         self.vonage.reset();
+        self.android.reset();
     }
 }
 
@@ -634,6 +722,8 @@ pub struct MockArgs {
     pub telnyx: telnyx::mock::Args,
     #[command(flatten)]
     pub plivo: plivo::mock::Args,
+    #[command(flatten)]
+    pub android: android::mock::Args,
 }
 
 impl MockArgs {
@@ -643,6 +733,7 @@ impl MockArgs {
             vonage: self.vonage.account()?,
             telnyx: self.telnyx.account()?,
             plivo: self.plivo.account()?,
+            android: self.android.account()?,
         })
     }
 }
@@ -669,7 +760,9 @@ mod tests {
         for (i, a) in ROUTES.iter().enumerate() {
             for b in &ROUTES[i + 1..] {
                 assert_ne!(a.name, b.name);
-                assert!(!a.prefix().starts_with(b.prefix()) && !b.prefix().starts_with(a.prefix()));
+                // One prefix may extend another (`/hooks/x/` and
+                // `/hooks/x/receipt/`): a path is told by the longest.
+                assert_ne!(a.prefix(), b.prefix());
             }
         }
     }

@@ -7,14 +7,21 @@
 //! run that has just ended (a duplicate, or an arrival after the timeout) are
 //! counted as late instead, so a carrier duplicating messages is not mistaken
 //! for somebody else texting the number.
+//!
+//! It also keeps what outlives one set of webhook routes (a reload rebuilds
+//! them): the ids of provider events already taken, and the signs of life
+//! of receivers that report their own health (a phone's pings), so that a
+//! silent phone is told apart from lost messages.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::webhook::SeenOnce;
 use crate::probe::TOKEN_LEN;
 
 /// What a receiver observed for a run.
@@ -84,6 +91,52 @@ pub struct Inbox {
     finished: Mutex<Finished>,
     strangers: AtomicU64,
     late: AtomicU64,
+    /// Ids of provider events already taken (a retry is taken once).
+    events: Mutex<SeenOnce>,
+    /// Receivers that report their own health, by name.
+    watched: Mutex<HashMap<String, Watched>>,
+}
+
+/// A receiver whose silence means it is offline.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    /// How long it may stay silent.
+    limit: Duration,
+    /// Since when it is watched (its silence counts from here if never heard).
+    since: Instant,
+    heard: Option<Instant>,
+}
+
+/// A receiver silent for longer than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Silence {
+    /// Its last sign of life, or `None` if none came since it is watched.
+    pub last_heard: Option<Instant>,
+    /// How long it has been silent (since its last sign, or since watched).
+    pub silent_for: Duration,
+    pub limit: Duration,
+}
+
+impl Silence {
+    /// In words, for a run's reason and (with the wall time it began) the
+    /// canary's alert.
+    pub fn describe(&self, receiver: &str, since: Option<chrono::DateTime<chrono::Utc>>) -> String {
+        let quiet = humantime::format_duration(crate::probe::round_ms(self.silent_for));
+        let limit = humantime::format_duration(self.limit);
+        let since = since.map_or(String::new(), |t| {
+            format!(
+                " since {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        });
+        let what = match self.last_heard {
+            Some(_) => format!("for {quiet}"),
+            None => format!("in the {quiet} it has been watched"),
+        };
+        format!(
+            "receiving phone `{receiver}` offline{since}: nothing from it (no ping, no message) {what}, over its ping_timeout of {limit}"
+        )
+    }
 }
 
 /// How many ended runs' tokens are remembered (a FIFO: memory stays bounded).
@@ -162,6 +215,57 @@ impl Inbox {
     pub fn receipt(&self, token: &str, receipt: Receipt) -> bool {
         let tx = self.lock().get(&token.to_ascii_lowercase()).cloned();
         tx.is_some_and(|tx| tx.send(Event::Receipt(receipt)).is_ok())
+    }
+
+    /// Whether provider event `key` is seen for the first time (and now remembered).
+    pub fn first_delivery(&self, key: &str) -> bool {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first_use(key)
+    }
+
+    /// Watches receiver `name`: silent for longer than `limit`, it is
+    /// offline. Watching it again (a reload) changes the limit and keeps
+    /// what was heard.
+    pub fn watch_receiver(&self, name: &str, limit: Duration) {
+        let mut watched = self.watched();
+        watched
+            .entry(name.to_string())
+            .and_modify(|w| w.limit = limit)
+            .or_insert(Watched {
+                limit,
+                since: Instant::now(),
+                heard: None,
+            });
+    }
+
+    /// Notes a sign of life from receiver `name`, at `at`.
+    pub fn heard_from(&self, name: &str, at: Instant) {
+        if let Some(w) = self.watched().get_mut(name) {
+            w.heard = Some(w.heard.map_or(at, |h| h.max(at)));
+        }
+    }
+
+    /// When watched receiver `name` last gave a sign of life.
+    pub fn last_heard(&self, name: &str) -> Option<Instant> {
+        self.watched().get(name).and_then(|w| w.heard)
+    }
+
+    /// Receiver `name`'s silence, if it is watched and silent for longer
+    /// than its limit now.
+    pub fn silence(&self, name: &str) -> Option<Silence> {
+        let w = *self.watched().get(name)?;
+        let silent_for = Instant::now().saturating_duration_since(w.heard.unwrap_or(w.since));
+        (silent_for > w.limit).then_some(Silence {
+            last_heard: w.heard,
+            silent_for,
+            limit: w.limit,
+        })
+    }
+
+    fn watched(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched>> {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Inbound messages that matched no waiting run, since start.
@@ -293,6 +397,40 @@ mod tests {
         inbox.arrival(&format!("x {}", token(FINISHED_KEPT + 4)), arrival());
         let stats = inbox.stats();
         assert_eq!((stats.strangers, stats.late), (1, 1), "{stats:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watched_receiver_is_silent_past_its_limit_until_heard() {
+        let inbox = Inbox::new();
+        let limit = Duration::from_secs(600);
+        assert_eq!(inbox.silence("phone"), None, "not watched");
+        inbox.watch_receiver("phone", limit);
+        inbox.heard_from("other", Instant::now());
+        tokio::time::advance(limit).await;
+        assert_eq!(inbox.silence("phone"), None, "at the limit, not over it");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let never = inbox.silence("phone").expect("silent since watched");
+        assert_eq!(never.last_heard, None);
+        assert_eq!(never.silent_for, limit + Duration::from_secs(1));
+        assert!(
+            never
+                .describe("phone", None)
+                .contains("in the 10m 1s it has been watched")
+        );
+        inbox.heard_from("phone", Instant::now());
+        assert_eq!(inbox.silence("phone"), None);
+        tokio::time::advance(Duration::from_secs(601)).await;
+        let again = inbox.silence("phone").expect("silent again");
+        assert!(again.last_heard.is_some());
+        assert!(
+            again.describe("phone", None).contains("for 10m 1s"),
+            "{}",
+            again.describe("phone", None)
+        );
+        // A reload watches it again: the limit changes, what was heard stays.
+        inbox.watch_receiver("phone", Duration::from_secs(3600));
+        assert_eq!(inbox.silence("phone"), None);
+        assert!(inbox.last_heard("phone").is_some());
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@
 //! badly signed → 403, body over the limit → 413 (declared: before it is
 //! read), malformed → 400, no such receiver or gateway for the route → 404.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -72,6 +72,9 @@ pub struct Hooks {
     receivers: HashMap<String, ReceiverKeys>,
     /// Each gateway's settings, by name: its credentials sign its callbacks.
     gateways: BTreeMap<String, GatewayConfig>,
+    /// Every receiver's settings, by name, for routes of receivers that are
+    /// not `kind = "webhook"` (a provider's own receiver kind).
+    receiver_configs: BTreeMap<String, ReceiverConfig>,
     counters: Counters,
     metrics: Option<Arc<Metrics>>,
     /// For rate-limiting warnings: when the routes were built, and the
@@ -106,6 +109,36 @@ pub struct Counters {
     /// Bodies over [`BODY_LIMIT`] (413).
     pub too_large: AtomicU64,
     pub unmatched: AtomicU64,
+    /// Events taken before (a provider's retry, or a replay): answered 200
+    /// so the sender stops retrying, and handed on to nothing.
+    pub duplicate: AtomicU64,
+}
+
+/// Strings seen once each (nonces, event ids), a bounded FIFO: memory stays
+/// bounded, and an entry is forgotten only after [`SeenOnce::KEPT`] newer ones.
+#[derive(Debug, Default)]
+pub struct SeenOnce {
+    seen: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl SeenOnce {
+    /// How many entries are remembered.
+    pub const KEPT: usize = 10_000;
+
+    /// Whether `id` is new (and now remembered).
+    pub fn first_use(&mut self, id: &str) -> bool {
+        if !self.seen.insert(id.to_string()) {
+            return false;
+        }
+        if self.order.len() >= Self::KEPT
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.seen.remove(&oldest);
+        }
+        self.order.push_back(id.to_string());
+        true
+    }
 }
 
 impl Hooks {
@@ -139,11 +172,17 @@ impl Hooks {
                 (name.clone(), keys)
             })
             .collect();
+        for (name, receiver) in &config.receivers {
+            if let Some(limit) = receiver.silence_limit() {
+                inbox.watch_receiver(name, limit);
+            }
+        }
         Arc::new(Hooks {
             inbox,
             public_url,
             receivers,
             gateways: config.gateways.clone(),
+            receiver_configs: config.receivers.clone(),
             counters: Counters::default(),
             metrics,
             started: std::time::Instant::now(),
@@ -157,6 +196,39 @@ impl Hooks {
         self.receivers.get(name).filter(|keys| {
             keys.inbound == route || (route == json && keys.settings.json_secret.is_some())
         })
+    }
+
+    /// Receiver `name`'s settings, whatever its kind.
+    pub fn receiver_config(&self, name: &str) -> Option<&ReceiverConfig> {
+        self.receiver_configs.get(name)
+    }
+
+    /// Whether event `id` of `route` is seen for the first time (and now
+    /// remembered): a provider's retry of an event is taken once.
+    pub fn first_delivery(&self, route: &Route, id: &str) -> bool {
+        self.inbox
+            .first_delivery(&format!("{}\u{0}{id}", route.name))
+    }
+
+    /// Answers an event taken before: 200, so the sender stops retrying, and
+    /// counted (`webhook_requests_total{result="duplicate"}`).
+    pub fn duplicate(&self, route: &Route) -> Response {
+        self.counters.duplicate.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.webhook_request(route.name, "duplicate");
+        }
+        debug!(route = %route.name, "webhook event taken before: ignored");
+        (StatusCode::OK, "event already taken").into_response()
+    }
+
+    /// Notes a sign of life from receiver `name` (a verified event).
+    pub fn heard_from(&self, name: &str) {
+        self.inbox.heard_from(name, Instant::now());
+    }
+
+    /// When receiver `name` last gave a sign of life (if it is watched).
+    pub fn last_heard(&self, name: &str) -> Option<Instant> {
+        self.inbox.last_heard(name)
     }
 
     /// Gateway `name`'s settings.
@@ -194,7 +266,7 @@ impl Hooks {
     }
 
     /// Counts a request the route accepted.
-    fn accepted(&self, route: &Route) {
+    pub fn accepted(&self, route: &Route) {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         if let Some(m) = &self.metrics {
             m.webhook_request(route.name, "accepted");
@@ -275,9 +347,11 @@ pub fn router(hooks: Arc<Hooks>) -> Router {
 
 /// The route label of a request path, for a refusal made before routing.
 fn route_name(path: &str) -> &'static str {
+    // The longest prefix: one route's may extend another's.
     crate::providers::ROUTES
         .iter()
-        .find(|r| path.starts_with(r.prefix()))
+        .filter(|r| path.starts_with(r.prefix()))
+        .max_by_key(|r| r.prefix().len())
         .map_or("other", |r| r.name)
 }
 
@@ -308,5 +382,26 @@ mod tests {
         };
         assert_eq!(route.path_for("inbox"), "/hooks/x/inbound/inbox");
         assert_eq!(route.prefix(), "/hooks/x/inbound/");
+    }
+
+    #[test]
+    fn every_path_is_told_by_its_own_route() {
+        for route in crate::providers::ROUTES {
+            assert_eq!(route_name(&route.path_for("x")), route.name);
+        }
+        assert_eq!(route_name("/elsewhere"), "other");
+    }
+
+    #[test]
+    fn seen_once_forgets_only_the_oldest() {
+        let mut seen = SeenOnce::default();
+        assert!(seen.first_use("a"));
+        assert!(!seen.first_use("a"));
+        for i in 0..SeenOnce::KEPT {
+            assert!(seen.first_use(&i.to_string()));
+        }
+        assert!(seen.first_use("a"), "the oldest is forgotten first");
+        assert!(!seen.first_use(&(SeenOnce::KEPT - 1).to_string()));
+        assert_eq!(seen.order.len(), SeenOnce::KEPT);
     }
 }

@@ -31,10 +31,21 @@ pub fn render(config: &Config) -> String {
     let public = config.canary.public_url_for(config.canary.listen);
     let _ = writeln!(out, "gateways:");
     for (name, g) in &config.gateways {
-        match g.receipt_route() {
+        match (g.receipt_route(), g.receipt_events()) {
+            // Registered once at the provider, for these events.
+            (Some(route), Some(events)) => {
+                let url = join_public(&public, &route.path_for(name));
+                let _ = writeln!(
+                    out,
+                    "  {name} ({}): {} URL {url} (register it for {})",
+                    g.kind(),
+                    route.what,
+                    events.join(", ")
+                );
+            }
             // The URL goes with each message (`?run=` names the run), so
             // nothing needs setting at the provider; a firewall must let it in.
-            Some(route) => {
+            (Some(route), None) => {
                 let url = join_public(&public, &route.path_for(name));
                 let _ = writeln!(
                     out,
@@ -43,7 +54,7 @@ pub fn render(config: &Config) -> String {
                     route.what
                 );
             }
-            None => {
+            (None, _) => {
                 let _ = writeln!(out, "  {name} ({})", g.kind());
             }
         }
@@ -70,9 +81,21 @@ pub fn render(config: &Config) -> String {
                     let _ = writeln!(out, "  {name} (webhook{checks}): {} URL {url}", json.what);
                 }
             }
-            other => {
-                let _ = writeln!(out, "  {name} ({})", other.kind());
-            }
+            other => match other.own_route() {
+                Some((route, events)) => {
+                    let url = join_public(&public, &route.path_for(name));
+                    let _ = writeln!(
+                        out,
+                        "  {name} ({}): {} URL {url} (register it for {})",
+                        other.kind(),
+                        route.what,
+                        events.join(", ")
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  {name} ({})", other.kind());
+                }
+            },
         }
     }
     let enabled = config.probes.iter().filter(|p| p.enabled).count();

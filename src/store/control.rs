@@ -1,6 +1,7 @@
-//! Operator and coordination state: maintenance silences, and the leases
-//! that keep two overlapping cron runs from probing the same probe at once
-//! (which would send two messages and double-count failures).
+//! Operator and coordination state: maintenance silences, the leases that
+//! keep two overlapping cron runs from probing the same probe at once
+//! (which would send two messages and double-count failures), and when each
+//! receiving phone was last heard from (the daemon hears, `doctor` reads).
 
 use std::time::Duration;
 
@@ -11,6 +12,33 @@ use super::error::Failure;
 use super::{Silence, Store, StoreError, millis, timestamp};
 
 impl Store {
+    /// Notes that receiver `receiver` gave a sign of life at `at` (an
+    /// earlier time than the one kept changes nothing).
+    pub fn note_heard(&self, receiver: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with("note a receiver heard", |conn| {
+            conn.execute(
+                "INSERT INTO receiver_heard (receiver, heard_at) VALUES (?1, ?2)
+                 ON CONFLICT (receiver) DO UPDATE SET heard_at = max(heard_at, excluded.heard_at)",
+                params![receiver, millis(at)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// When receiver `receiver` last gave a sign of life, if ever.
+    pub fn last_heard(&self, receiver: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with("read when a receiver was heard", |conn| {
+            let ms: Option<i64> = conn
+                .query_row(
+                    "SELECT heard_at FROM receiver_heard WHERE receiver = ?1",
+                    [receiver],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            ms.map(timestamp).transpose()
+        })
+    }
+
     /// Silences `probe` until `until`, replacing any silence it had.
     pub fn silence(
         &self,
@@ -169,6 +197,18 @@ impl RawSilence {
 mod tests {
     use super::super::testing::*;
     use super::*;
+
+    #[test]
+    fn a_receiver_is_heard_at_its_latest_sign_of_life() {
+        let (_dir, store) = store();
+        assert_eq!(store.last_heard("phone").unwrap(), None);
+        store.note_heard("phone", t(60)).unwrap();
+        store.note_heard("phone", t(30)).unwrap();
+        assert_eq!(store.last_heard("phone").unwrap(), Some(t(60)));
+        store.note_heard("phone", t(90)).unwrap();
+        assert_eq!(store.last_heard("phone").unwrap(), Some(t(90)));
+        assert_eq!(store.last_heard("other").unwrap(), None);
+    }
 
     #[test]
     fn silences_replace_expire_and_lift() {

@@ -146,6 +146,14 @@ CREATE TABLE counters (
     value INTEGER NOT NULL
 ) STRICT;
 "#,
+    // 9: when each receiving phone last gave a sign of life (a ping, a
+    // message), written by the daemon that heard it, read by `doctor`.
+    r#"
+CREATE TABLE receiver_heard (
+    receiver TEXT    PRIMARY KEY,
+    heard_at INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 /// The step that created the rollups, after which the runs stored before
@@ -213,7 +221,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 10);
+        assert_eq!(tables, 11);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod alert_channels;
+mod android_webhooks;
 mod bad_config;
 mod bad_responses;
 mod bad_webhooks;

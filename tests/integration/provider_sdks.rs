@@ -1,4 +1,5 @@
-//! The official Python SDKs of Telnyx, Plivo and Vonage (v4) against the
+//! The official Python SDKs of Telnyx, Plivo and Vonage (v4), and the
+//! official Python client of SMS Gateway for Android (4.x), against the
 //! in-process mock carrier: each sends through it unchanged (its base URL
 //! pointed at the mock), and Telnyx's and Plivo's own webhook helpers accept
 //! the callbacks the mock signed, and refuse them tampered.
@@ -21,6 +22,7 @@ use sms_canary::redact::Secret;
 const TELNYX: &str = "4.189.0";
 const PLIVO: &str = "4.63.0";
 const VONAGE: &str = "4.9.1";
+const ANDROID: &str = "4.3.3";
 const OWNED: &str = "+15005550100";
 
 fn script(name: &str) -> PathBuf {
@@ -44,6 +46,15 @@ fn python() -> PathBuf {
         },
     ];
     crate::python::with("provider-sdks", &packages)
+}
+
+/// A Python with the app's official client, in the version above.
+fn android_python() -> PathBuf {
+    let packages = [crate::python::Package {
+        pip: "android-sms-gateway[requests]==4.3.3",
+        check: "import requests, sys; from importlib.metadata import version; sys.exit(version('android-sms-gateway') != '4.3.3')",
+    }];
+    crate::python::with("android-sdk", &packages)
 }
 
 fn free_port() -> u16 {
@@ -234,5 +245,41 @@ async fn vonage_sdk_v4_sends_with_basic_auth_and_signed_requests() {
             .is_some_and(|e| e.contains("error code 14: Invalid Signature"))
     );
     assert!(result["balance"].as_f64().is_some_and(|b| b > 0.0));
+    mock.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn android_client_sends_registers_webhooks_and_reads_state_through_the_mock() {
+    let python = tokio::task::spawn_blocking(android_python).await.unwrap();
+    let mock = mock(free_port(), MockAccounts::default()).await;
+    let account = &mock.accounts().android;
+    let result = run(
+        python,
+        script("android_sdk.py"),
+        vec![
+            format!("{}/3rdparty/v1", mock.base_url()),
+            account.username.clone(),
+            account.password.expose().to_string(),
+            account.signing_key.expose().to_string(),
+            free_port().to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(result["sdk_version"], ANDROID);
+    assert_eq!(result["sent"]["state"], "Pending");
+    assert_eq!(result["retrieved_state"], "Delivered", "{result:#}");
+    assert_eq!(
+        result["webhooks"],
+        serde_json::json!(["sms:delivered", "sms:sent"])
+    );
+    let events = result["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds, ["sms:sent", "sms:delivered"], "{result:#}");
+    for e in events {
+        assert_eq!(e["signature_ok"], true, "signed as the app documents: {e}");
+        assert_eq!(e["tampered_refused"], true, "{e}");
+        assert_eq!(e["message_id"], result["sent"]["id"], "{e}");
+    }
+    assert_eq!(result["unauthorized_status"], 401);
     mock.shutdown().await;
 }

@@ -4,6 +4,11 @@
 //! undelivered, rejected) run side by side. An undelivered run ends on its
 //! provider's signed failure receipt, with the provider's own code.
 //!
+//! `android` is a phone running SMS Gateway for Android on both ends: its
+//! receipts come by the webhooks registered with the (mock) app, as a
+//! person registers them with the real one, and its receiver takes the
+//! app's signed `sms:received` events.
+//!
 //! `http` is your own API, played here by the mock's Twilio routes with a
 //! templated request and an `http-poll` receiver; it takes no receipts, so
 //! a failed delivery reads as lost there and its `undelivered` case is not
@@ -125,6 +130,23 @@ fn providers() -> Vec<Provider> {
             // Twilio's 30003 as Plivo's callback says it.
             undelivered_code: Some("80"),
         },
+        Provider {
+            name: "android",
+            tables: |base| {
+                format!(
+                    "[gateways.gw]\nkind = \"android\"\nusername = \"sms\"\n\
+                     password = \"mock-android-password\"\nsigning_key = \"mock-android-signing-key\"\n\
+                     base_url = \"{base}/3rdparty/v1\"\n\
+                     [receivers.inbox]\nkind = \"android\"\nsigning_key = \"mock-android-signing-key\"\n"
+                )
+            },
+            inbound: Some("/hooks/android/inbox"),
+            // The app refuses a number it cannot dial with a 400.
+            rejected_to: INVALID,
+            rejected_code: "400",
+            // Twilio's 30003 as Android's send result says it.
+            undelivered_code: Some("RESULT_ERROR_NO_SERVICE"),
+        },
     ]
 }
 
@@ -172,7 +194,26 @@ fn free_port() -> u16 {
 async fn round_trip(provider: &Provider) -> Vec<RunResult> {
     let port = free_port();
     let hooks = format!("http://127.0.0.1:{port}");
+    let android = provider.name == "android";
     let mock = start_mock(&hooks, provider.inbound).await;
+    if android {
+        // As a person registers them with the app, for its receipts.
+        let client = reqwest::Client::new();
+        for event in ["sms:sent", "sms:delivered", "sms:failed"] {
+            let status = client
+                .post(format!("{}/3rdparty/v1/webhooks", mock.base_url()))
+                .basic_auth("sms", Some("mock-android-password"))
+                .json(&serde_json::json!({
+                    "url": format!("{hooks}/hooks/android/receipt/gw"),
+                    "event": event,
+                }))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status.as_u16(), 201);
+        }
+    }
     let dir = tempfile::tempdir().unwrap();
     let main = format!(
         "[canary]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"{hooks}\"\n{}",
@@ -246,6 +287,7 @@ async fn every_provider_round_trips_every_outcome_through_the_mock() {
             Some(_) => {}
         };
         want("ok", Outcome::Ok, None);
+
         want("slow", Outcome::Slow, None);
         want("lost", Outcome::Lost, None);
         want("rejected", Outcome::Rejected, Some(provider.rejected_code));

@@ -14,7 +14,8 @@ fn urls_in(plan: &str) -> Vec<(String, String)> {
         .filter_map(|line| {
             let at = line.find(" URL http")?;
             let who = line.trim_start().split(' ').next()?.to_string();
-            let url = line[at + " URL ".len()..].trim();
+            // A URL registered once at the provider is followed by its events.
+            let url = line[at + " URL ".len()..].split_whitespace().next()?;
             // Receipt URLs go with each message: `?run=` names the run.
             let url = url.split("?run=").next()?.to_string();
             Some((who, url))
@@ -36,6 +37,8 @@ async fn every_url_validate_prints_is_a_route_the_server_serves() {
              [gateways.vg]\nkind = \"vonage\"\napi_key = \"k\"\napi_secret = \"s\"\nsignature_secret = \"sig\"\n\
              [gateways.sandbox]\nkind = \"mock\"\n\
              [gateways.api]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/send\"\n\
+             [gateways.phone]\nkind = \"android\"\nusername = \"u\"\npassword = \"p\"\nsigning_key = \"s\"\n\
+             [receivers.ain]\nkind = \"android\"\nsigning_key = \"s\"\n\
              [receivers.tin]\nkind = \"webhook\"\ngateway = \"tw\"\n\
              [receivers.vin]\nkind = \"webhook\"\ngateway = \"vg\"\njson_secret = \"j\"\n\
              [receivers.sin]\nkind = \"webhook\"\ngateway = \"sandbox\"\n\
@@ -58,7 +61,9 @@ async fn every_url_validate_prints_is_a_route_the_server_serves() {
     // URL per webhook receiver, and the JSON route of one with a json_secret.
     assert_eq!(
         who,
-        ["sandbox", "tw", "vg", "jin", "sin", "tin", "vin", "vin"],
+        [
+            "phone", "sandbox", "tw", "vg", "ain", "jin", "sin", "tin", "vin", "vin"
+        ],
         "{plan}"
     );
 

@@ -8,10 +8,9 @@
 //!
 //! A request with V3 headers must carry a valid V3 signature. One with only
 //! V2's is checked by V2, which covers no parameter: a nonce seen once is
-//! refused after that (see [`Nonces`]), so a captured signature cannot be
+//! refused after that (see [`SeenOnce`]), so a captured signature cannot be
 //! replayed with other words.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -28,7 +27,7 @@ use url::Url;
 use super::signature;
 use crate::net::field;
 use crate::providers::GatewayConfig;
-use crate::receiver::webhook::{Hooks, Route, parse_form, run_token};
+use crate::receiver::webhook::{Hooks, Route, SeenOnce, parse_form, run_token};
 use crate::receiver::{DeliveryStatus, Receipt};
 use crate::redact::{Secret, mask_number};
 
@@ -62,34 +61,9 @@ fn auth_token(gateway: &GatewayConfig) -> Option<&Secret> {
     }
 }
 
-/// V2 nonces already taken, a bounded FIFO.
-#[derive(Default)]
-pub struct Nonces {
-    seen: HashSet<String>,
-    order: VecDeque<String>,
-}
-
-/// How many V2 nonces are remembered.
-const NONCES_KEPT: usize = 10_000;
-
-impl Nonces {
-    /// Whether `nonce` is new (and now remembered).
-    fn first_use(&mut self, nonce: &str) -> bool {
-        if !self.seen.insert(nonce.to_string()) {
-            return false;
-        }
-        if self.order.len() >= NONCES_KEPT
-            && let Some(oldest) = self.order.pop_front()
-        {
-            self.seen.remove(&oldest);
-        }
-        self.order.push_back(nonce.to_string());
-        true
-    }
-}
-
-fn nonces() -> &'static Mutex<Nonces> {
-    static NONCES: std::sync::OnceLock<Mutex<Nonces>> = std::sync::OnceLock::new();
+/// V2 nonces already taken.
+fn nonces() -> &'static Mutex<SeenOnce> {
+    static NONCES: std::sync::OnceLock<Mutex<SeenOnce>> = std::sync::OnceLock::new();
     NONCES.get_or_init(Mutex::default)
 }
 
@@ -259,16 +233,9 @@ mod tests {
 
     #[test]
     fn v2_nonces_are_taken_once() {
-        let mut n = Nonces::default();
+        let mut n = SeenOnce::default();
         assert!(n.first_use("a"));
         assert!(!n.first_use("a"));
-        for i in 0..NONCES_KEPT {
-            n.first_use(&i.to_string());
-        }
-        assert!(
-            n.first_use("a"),
-            "the oldest are forgotten, memory stays bounded"
-        );
         assert_eq!(delivery_status("undelivered"), DeliveryStatus::Undelivered);
         assert_eq!(delivery_status("FAILED"), DeliveryStatus::Failed);
     }
