@@ -16,6 +16,7 @@
 pub mod http;
 pub mod mock;
 pub mod plivo;
+pub mod smpp;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
