@@ -232,6 +232,7 @@ impl MockCarrier {
         tracing::debug!(%addr, "mock carrier started");
         Ok(MockHandle {
             addr,
+            smpp_addr: std::sync::OnceLock::new(),
             shared,
             stop: stop_tx,
             server: Some(server),
@@ -282,6 +283,8 @@ pub(crate) fn validate(config: &MockConfig) -> Result<(), MockError> {
 /// A running mock. Dropping it stops the server and every pending delivery.
 pub struct MockHandle {
     addr: SocketAddr,
+    /// Where it serves SMPP, once started.
+    pub(crate) smpp_addr: std::sync::OnceLock<SocketAddr>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -295,6 +298,15 @@ impl MockHandle {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where it serves SMPP, if it does.
+    pub fn smpp_addr(&self) -> Option<SocketAddr> {
+        self.smpp_addr.get().copied()
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The accounts of the APIs it speaks (e.g. to configure a gateway with

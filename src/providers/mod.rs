@@ -599,13 +599,15 @@ pub struct MockAccounts {
     pub vonage: vonage::mock::Account,
     pub telnyx: telnyx::mock::Account,
     pub plivo: plivo::mock::Account,
+    pub smpp: smpp::mock::Account,
 }
 
 impl MockAccounts {
     pub(crate) fn validate(&self) -> Result<(), String> {
         self.vonage.validate()?;
         self.telnyx.validate()?;
-        self.plivo.validate()
+        self.plivo.validate()?;
+        self.smpp.validate()
     }
 
     /// What the standalone mock says at start of each account, besides its address.
@@ -635,6 +637,8 @@ pub struct MockArgs {
     pub telnyx: telnyx::mock::Args,
     #[command(flatten)]
     pub plivo: plivo::mock::Args,
+    #[command(flatten)]
+    pub smpp: smpp::mock::Args,
 }
 
 impl MockArgs {
@@ -644,6 +648,7 @@ impl MockArgs {
             vonage: self.vonage.account()?,
             telnyx: self.telnyx.account()?,
             plivo: self.plivo.account()?,
+            smpp: self.smpp.account()?,
         })
     }
 }
