@@ -70,7 +70,8 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
                 }
                 Err(e) => Err(e),
             },
-            other => build_gateway(name, other).map_err(|e| e.to_string()),
+            _ => build_gateway(config, name, &crate::receiver::inbox::Inbox::new())
+                .map_err(|e| e.to_string()),
         };
         let (verdict, detail) = match built {
             Err(e) => (Verdict::Fail, e),

@@ -2,6 +2,8 @@
 //! probes use, built from the config through the providers' registry. Used
 //! by `check`, the daemon and `doctor`.
 
+use std::sync::Arc;
+
 use url::Url;
 
 use crate::check::CheckError;
@@ -9,6 +11,7 @@ use crate::config::{Config, GatewayConfig, Probe};
 use crate::gateway::Gateway;
 use crate::mock_carrier::MockHandle;
 use crate::providers;
+use crate::receiver::inbox::Inbox;
 use crate::receiver::poll::Poller;
 use crate::receiver::webhook::join_public;
 
@@ -36,6 +39,7 @@ impl Setup {
         config: &Config,
         probes: &[&Probe],
         public_url: Option<&Url>,
+        inbox: &Arc<Inbox>,
     ) -> Result<Setup, CheckError> {
         let mut setup = Setup {
             gateways: Vec::new(),
@@ -64,7 +68,7 @@ impl Setup {
         }
         for probe in probes {
             if !setup.gateways.iter().any(|(n, _)| n == &probe.gateway) {
-                let gateway = build_gateway(&probe.gateway, &config.gateways[&probe.gateway])?;
+                let gateway = build_gateway(config, &probe.gateway, inbox)?;
                 setup.gateways.push((probe.gateway.clone(), gateway));
             }
             if !setup.pollers.iter().any(|(n, _)| n == &probe.receiver)
@@ -120,13 +124,19 @@ fn owned_numbers(
         .collect()
 }
 
-/// Builds gateway `name` (not a mock: those are started).
+/// Builds gateway `name` (not a mock: those are started); a gateway that
+/// receives over its own connection hands what arrives to `inbox`.
 pub(crate) fn build_gateway(
+    config: &Config,
     name: &str,
-    config: &GatewayConfig,
+    inbox: &Arc<Inbox>,
 ) -> Result<Box<dyn Gateway>, CheckError> {
-    config
-        .build(name)
+    let links = providers::Links {
+        inbox,
+        receivers: &config.receivers,
+    };
+    config.gateways[name]
+        .build(name, &links)
         .map_err(|e| CheckError::Gateway(format!("gateway `{name}`: {e}")))
 }
 

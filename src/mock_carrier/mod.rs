@@ -232,7 +232,7 @@ impl MockCarrier {
         tracing::debug!(%addr, "mock carrier started");
         Ok(MockHandle {
             addr,
-            smpp_addr: std::sync::OnceLock::new(),
+            listeners: Mutex::default(),
             shared,
             stop: stop_tx,
             server: Some(server),
@@ -283,8 +283,8 @@ pub(crate) fn validate(config: &MockConfig) -> Result<(), MockError> {
 /// A running mock. Dropping it stops the server and every pending delivery.
 pub struct MockHandle {
     addr: SocketAddr,
-    /// Where it serves SMPP, once started.
-    pub(crate) smpp_addr: std::sync::OnceLock<SocketAddr>,
+    /// The protocols it serves besides HTTP, each on its own port.
+    listeners: Mutex<Vec<(&'static str, SocketAddr)>>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -300,9 +300,27 @@ impl MockHandle {
         self.addr
     }
 
-    /// Where it serves SMPP, if it does.
-    pub fn smpp_addr(&self) -> Option<SocketAddr> {
-        self.smpp_addr.get().copied()
+    /// Where it serves `protocol` (a provider's own, besides HTTP), if it does.
+    pub fn listener(&self, protocol: &str) -> Option<SocketAddr> {
+        lock(&self.listeners)
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, a)| *a)
+    }
+
+    /// The protocols it serves besides HTTP, and where.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        lock(&self.listeners).clone()
+    }
+
+    /// Records that `protocol` is served at `addr`; false if it already was.
+    pub(crate) fn add_listener(&self, protocol: &'static str, addr: SocketAddr) -> bool {
+        let mut listeners = lock(&self.listeners);
+        if listeners.iter().any(|(p, _)| *p == protocol) {
+            return false;
+        }
+        listeners.push((protocol, addr));
+        true
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -631,7 +649,7 @@ mod tests {
                 toml::from_str(&format!("inbound_format = \"{}\"", api.as_str())).unwrap();
             assert_eq!(n.inbound_format, Some(*api));
         }
-        assert!(toml::from_str::<NumberConfig>("inbound_format = \"smpp\"").is_err());
+        assert!(toml::from_str::<NumberConfig>("inbound_format = \"pigeon\"").is_err());
     }
 
     #[test]

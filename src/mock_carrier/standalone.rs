@@ -200,8 +200,8 @@ fn announce(handle: &MockHandle, account_sid: &str) {
         "mock carrier listening on {} (account {shown}…)",
         handle.base_url()
     );
-    if let Some(addr) = handle.smpp_addr() {
-        let _ = writeln!(out, "mock SMSC (SMPP 3.4) listening on {addr}");
+    for (protocol, addr) in handle.listeners() {
+        let _ = writeln!(out, "mock carrier's {protocol} listening on {addr}");
     }
     for line in handle.accounts().announce() {
         let _ = writeln!(out, "{line}");
@@ -240,15 +240,7 @@ async fn serve(
             source,
         })?;
     let handle = MockCarrier::start(config, listener).await?;
-    if let Some(addr) = &args.accounts.smpp.smpp_listen {
-        let smpp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| MockError::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        crate::providers::smpp::mock::listen(&handle, smpp)?;
-    }
+    crate::providers::start_mock_listeners(&handle, &args.accounts).await?;
     ready(&handle, &account);
     let stopped = stop.await;
     tracing::info!("mock carrier shutting down");

@@ -33,6 +33,7 @@ use url::Url;
 pub use http::config::{HttpGatewayConfig, HttpMethod, HttpPollConfig, ResponseRule};
 pub use mock::MockGatewayConfig;
 pub use plivo::config::PlivoGatewayConfig;
+pub use smpp::config::{SmppGatewayConfig, SmppReceiverConfig};
 pub use telnyx::config::TelnyxGatewayConfig;
 pub use twilio::config::{TwilioGatewayConfig, TwilioPollConfig};
 pub use vonage::config::VonageGatewayConfig;
@@ -40,6 +41,7 @@ pub use vonage::config::VonageGatewayConfig;
 use crate::gateway::Gateway;
 use crate::mock_carrier::{Message, MockHandle, Shared};
 use crate::net::CallError;
+use crate::receiver::inbox::Inbox;
 use crate::receiver::poll::Poller;
 use crate::receiver::webhook::{Hooks, Route};
 use crate::redact::Secret;
@@ -61,6 +63,8 @@ pub enum GatewayConfig {
     Telnyx(TelnyxGatewayConfig),
     /// Plivo's Message API (`POST /v1/Account/{auth_id}/Message/`).
     Plivo(PlivoGatewayConfig),
+    /// An SMSC over SMPP 3.4 (a transceiver bind).
+    Smpp(SmppGatewayConfig),
 }
 
 /// The gateway kinds, in the order the reference lists them.
@@ -72,6 +76,7 @@ enum GatewayKind {
     Http,
     Telnyx,
     Plivo,
+    Smpp,
 }
 
 impl GatewayKind {
@@ -82,6 +87,7 @@ impl GatewayKind {
         GatewayKind::Http,
         GatewayKind::Telnyx,
         GatewayKind::Plivo,
+        GatewayKind::Smpp,
     ];
 
     fn name(self) -> &'static str {
@@ -92,13 +98,15 @@ impl GatewayKind {
             GatewayKind::Http => "http",
             GatewayKind::Telnyx => "telnyx",
             GatewayKind::Plivo => "plivo",
+            GatewayKind::Smpp => "smpp",
         }
     }
 }
 
 impl GatewayConfig {
-    pub const KINDS: &'static [&'static str] =
-        &["mock", "twilio", "vonage", "http", "telnyx", "plivo"];
+    pub const KINDS: &'static [&'static str] = &[
+        "mock", "twilio", "vonage", "http", "telnyx", "plivo", "smpp",
+    ];
 
     pub fn kind(&self) -> &'static str {
         self.kind_of().name()
@@ -112,6 +120,7 @@ impl GatewayConfig {
             GatewayConfig::Http(_) => GatewayKind::Http,
             GatewayConfig::Telnyx(_) => GatewayKind::Telnyx,
             GatewayConfig::Plivo(_) => GatewayKind::Plivo,
+            GatewayConfig::Smpp(_) => GatewayKind::Smpp,
         }
     }
 
@@ -128,6 +137,7 @@ impl GatewayConfig {
             GatewayKind::Http => HttpGatewayConfig::deserialize(de).map(GatewayConfig::Http),
             GatewayKind::Telnyx => TelnyxGatewayConfig::deserialize(de).map(GatewayConfig::Telnyx),
             GatewayKind::Plivo => PlivoGatewayConfig::deserialize(de).map(GatewayConfig::Plivo),
+            GatewayKind::Smpp => SmppGatewayConfig::deserialize(de).map(GatewayConfig::Smpp),
         })
     }
 
@@ -141,6 +151,7 @@ impl GatewayConfig {
             | GatewayConfig::Telnyx(_)
             | GatewayConfig::Plivo(_) => Ok(()),
             GatewayConfig::Http(h) => h.validate(),
+            GatewayConfig::Smpp(s) => s.validate(),
         }
     }
 
@@ -152,7 +163,8 @@ impl GatewayConfig {
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::INBOUND),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::INBOUND),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::INBOUND),
-            GatewayConfig::Http(_) => None,
+            // Inbound messages come over the bind: a receiver of kind "smpp".
+            GatewayConfig::Http(_) | GatewayConfig::Smpp(_) => None,
         }
     }
 
@@ -163,12 +175,14 @@ impl GatewayConfig {
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::RECEIPT),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::STATUS),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::STATUS),
-            GatewayConfig::Http(_) => None,
+            GatewayConfig::Http(_) | GatewayConfig::Smpp(_) => None,
         }
     }
 
     /// Builds the gateway. A `mock` is started instead ([`start_mock`]).
-    pub fn build(&self, name: &str) -> Result<Box<dyn Gateway>, CallError> {
+    /// `links` is where a gateway that receives over its own connection
+    /// (SMPP) hands what arrives.
+    pub fn build(&self, name: &str, links: &Links<'_>) -> Result<Box<dyn Gateway>, CallError> {
         Ok(match self {
             GatewayConfig::Mock(_) => {
                 return Err(CallError::permanent(
@@ -204,8 +218,30 @@ impl GatewayConfig {
                 p.auth_token.clone(),
                 p.request_timeout,
             )?),
+            GatewayConfig::Smpp(s) => {
+                let receiver = links.receivers.iter().find_map(|(r, config)| match config {
+                    ReceiverConfig::Smpp(c) if c.gateway.get_ref() == name => Some(r.clone()),
+                    ReceiverConfig::Smpp(_)
+                    | ReceiverConfig::Webhook(_)
+                    | ReceiverConfig::TwilioPoll(_)
+                    | ReceiverConfig::HttpPoll(_) => None,
+                });
+                Box::new(smpp::gateway::SmppGateway::new(
+                    name,
+                    s,
+                    Arc::clone(links.inbox),
+                    receiver,
+                ))
+            }
         })
     }
+}
+
+/// Where gateways that receive over their own connection (SMPP) hand what
+/// arrives: the inbox, credited to the receiver that names the gateway.
+pub struct Links<'a> {
+    pub inbox: &'a Arc<Inbox>,
+    pub receivers: &'a BTreeMap<String, ReceiverConfig>,
 }
 
 /// `[receivers.NAME]`: where probes see their messages arrive.
@@ -217,6 +253,8 @@ pub enum ReceiverConfig {
     TwilioPoll(TwilioPollConfig),
     /// Polls your own API for inbound messages.
     HttpPoll(HttpPollConfig),
+    /// Inbound messages delivered on an SMPP gateway's bind.
+    Smpp(SmppReceiverConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +262,7 @@ enum ReceiverKind {
     Webhook,
     TwilioPoll,
     HttpPoll,
+    Smpp,
 }
 
 impl ReceiverKind {
@@ -231,6 +270,7 @@ impl ReceiverKind {
         ReceiverKind::Webhook,
         ReceiverKind::TwilioPoll,
         ReceiverKind::HttpPoll,
+        ReceiverKind::Smpp,
     ];
 
     fn name(self) -> &'static str {
@@ -238,18 +278,20 @@ impl ReceiverKind {
             ReceiverKind::Webhook => "webhook",
             ReceiverKind::TwilioPoll => "twilio-poll",
             ReceiverKind::HttpPoll => "http-poll",
+            ReceiverKind::Smpp => "smpp",
         }
     }
 }
 
 impl ReceiverConfig {
-    pub const KINDS: &'static [&'static str] = &["webhook", "twilio-poll", "http-poll"];
+    pub const KINDS: &'static [&'static str] = &["webhook", "twilio-poll", "http-poll", "smpp"];
 
     pub fn kind(&self) -> &'static str {
         match self {
             ReceiverConfig::Webhook(_) => ReceiverKind::Webhook,
             ReceiverConfig::TwilioPoll(_) => ReceiverKind::TwilioPoll,
             ReceiverConfig::HttpPoll(_) => ReceiverKind::HttpPoll,
+            ReceiverConfig::Smpp(_) => ReceiverKind::Smpp,
         }
         .name()
     }
@@ -268,13 +310,16 @@ impl ReceiverConfig {
                 TwilioPollConfig::deserialize(de).map(ReceiverConfig::TwilioPoll)
             }
             ReceiverKind::HttpPoll => HttpPollConfig::deserialize(de).map(ReceiverConfig::HttpPoll),
+            ReceiverKind::Smpp => SmppReceiverConfig::deserialize(de).map(ReceiverConfig::Smpp),
         })
     }
 
     /// What deserializing cannot see; no HTTP client is built.
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
-            ReceiverConfig::Webhook(_) | ReceiverConfig::TwilioPoll(_) => Ok(()),
+            ReceiverConfig::Webhook(_)
+            | ReceiverConfig::TwilioPoll(_)
+            | ReceiverConfig::Smpp(_) => Ok(()),
             ReceiverConfig::HttpPoll(h) => h.validate(),
         }
     }
@@ -283,7 +328,9 @@ impl ReceiverConfig {
     pub fn is_webhook(&self) -> bool {
         match self {
             ReceiverConfig::Webhook(_) => true,
-            ReceiverConfig::TwilioPoll(_) | ReceiverConfig::HttpPoll(_) => false,
+            ReceiverConfig::TwilioPoll(_)
+            | ReceiverConfig::HttpPoll(_)
+            | ReceiverConfig::Smpp(_) => false,
         }
     }
 
@@ -292,6 +339,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(w) => w.gateway.as_ref(),
             ReceiverConfig::TwilioPoll(p) => Some(&p.gateway),
+            ReceiverConfig::Smpp(s) => Some(&s.gateway),
             ReceiverConfig::HttpPoll(_) => None,
         }
     }
@@ -303,6 +351,7 @@ impl ReceiverConfig {
             ReceiverConfig::Webhook(_) => gateway.inbound_route().is_some(),
             ReceiverConfig::TwilioPoll(_) => twilio::webhooks::auth_token(gateway).is_some(),
             ReceiverConfig::HttpPoll(_) => true,
+            ReceiverConfig::Smpp(_) => matches!(gateway, GatewayConfig::Smpp(_)),
         }
     }
 
@@ -320,6 +369,10 @@ impl ReceiverConfig {
                 "to poll your own API, use a receiver of kind = \"http-poll\"",
             ),
             ReceiverConfig::HttpPoll(_) => ("any", ""),
+            ReceiverConfig::Smpp(_) => (
+                "smpp (on whose bind the messages arrive)",
+                "for an HTTP provider's inbound messages, use a receiver of kind = \"webhook\"",
+            ),
         }
     }
 
@@ -329,7 +382,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(_) => (probe_gateway == gateway).then_some(true),
             ReceiverConfig::TwilioPoll(t) => (t.gateway.get_ref() == gateway).then_some(false),
-            ReceiverConfig::HttpPoll(_) => None,
+            ReceiverConfig::HttpPoll(_) | ReceiverConfig::Smpp(_) => None,
         }
     }
 }
@@ -378,7 +431,7 @@ pub fn build_poller(
     mock_urls: &[(String, Url)],
 ) -> Result<Option<Box<dyn Poller>>, CallError> {
     Ok(match receiver {
-        ReceiverConfig::Webhook(_) => None,
+        ReceiverConfig::Webhook(_) | ReceiverConfig::Smpp(_) => None,
         ReceiverConfig::HttpPoll(h) => Some(Box::new(http::poll::HttpPoller::new(h)?)),
         ReceiverConfig::TwilioPoll(t) => {
             let account = t.gateway.get_ref();
@@ -400,7 +453,8 @@ pub fn build_poller(
                     other @ (GatewayConfig::Vonage(_)
                     | GatewayConfig::Http(_)
                     | GatewayConfig::Telnyx(_)
-                    | GatewayConfig::Plivo(_)),
+                    | GatewayConfig::Plivo(_)
+                    | GatewayConfig::Smpp(_)),
                 ) => {
                     return Err(CallError::permanent(format!(
                         "gateway `{account}` is of kind {}",
@@ -471,6 +525,7 @@ pub const TABLES: &[&[Table]] = &[
     http::config::TABLES,
     telnyx::config::TABLES,
     plivo::config::TABLES,
+    smpp::config::TABLES,
 ];
 
 /// A running in-process mock and the client of the API it speaks.
@@ -614,6 +669,24 @@ impl MockAccounts {
     pub fn announce(&self) -> Vec<String> {
         vec![telnyx::mock::announce(&self.telnyx)]
     }
+}
+
+/// Starts the standalone mock's listeners for protocols other than HTTP
+/// (SMPP with `--smpp-listen`).
+pub(crate) async fn start_mock_listeners(
+    mock: &MockHandle,
+    args: &MockArgs,
+) -> Result<(), crate::mock_carrier::MockError> {
+    if let Some(addr) = &args.smpp.smpp_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| crate::mock_carrier::MockError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        smpp::mock::listen(mock, listener)?;
+    }
+    Ok(())
 }
 
 /// What the mock's emulations keep besides messages; reset with them.

@@ -172,8 +172,11 @@ pub fn decode(data_coding: u8, bytes: &[u8]) -> String {
     }
 }
 
-/// A concatenation header: (reference, total, this part's number).
-fn concat_header(short_message: &[u8]) -> Option<((u16, u8, u8), &[u8])> {
+/// Where a part belongs: its message's reference, how many parts, which one.
+type Concat = (u16, u8, u8);
+
+/// A part's concatenation header (or "one of one") and its payload.
+fn concat_header(short_message: &[u8]) -> Option<(Concat, &[u8])> {
     let (&udhl, rest) = short_message.split_first()?;
     let udh = rest.get(..usize::from(udhl))?;
     let payload = &rest[usize::from(udhl)..];

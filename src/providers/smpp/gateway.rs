@@ -103,7 +103,7 @@ pub fn parse_receipt(m: &ShortMessage) -> Option<ParsedReceipt> {
         .filter(|v| v.len() == 3)
         .map(|v| u16::from_be_bytes([v[1], v[2]]).to_string())
         .or_else(|| text_field(&text, "err").map(str::to_string))
-        .filter(|e| e.trim_start_matches('0') != "");
+        .filter(|e| !e.trim_start_matches('0').is_empty());
     Some(ParsedReceipt {
         message_id: id,
         status,

@@ -36,6 +36,9 @@ pub struct Account {
     pub password: Secret,
 }
 
+/// The name its listener goes by ([`MockHandle::listener`]).
+pub const PROTOCOL: &str = "SMPP";
+
 pub const DEFAULT_SYSTEM_ID: &str = "sms-canary";
 pub const DEFAULT_PASSWORD: &str = "mock-pw";
 
@@ -107,7 +110,7 @@ impl Sessions {
 /// until the mock stops.
 pub fn listen(mock: &MockHandle, listener: TcpListener) -> Result<SocketAddr, MockError> {
     let addr = listener.local_addr().map_err(MockError::LocalAddr)?;
-    if mock.smpp_addr.set(addr).is_err() {
+    if !mock.add_listener(PROTOCOL, addr) {
         return Err(MockError::InvalidConfig(
             "the mock already serves SMPP".into(),
         ));
@@ -454,7 +457,7 @@ mod tests {
 
     fn gateway(handle: &MockHandle, password: &str, inbox: &Arc<Inbox>) -> SmppGateway {
         let config = SmppGatewayConfig {
-            address: handle.smpp_addr().unwrap().to_string(),
+            address: handle.listener(PROTOCOL).unwrap().to_string(),
             system_id: DEFAULT_SYSTEM_ID.into(),
             password: Secret::new(password),
             system_type: String::new(),
@@ -596,7 +599,7 @@ mod tests {
         let g = gateway(&handle, DEFAULT_PASSWORD, &inbox);
         submit(&g, "+15005550100", "x gggggggggg").await.unwrap();
         // The SMSC goes away: submits fail as transient, not as refusals.
-        let addr = handle.smpp_addr().unwrap();
+        let addr = handle.listener(PROTOCOL).unwrap();
         handle.shutdown().await;
         let e = submit(&g, "+15005550100", "x hhhhhhhhhh")
             .await
