@@ -174,3 +174,120 @@ fn doctor_binds_and_unbinds_and_names_a_refused_password() {
     );
     assert!(!text.contains("wrong\""), "{text}");
 }
+
+/// A Python with smpplib, the SMPP client from PyPI.
+fn python() -> std::path::PathBuf {
+    crate::python::with(
+        "smpplib",
+        &[crate::python::Package {
+            pip: "smpplib==2.2.4",
+            check: "import sys; from importlib.metadata import version; sys.exit(version('smpplib') != '2.2.4')",
+        }],
+    )
+}
+
+#[test]
+fn smpplib_binds_to_the_mock_smsc_submits_every_coding_and_gets_each_receipt() {
+    let python = python();
+    let (_mock, smpp) = start_mock(&[]);
+    let (host, port) = smpp.rsplit_once(':').unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/smpp_peer.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args([host, port, "canary", "s3cret"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let parts = doc["parts"].as_u64().unwrap();
+    // GSM-7 and UCS-2 in one part each; 216 characters take two or more.
+    assert!(parts >= 4, "{doc}");
+    let sent: Vec<&str> = doc["sent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(sent.len() as u64, parts);
+    let receipts = doc["receipts"].as_array().unwrap();
+    assert_eq!(receipts.len() as u64, parts, "{doc}");
+    for r in receipts {
+        assert_eq!(r["esm_class"].as_u64(), Some(4), "a receipt: {r}");
+        let id = r["id"].as_str().unwrap();
+        assert!(sent.contains(&id), "receipt for {id}, sent {sent:?}");
+        let text = r["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("id:{id} ")) && text.contains("stat:DELIVRD"),
+            "{text}"
+        );
+    }
+}
+
+/// Perl with Net::SMPP, or why not.
+fn net_smpp() -> Result<(), String> {
+    let out = Command::new("perl")
+        .args(["-MNet::SMPP", "-e1"])
+        .output()
+        .map_err(|e| format!("cannot run perl: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err("perl cannot load Net::SMPP".into())
+    }
+}
+
+/// Starts the Net::SMPP SMSC of `smpp_smsc.pl`; returns it and its address.
+fn start_perl_smsc(password: &str) -> (Reap, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/smpp_smsc.pl");
+    let mut child = Command::new("perl")
+        .arg(script)
+        .arg(password)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening ")
+        .expect("the SMSC says its port");
+    (Reap(child), format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn our_client_round_trips_through_a_net_smpp_smsc() {
+    if crate::peers::require("Net::SMPP", net_smpp()).is_none() {
+        return;
+    }
+    let (_smsc, addr) = start_perl_smsc("s3cret");
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &addr, "s3cret");
+    let out = run(dir.path(), &["check", "ok", "--format", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ok = &doc["runs"][0];
+    assert_eq!(ok["outcome"], "ok", "{text}");
+    assert_eq!(ok["message_id"], "perl0001", "{text}");
+    // The receipt came back on the bind: its phase is measured.
+    assert!(text.contains("delivered"), "{text}");
+
+    let (_smsc, addr) = start_perl_smsc("s3cret");
+    write_config(dir.path(), &addr, "wrong");
+    let out = run(dir.path(), &["check", "ok", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["runs"][0]["outcome"], "rejected", "{doc}");
+    assert_eq!(doc["runs"][0]["code"], "ESME_RINVPASWD", "{doc}");
+}
