@@ -59,7 +59,16 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
     for (name, gateway) in &config.gateways {
         let subject = format!("{name} ({})", gateway.kind());
         let built: Result<Box<dyn Gateway>, String> = match gateway {
-            GatewayConfig::Mock(m) => match crate::providers::start_mock(name, m, Vec::new()).await
+            GatewayConfig::Mock(m) => match crate::providers::start_mock(
+                name,
+                m,
+                Vec::new(),
+                &crate::providers::Links {
+                    inbox: &crate::receiver::inbox::Inbox::new(),
+                    receivers: &config.receivers,
+                },
+            )
+            .await
             {
                 Ok(started) => {
                     if let Ok(url) = Url::parse(&started.carrier.base_url()) {

@@ -57,7 +57,11 @@ impl Setup {
             if !used {
                 continue;
             }
-            let started = providers::start_mock(name, m, owned)
+            let links = providers::Links {
+                inbox,
+                receivers: &config.receivers,
+            };
+            let started = providers::start_mock(name, m, owned, &links)
                 .await
                 .map_err(CheckError::Gateway)?;
             let base = Url::parse(&started.carrier.base_url())

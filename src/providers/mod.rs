@@ -159,7 +159,11 @@ impl GatewayConfig {
     /// messages posted; `None` when the provider posts none we can verify.
     pub fn inbound_route(&self) -> Option<&'static Route> {
         match self {
-            GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::INBOUND),
+            GatewayConfig::Mock(m) => match m.api {
+                MockApi::Twilio => Some(&twilio::webhooks::INBOUND),
+                MockApi::Smpp => None,
+            },
+            GatewayConfig::Twilio(_) => Some(&twilio::webhooks::INBOUND),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::INBOUND),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::INBOUND),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::INBOUND),
@@ -171,7 +175,11 @@ impl GatewayConfig {
     /// The route where this gateway's delivery receipts come in.
     pub fn receipt_route(&self) -> Option<&'static Route> {
         match self {
-            GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::STATUS),
+            GatewayConfig::Mock(m) => match m.api {
+                MockApi::Twilio => Some(&twilio::webhooks::STATUS),
+                MockApi::Smpp => None,
+            },
+            GatewayConfig::Twilio(_) => Some(&twilio::webhooks::STATUS),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::RECEIPT),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::STATUS),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::STATUS),
@@ -351,7 +359,15 @@ impl ReceiverConfig {
             ReceiverConfig::Webhook(_) => gateway.inbound_route().is_some(),
             ReceiverConfig::TwilioPoll(_) => twilio::webhooks::auth_token(gateway).is_some(),
             ReceiverConfig::HttpPoll(_) => true,
-            ReceiverConfig::Smpp(_) => matches!(gateway, GatewayConfig::Smpp(_)),
+            ReceiverConfig::Smpp(_) => match gateway {
+                GatewayConfig::Smpp(_) => true,
+                GatewayConfig::Mock(m) => m.api == MockApi::Smpp,
+                GatewayConfig::Twilio(_)
+                | GatewayConfig::Vonage(_)
+                | GatewayConfig::Http(_)
+                | GatewayConfig::Telnyx(_)
+                | GatewayConfig::Plivo(_) => false,
+            },
         }
     }
 
@@ -370,7 +386,7 @@ impl ReceiverConfig {
             ),
             ReceiverConfig::HttpPoll(_) => ("any", ""),
             ReceiverConfig::Smpp(_) => (
-                "smpp (on whose bind the messages arrive)",
+                "smpp, or mock with api = \"smpp\" (on whose bind the messages arrive)",
                 "for an HTTP provider's inbound messages, use a receiver of kind = \"webhook\"",
             ),
         }
@@ -382,7 +398,8 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(_) => (probe_gateway == gateway).then_some(true),
             ReceiverConfig::TwilioPoll(t) => (t.gateway.get_ref() == gateway).then_some(false),
-            ReceiverConfig::HttpPoll(_) | ReceiverConfig::Smpp(_) => None,
+            ReceiverConfig::Smpp(s) => (s.gateway.get_ref() == gateway).then_some(false),
+            ReceiverConfig::HttpPoll(_) => None,
         }
     }
 }
@@ -534,14 +551,51 @@ pub struct MockGateway {
     pub gateway: Box<dyn Gateway>,
 }
 
-/// Starts mock gateway `name` (see [`mock::start`]) with a Twilio client
-/// pointed at it: the mock gateway speaks Twilio's API.
+/// The protocol probes reach an in-process mock through (`api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MockApi {
+    /// Its HTTP API as Twilio's, with signed webhooks.
+    #[default]
+    Twilio,
+    /// Its SMSC: receipts and inbound messages over the bind.
+    Smpp,
+}
+
+impl MockApi {
+    pub const NAMES: &'static [&'static str] = &["twilio", "smpp"];
+}
+
+/// Starts mock gateway `name` (see [`mock::start`]) with a client of the
+/// API it is reached through (`api`): Twilio's, or an SMPP bind (which
+/// hands what arrives on it to `links`).
 pub async fn start_mock(
     name: &str,
     config: &MockGatewayConfig,
     inbound: impl IntoIterator<Item = (String, Option<String>)>,
+    links: &Links<'_>,
 ) -> Result<MockGateway, String> {
     let carrier = mock::start(name, config, inbound).await?;
+    if config.api == MockApi::Smpp {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| format!("gateway `{name}`: cannot start the mock SMSC: {e}"))?;
+        let addr = smpp::mock::listen(&carrier, listener)
+            .map_err(|e| format!("gateway `{name}`: cannot start the mock SMSC: {e}"))?;
+        let account = smpp::mock::Account::default();
+        let bind = SmppGatewayConfig {
+            address: addr.to_string(),
+            system_id: account.system_id,
+            password: account.password,
+            system_type: String::new(),
+            enquire_link: std::time::Duration::from_secs(30),
+            request_timeout: std::time::Duration::from_secs(10),
+        };
+        let gateway = GatewayConfig::Smpp(bind)
+            .build(name, links)
+            .map_err(|e| e.to_string())?;
+        return Ok(MockGateway { carrier, gateway });
+    }
     let base = Url::parse(&carrier.base_url()).map_err(|e| format!("mock carrier URL: {e}"))?;
     let gateway = twilio::gateway::TwilioGateway::new(
         name,

@@ -57,12 +57,21 @@ fn start_mock(extra: &[&str]) -> (Reap, String) {
 }
 
 fn write_config(dir: &Path, smpp: &str, password: &str) {
+    write_config_with(
+        dir,
+        &format!(
+            "[gateways.smsc]\nkind = \"smpp\"\naddress = \"{smpp}\"\nsystem_id = \"canary\"\npassword = \"{password}\"\n"
+        ),
+    );
+}
+
+/// The config with gateway `smsc` as `gateway` says, and a probe per outcome.
+fn write_config_with(dir: &Path, gateway: &str) {
     std::fs::write(
         dir.join("config.toml"),
         format!(
             "[canary]\nstate_dir = \".state\"\nlisten = \"127.0.0.1:0\"\nprobes = [\"probes/*.toml\"]\n\
-             [gateways.smsc]\nkind = \"smpp\"\naddress = \"{smpp}\"\nsystem_id = \"canary\"\npassword = \"{password}\"\n\
-             [receivers.bind]\nkind = \"smpp\"\ngateway = \"smsc\"\n"
+             {gateway}[receivers.bind]\nkind = \"smpp\"\ngateway = \"smsc\"\n"
         ),
     )
     .unwrap();
@@ -142,6 +151,60 @@ fn every_outcome_round_trips_over_smpp_through_the_binaries() {
         "{text}"
     );
     assert!(!text.contains("s3cret"), "the password never shows");
+}
+
+#[test]
+fn the_in_process_mock_speaks_smpp_for_every_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config_with(
+        dir.path(),
+        "[gateways.smsc]\nkind = \"mock\"\napi = \"smpp\"\nlatency = \"50ms\"\n\
+         [gateways.smsc.numbers.\"+15005550101\"]\nlatency = \"400ms\"\n\
+         [gateways.smsc.numbers.\"+15005550102\"]\ndrop = true\n\
+         [gateways.smsc.numbers.\"+15005550103\"]\nfail = 30003\n",
+    );
+    let out = run(dir.path(), &["check", "--all", "--format", "json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {text}{}", String::from_utf8_lossy(&out.stderr)));
+    let outcome = |name: &str| {
+        doc["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["probe"] == name)
+            .map(|r| (r["outcome"].clone(), r["code"].clone()))
+            .unwrap_or_else(|| panic!("{name} did not run: {text}"))
+    };
+    assert_eq!(outcome("ok").0, "ok", "{text}");
+    assert_eq!(outcome("slow").0, "slow", "{text}");
+    assert_eq!(outcome("lost").0, "lost", "{text}");
+    assert_eq!(
+        outcome("undelivered"),
+        ("undelivered".into(), "UNDELIV err:30003".into()),
+        "{text}"
+    );
+    assert_eq!(
+        outcome("rejected"),
+        ("rejected".into(), "ESME_RINVDSTADR".into()),
+        "{text}"
+    );
+
+    // A webhook receiver cannot take what arrives on a bind.
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[canary]\nlisten = \"127.0.0.1:0\"\nprobes = [\"probes/*.toml\"]\n\
+         [gateways.smsc]\nkind = \"mock\"\napi = \"smpp\"\n[receivers.bind]\nkind = \"webhook\"\ngateway = \"smsc\"\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["validate"]);
+    assert_eq!(out.status.code(), Some(3));
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("receiver `bind`") || text.contains("bind"),
+        "{text}"
+    );
 }
 
 #[test]
