@@ -623,4 +623,91 @@ mod tests {
         }
         assert!(ok, "bound again after the SMSC came back");
     }
+
+    async fn read(stream: &mut TcpStream) -> Option<Pdu> {
+        tokio::time::timeout(Duration::from_secs(5), Pdu::read(stream))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hostile_esmes_get_nacks_and_cannot_take_the_smsc_down() {
+        let handle = mock(&[]).await;
+        let addr = handle.listener(PROTOCOL).unwrap();
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        // An unknown command: generic_nack with its sequence.
+        let mut unknown = Pdu::new(77, Body::EnquireLink).encode().unwrap();
+        unknown[4..8].copy_from_slice(&0x0000_0103u32.to_be_bytes());
+        raw.write_all(&unknown).await.unwrap();
+        let nack = read(&mut raw).await.unwrap();
+        assert_eq!(
+            (nack.command(), nack.status, nack.sequence),
+            (
+                super::super::pdu::CommandId::GenericNack,
+                status::ESME_RINVCMDID,
+                77
+            )
+        );
+        // A submit before any bind.
+        let submit = Pdu::new(78, Body::SubmitSm(ShortMessage::default()))
+            .encode()
+            .unwrap();
+        raw.write_all(&submit).await.unwrap();
+        let refused = read(&mut raw).await.unwrap();
+        assert_eq!(
+            (refused.status, refused.sequence),
+            (status::ESME_RINVBNDSTS, 78)
+        );
+        // A length of 4 GiB: the connection is closed, nothing is allocated.
+        raw.write_all(&[0xff; 16]).await.unwrap();
+        assert!(read(&mut raw).await.is_none());
+        // The SMSC still binds others.
+        let inbox = Inbox::new();
+        let g = gateway(&handle, DEFAULT_PASSWORD, &inbox);
+        submit_ok(&g).await;
+    }
+
+    async fn submit_ok(g: &SmppGateway) {
+        submit(g, "+15005550100", "x kkkkkkkkkk").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hostile_smsc_is_a_lost_bind_not_a_crash() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(Some(bind)) = Pdu::read(&mut s).await else {
+                    continue;
+                };
+                let ok = Pdu::new(
+                    bind.sequence,
+                    Body::BindTransceiverResp {
+                        system_id: "evil".into(),
+                    },
+                );
+                let _ = s.write_all(&ok.encode().unwrap()).await;
+                // Then a frame announcing 4 GiB.
+                let _ = s.write_all(&[0xff; 64]).await;
+            }
+        });
+        let config = SmppGatewayConfig {
+            address: addr.to_string(),
+            system_id: "x".into(),
+            password: Secret::new("y"),
+            system_type: String::new(),
+            enquire_link: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(2),
+        };
+        let inbox = Inbox::new();
+        let g = SmppGateway::new("evil", &config, Arc::clone(&inbox), None);
+        let e = submit(&g, "+15005550100", "x mmmmmmmmmm")
+            .await
+            .unwrap_err();
+        assert!(e.is_transient(), "{}", e.reason);
+    }
 }
