@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -303,7 +303,9 @@ async fn serve(
     sequence: &AtomicU32,
 ) -> Option<String> {
     let (read_half, mut write_half) = stream.into_split();
-    let mut reader = BufReader::new(read_half);
+    let mut reader = read_half;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 8192];
     let (tx, mut rx) = mpsc::channel::<Outgoing>(64);
     link.send_replace(Link::Up(tx.clone()));
     let pending: Pending = Arc::default();
@@ -329,31 +331,37 @@ async fn serve(
                     break format!("cannot write: {e}");
                 }
             }
-            read = Pdu::read(&mut reader) => match read {
-                Ok(Some(pdu)) => {
-                    if let Some(reply) = handle(pdu, &pending, on_deliver, &mut probing) {
-                        match reply.encode() {
-                            Ok(bytes) => if let Err(e) = write_half.write_all(&bytes).await {
-                                break format!("cannot write: {e}");
-                            },
-                            Err(e) => tracing::warn!("SMPP: cannot answer: {e}"),
+            // `read` is cancel-safe (a frame half read stays in `buf`);
+            // reading a whole PDU inside `select!` would not be.
+            n = reader.read(&mut chunk) => {
+                let n = match n {
+                    Ok(0) => break "the SMSC closed the connection".to_string(),
+                    Ok(n) => n,
+                    Err(e) => break format!("cannot read: {e}"),
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                let (replies, fatal) = take_frames(&mut buf, &pending, on_deliver, &mut probing);
+                let mut failed = None;
+                for reply in replies {
+                    let unbound = reply.command() == CommandId::UnbindResp;
+                    match reply.encode() {
+                        Ok(bytes) => {
+                            if let Err(e) = write_half.write_all(&bytes).await {
+                                failed = Some(format!("cannot write: {e}"));
+                                break;
+                            }
                         }
-                        if reply.command() == CommandId::UnbindResp {
-                            break "the SMSC unbound".to_string();
-                        }
+                        Err(e) => tracing::warn!("SMPP: cannot answer: {e}"),
+                    }
+                    if unbound {
+                        failed = Some("the SMSC unbound".to_string());
+                        break;
                     }
                 }
-                Ok(None) => break "the SMSC closed the connection".to_string(),
-                Err(e) if e.frame_intact() => {
-                    tracing::warn!("SMPP: {e}");
-                    let nack = Pdu::response(e.sequence().unwrap_or(0), status::nack_status(&e), Body::GenericNack);
-                    if let Ok(bytes) = nack.encode()
-                        && let Err(e) = write_half.write_all(&bytes).await {
-                        break format!("cannot write: {e}");
-                    }
+                if let Some(why) = failed.or(fatal) {
+                    break why;
                 }
-                Err(e) => break e.to_string(),
-            },
+            }
             _ = ticker.tick() => {
                 if let Some((_, since)) = probing
                     && since.elapsed() >= config.response_timeout {
@@ -370,7 +378,7 @@ async fn serve(
             }
             () = stopped(stop) => {
                 link.send_replace(Link::Down("the session stopped".into()));
-                let mut stream = match reader.into_inner().reunite(write_half) {
+                let mut stream = match reader.reunite(write_half) {
                     Ok(s) => s,
                     Err(_) => return None,
                 };
@@ -385,6 +393,40 @@ async fn serve(
         let _ = answer.send(Err(SessionError::NotBound(format!("bind lost: {lost}"))));
     }
     Some(lost)
+}
+
+/// Takes the whole PDUs off the front of `buf` and handles them: the answers
+/// to send, and why the link cannot go on (a frame that cannot be skipped).
+fn take_frames(
+    buf: &mut Vec<u8>,
+    pending: &Pending,
+    on_deliver: &DeliverHandler,
+    probing: &mut Option<(u32, tokio::time::Instant)>,
+) -> (Vec<Pdu>, Option<String>) {
+    let mut replies = Vec::new();
+    loop {
+        match Pdu::parse_frame(buf) {
+            Ok(Some((pdu, used))) => {
+                buf.drain(..used);
+                replies.extend(handle(pdu, pending, on_deliver, probing));
+            }
+            Ok(None) => return (replies, None),
+            Err(e) if e.frame_intact() => {
+                tracing::warn!("SMPP: {e}");
+                // The length was read and is within bounds: skip the frame.
+                let len = buf.get(..4).map_or(buf.len(), |h| {
+                    u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize
+                });
+                buf.drain(..len.min(buf.len()));
+                replies.push(Pdu::response(
+                    e.sequence().unwrap_or(0),
+                    status::nack_status(&e),
+                    Body::GenericNack,
+                ));
+            }
+            Err(e) => return (replies, Some(e.to_string())),
+        }
+    }
 }
 
 /// Handles one PDU from the SMSC; returns the answer to send, if any.
