@@ -710,4 +710,81 @@ mod tests {
             .unwrap_err();
         assert!(e.is_transient(), "{}", e.reason);
     }
+
+    /// A hand-written SMSC: it checks that the client answers what the SMSC
+    /// sends (enquire_link, deliver_sm of every kind, even unreadable
+    /// receipts), then stops answering, so the client's own enquire_link
+    /// goes unanswered and it must count the bind lost and bind again.
+    #[tokio::test]
+    async fn the_bind_is_kept_alive_answers_everything_and_is_rebound_when_silent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, mut done_rx) = mpsc::channel::<&'static str>(4);
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let bind = read(&mut s).await.unwrap();
+            let ok = Pdu::new(
+                bind.sequence,
+                Body::BindTransceiverResp {
+                    system_id: "t".into(),
+                },
+            );
+            s.write_all(&ok.encode().unwrap()).await.unwrap();
+            let receipt_without_id = ShortMessage {
+                esm_class: ESM_CLASS_RECEIPT,
+                short_message: b"stat:DELIVRD".to_vec(),
+                ..ShortMessage::default()
+            };
+            let stranger = ShortMessage {
+                source_addr: "15005550199".into(),
+                short_message: b"hello from nobody".to_vec(),
+                ..ShortMessage::default()
+            };
+            for (seq, body, want) in [
+                (900, Body::EnquireLink, Body::EnquireLinkResp),
+                (901, Body::DeliverSm(stranger), Body::DeliverSmResp),
+                (
+                    902,
+                    Body::DeliverSm(receipt_without_id),
+                    Body::DeliverSmResp,
+                ),
+            ] {
+                s.write_all(&Pdu::new(seq, body).encode().unwrap())
+                    .await
+                    .unwrap();
+                let answer = read(&mut s).await.unwrap();
+                assert_eq!((answer.sequence, answer.body), (seq, want));
+            }
+            done_tx.send("answered").await.unwrap();
+            // Its own enquire_link comes, and goes unanswered.
+            let probe = read(&mut s).await.unwrap();
+            assert_eq!(probe.body, Body::EnquireLink);
+            // Then it gives up on this connection and binds again.
+            let closed = tokio::time::timeout(Duration::from_secs(5), Pdu::read(&mut s)).await;
+            assert!(matches!(closed, Ok(Ok(None)) | Ok(Err(_))), "{closed:?}");
+            let (mut again, _) = listener.accept().await.unwrap();
+            let bind = read(&mut again).await.unwrap();
+            assert_eq!(
+                bind.command(),
+                super::super::pdu::CommandId::BindTransceiver
+            );
+            done_tx.send("bound again").await.unwrap();
+        });
+        let config = SmppGatewayConfig {
+            address: addr.to_string(),
+            system_id: "x".into(),
+            password: Secret::new("y"),
+            system_type: String::new(),
+            enquire_link: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+        };
+        let inbox = Inbox::new();
+        let _g = SmppGateway::new("silent", &config, Arc::clone(&inbox), None);
+        let ten = Duration::from_secs(10);
+        let first = tokio::time::timeout(ten, done_rx.recv()).await.unwrap();
+        assert_eq!(first, Some("answered"));
+        assert_eq!(inbox.strangers(), 1, "the stranger went to the inbox");
+        let second = tokio::time::timeout(ten, done_rx.recv()).await.unwrap();
+        assert_eq!(second, Some("bound again"));
+    }
 }
