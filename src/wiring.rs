@@ -100,6 +100,8 @@ impl Setup {
     }
 
     pub(crate) async fn shutdown(self) {
+        // Gateways first: a bind to an in-process mock unbinds while it still listens.
+        futures_util::future::join_all(self.gateways.iter().map(|(_, g)| g.close())).await;
         for m in self.mocks {
             m.shutdown().await;
         }

@@ -329,7 +329,7 @@ fn our_client_round_trips_through_a_net_smpp_smsc() {
     if crate::peers::require("Net::SMPP", net_smpp()).is_none() {
         return;
     }
-    let (_smsc, addr) = start_perl_smsc("s3cret");
+    let (mut smsc, addr) = start_perl_smsc("s3cret");
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &addr, "s3cret");
     let out = run(dir.path(), &["check", "ok", "--format", "json"]);
@@ -346,6 +346,17 @@ fn our_client_round_trips_through_a_net_smpp_smsc() {
     assert_eq!(ok["message_id"], "perl0001", "{text}");
     // The receipt came back on the bind: its phase is measured.
     assert!(text.contains("delivered"), "{text}");
+    // And the check unbound before it exited.
+    let status = (0..50)
+        .find_map(|_| {
+            let status = smsc.0.try_wait().unwrap();
+            if status.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            status
+        })
+        .expect("the SMSC ends with its connection");
+    assert_eq!(status.code(), Some(0), "the client unbinds before it exits");
 
     let (_smsc, addr) = start_perl_smsc("s3cret");
     write_config(dir.path(), &addr, "wrong");

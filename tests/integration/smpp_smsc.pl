@@ -5,8 +5,9 @@
 # receipt (esm_class 4, "id:... stat:DELIVRD") and the message itself back as
 # an inbound deliver_sm. It serves one connection, then exits.
 #
-# Prints "listening PORT" first; with a second argument (a password) it
-# refuses other passwords with ESME_RINVPASWD.
+# Prints "listening PORT" first; with an argument (a password) it refuses
+# other passwords with ESME_RINVPASWD. Exits 0 after an unbind, 3 when the
+# client went away without one.
 use strict;
 use warnings;
 use Net::SMPP;
@@ -18,6 +19,7 @@ my $listener = Net::SMPP->new_listen('127.0.0.1', port => 0, smpp_version => 0x3
 print "listening ", $listener->sockport, "\n";
 my $conn = $listener->accept or die "accept: $!";
 my $n = 0;
+my $unbound = 0;
 while (my $pdu = $conn->read_pdu()) {
     my $cmd = $pdu->{cmd};
     if ($cmd == 0x00000009) {
@@ -49,7 +51,8 @@ while (my $pdu = $conn->read_pdu()) {
         $conn->enquire_link_resp(seq => $pdu->{seq});
     } elsif ($cmd == 0x00000006) {
         $conn->unbind_resp(seq => $pdu->{seq});
+        $unbound = 1;
         last;
     }
 }
-exit 0;
+exit($unbound ? 0 : 3);

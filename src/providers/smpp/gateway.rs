@@ -347,6 +347,10 @@ impl Gateway for SmppGateway {
         None
     }
 
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.session.close())
+    }
+
     /// Binds on a connection of its own and unbinds: proves the address
     /// and the credentials without touching the shared bind.
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {

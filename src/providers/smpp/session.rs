@@ -82,7 +82,8 @@ struct Inner {
     link: watch::Receiver<Link>,
     sequence: Arc<AtomicU32>,
     response_timeout: Duration,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Session {
@@ -92,7 +93,7 @@ impl Session {
         let (stop_tx, stop_rx) = watch::channel(false);
         let sequence = Arc::new(AtomicU32::new(1));
         let response_timeout = config.response_timeout;
-        tokio::spawn(keep_bound(
+        let task = tokio::spawn(keep_bound(
             config,
             on_deliver,
             link_tx,
@@ -104,8 +105,22 @@ impl Session {
                 link: link_rx,
                 sequence,
                 response_timeout,
-                _stop: stop_tx,
+                stop: stop_tx,
+                task: Mutex::new(Some(task)),
             }),
+        }
+    }
+
+    /// Unbinds and waits for it (briefly): what a process does before it
+    /// exits, so the SMSC sees an unbind rather than a dropped connection.
+    pub async fn close(&self) {
+        let _ = self.inner.stop.send(true);
+        let task = lock(&self.inner.task).take();
+        if let Some(task) = task {
+            let grace = self.inner.response_timeout + Duration::from_secs(1);
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::debug!("SMPP: the unbind took too long; closing anyway");
+            }
         }
     }
 
