@@ -244,11 +244,17 @@ async fn poll(
     let poller = match build_poller(config, name, mock_urls) {
         Ok(Some(p)) => p,
         Ok(None) => {
+            // It takes what its gateway's connection delivers: the gateway's
+            // check above covers it.
+            let detail = receiver
+                .gateway()
+                .map(|g| format!("arrives over gateway `{}`, checked above", g.get_ref()))
+                .unwrap_or_default();
             return Item {
                 check: "receiver",
                 subject,
                 verdict: Verdict::Skip,
-                detail: String::new(),
+                detail,
             };
         }
         Err(e) => {

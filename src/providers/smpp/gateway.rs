@@ -197,7 +197,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `kind = "smpp"`: one shared bind, submit and receipts over it.
 pub struct SmppGateway {
     name: String,
-    session: Session,
+    /// Bound on first use: `doctor` builds gateways only to check them.
+    session: std::sync::OnceLock<Session>,
     config: SessionConfig,
     deliveries: Arc<Deliveries>,
     reference: AtomicU8,
@@ -228,19 +229,29 @@ impl SmppGateway {
             sent: Mutex::default(),
             reassembly: Mutex::default(),
         });
-        let handler = Arc::clone(&deliveries);
-        let session = Session::start(
-            session_config.clone(),
-            Arc::new(move |m| handler.deliver(m)),
-        );
         SmppGateway {
             name: name.to_string(),
-            session,
+            session: std::sync::OnceLock::new(),
             config: session_config,
             deliveries,
             reference: AtomicU8::new(rand_byte()),
             preflight_sequence: AtomicU32::new(1),
         }
+    }
+}
+
+impl SmppGateway {
+    /// The shared bind, started on first use.
+    fn session(&self) -> &Session {
+        self.session.get_or_init(|| {
+            let handler = Arc::clone(&self.deliveries);
+            Session::start(self.config.clone(), Arc::new(move |m| handler.deliver(m)))
+        })
+    }
+
+    /// Starts binding now rather than at the first submit.
+    pub fn bind(&self) {
+        self.session();
     }
 }
 
@@ -311,7 +322,7 @@ impl Gateway for SmppGateway {
                     ..ShortMessage::default()
                 };
                 let answer = self
-                    .session
+                    .session()
                     .request(Body::SubmitSm(message))
                     .await
                     .map_err(session_error)?;
@@ -348,7 +359,11 @@ impl Gateway for SmppGateway {
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.session.close())
+        Box::pin(async move {
+            if let Some(session) = self.session.get() {
+                session.close().await;
+            }
+        })
     }
 
     /// Binds on a connection of its own and unbinds: proves the address

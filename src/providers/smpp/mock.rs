@@ -779,7 +779,8 @@ mod tests {
             request_timeout: Duration::from_secs(1),
         };
         let inbox = Inbox::new();
-        let _g = SmppGateway::new("silent", &config, Arc::clone(&inbox), None);
+        let g = SmppGateway::new("silent", &config, Arc::clone(&inbox), None);
+        g.bind();
         let ten = Duration::from_secs(10);
         let first = tokio::time::timeout(ten, done_rx.recv()).await.unwrap();
         assert_eq!(first, Some("answered"));
