@@ -340,7 +340,10 @@ async fn serve(
                     }
                 };
                 if let Some(answer) = out.answer {
-                    lock(&pending).insert(out.pdu.sequence, answer);
+                    let mut pending = lock(&pending);
+                    // Requests that gave up waiting leave their entry behind.
+                    pending.retain(|_, waiting| !waiting.is_closed());
+                    pending.insert(out.pdu.sequence, answer);
                 }
                 if let Err(e) = write_half.write_all(&bytes).await {
                     break format!("cannot write: {e}");
