@@ -142,7 +142,7 @@ pub async fn check(config: &Config, options: &CheckOptions) -> Result<CheckRepor
         None
     };
     let public_url = listener.as_ref().map(|l| l.public_url.clone());
-    let setup = match Setup::start(config, &probes, public_url.as_ref()).await {
+    let setup = match Setup::start(config, &probes, public_url.as_ref(), &inbox).await {
         Ok(setup) => setup,
         Err(e) => {
             if let Some(l) = listener {

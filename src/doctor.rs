@@ -65,7 +65,16 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
     for (name, gateway) in &config.gateways {
         let subject = format!("{name} ({})", gateway.kind());
         let built: Result<Box<dyn Gateway>, String> = match gateway {
-            GatewayConfig::Mock(m) => match crate::providers::start_mock(name, m, Vec::new()).await
+            GatewayConfig::Mock(m) => match crate::providers::start_mock(
+                name,
+                m,
+                Vec::new(),
+                &crate::providers::Links {
+                    inbox: &crate::receiver::inbox::Inbox::new(),
+                    receivers: &config.receivers,
+                },
+            )
+            .await
             {
                 Ok(started) => {
                     if let Ok(url) = Url::parse(&started.carrier.base_url()) {
@@ -76,7 +85,8 @@ pub async fn doctor(config: &Config, listen: Option<SocketAddr>) -> Vec<Item> {
                 }
                 Err(e) => Err(e),
             },
-            other => build_gateway(name, other).map_err(|e| e.to_string()),
+            _ => build_gateway(config, name, &crate::receiver::inbox::Inbox::new())
+                .map_err(|e| e.to_string()),
         };
         let (verdict, detail) = match built {
             Err(e) => (Verdict::Fail, e),
@@ -285,11 +295,17 @@ async fn poll(
     let poller = match build_poller(config, name, mock_urls) {
         Ok(Some(p)) => p,
         Ok(None) => {
+            // It takes what its gateway's connection delivers: the gateway's
+            // check above covers it.
+            let detail = receiver
+                .gateway()
+                .map(|g| format!("arrives over gateway `{}`, checked above", g.get_ref()))
+                .unwrap_or_default();
             return Item {
                 check: "receiver",
                 subject,
                 verdict: Verdict::Skip,
-                detail: String::new(),
+                detail,
             };
         }
         Err(e) => {

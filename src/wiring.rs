@@ -2,6 +2,8 @@
 //! probes use, built from the config through the providers' registry. Used
 //! by `check`, the daemon and `doctor`.
 
+use std::sync::Arc;
+
 use url::Url;
 
 use crate::check::CheckError;
@@ -9,6 +11,7 @@ use crate::config::{Config, GatewayConfig, Probe};
 use crate::gateway::Gateway;
 use crate::mock_carrier::MockHandle;
 use crate::providers;
+use crate::receiver::inbox::Inbox;
 use crate::receiver::poll::Poller;
 use crate::receiver::webhook::join_public;
 
@@ -36,6 +39,7 @@ impl Setup {
         config: &Config,
         probes: &[&Probe],
         public_url: Option<&Url>,
+        inbox: &Arc<Inbox>,
     ) -> Result<Setup, CheckError> {
         let mut setup = Setup {
             gateways: Vec::new(),
@@ -53,7 +57,11 @@ impl Setup {
             if !used {
                 continue;
             }
-            let started = providers::start_mock(name, m, owned)
+            let links = providers::Links {
+                inbox,
+                receivers: &config.receivers,
+            };
+            let started = providers::start_mock(name, m, owned, &links)
                 .await
                 .map_err(CheckError::Gateway)?;
             let base = Url::parse(&started.carrier.base_url())
@@ -64,7 +72,7 @@ impl Setup {
         }
         for probe in probes {
             if !setup.gateways.iter().any(|(n, _)| n == &probe.gateway) {
-                let gateway = build_gateway(&probe.gateway, &config.gateways[&probe.gateway])?;
+                let gateway = build_gateway(config, &probe.gateway, inbox)?;
                 setup.gateways.push((probe.gateway.clone(), gateway));
             }
             if !setup.pollers.iter().any(|(n, _)| n == &probe.receiver)
@@ -92,6 +100,8 @@ impl Setup {
     }
 
     pub(crate) async fn shutdown(self) {
+        // Gateways first: a bind to an in-process mock unbinds while it still listens.
+        futures_util::future::join_all(self.gateways.iter().map(|(_, g)| g.close())).await;
         for m in self.mocks {
             m.shutdown().await;
         }
@@ -120,13 +130,19 @@ fn owned_numbers(
         .collect()
 }
 
-/// Builds gateway `name` (not a mock: those are started).
+/// Builds gateway `name` (not a mock: those are started); a gateway that
+/// receives over its own connection hands what arrives to `inbox`.
 pub(crate) fn build_gateway(
+    config: &Config,
     name: &str,
-    config: &GatewayConfig,
+    inbox: &Arc<Inbox>,
 ) -> Result<Box<dyn Gateway>, CheckError> {
-    config
-        .build(name)
+    let links = providers::Links {
+        inbox,
+        receivers: &config.receivers,
+    };
+    config.gateways[name]
+        .build(name, &links)
         .map_err(|e| CheckError::Gateway(format!("gateway `{name}`: {e}")))
 }
 

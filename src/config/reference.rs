@@ -397,6 +397,13 @@ const CORE: &[Table] = &[
                 doc: "Injected failures, for chaos drills and tests.",
                 example: None,
             },
+            Key {
+                name: "api",
+                ty: Type::Choice(crate::providers::MockApi::NAMES),
+                presence: Presence::Default(|| toml_string(crate::providers::MockApi::NAMES[0])),
+                doc: "How probes reach it: through its HTTP API, the first choice (receipts and inbound messages by signed webhook), or as an SMSC bound over TCP (receipts and inbound messages as `deliver_sm` on the bind; the probe's receiver is then of that kind too).",
+                example: None,
+            },
         ],
         exclusive: &[],
     },

@@ -257,7 +257,7 @@ pub async fn run(
     let inbox = Inbox::new();
     // Every probe, disabled ones too: `POST /probes/{name}/run` may name any.
     let probes: Vec<&crate::config::Probe> = config.probes.iter().collect();
-    let setup = Setup::start(&config, &probes, Some(&public_url))
+    let setup = Setup::start(&config, &probes, Some(&public_url), &inbox)
         .await
         .map_err(|e| DaemonError::Setup(e.to_string()))?;
     let metrics = Arc::new(Metrics::new(&config.canary.instance));
@@ -532,7 +532,7 @@ pub(crate) async fn prepare_reload(shared: Arc<Shared>) -> Result<Reloaded, Stri
         Err(e) => return Err(e.to_string()),
     };
     let probes: Vec<&crate::config::Probe> = config.probes.iter().collect();
-    let setup = Setup::start(&config, &probes, Some(&shared.public_url))
+    let setup = Setup::start(&config, &probes, Some(&shared.public_url), &shared.inbox)
         .await
         .map_err(|e| e.to_string())?;
     let metrics = Some(Arc::clone(&shared.metrics));

@@ -304,6 +304,7 @@ impl World {
             seed: 0,
             numbers: BTreeMap::new(),
             faults: Default::default(),
+            api: Default::default(),
         };
         world_config.gateways = BTreeMap::from([(
             GATEWAY.to_string(),
@@ -361,6 +362,10 @@ impl World {
             GATEWAY,
             &carrier_config,
             [(probe.to.as_str().to_string(), Some(inbound_url.clone()))],
+            &providers::Links {
+                inbox: &inbox,
+                receivers: &world_config.receivers,
+            },
         )
         .await
         .map_err(DrillError::Setup)?;

@@ -51,6 +51,12 @@ pub trait Gateway: Send + Sync {
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// Ends what the gateway keeps open (a bind), politely, before the
+    /// process exits. Nothing for gateways that keep nothing open.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 // The shared HTTP plumbing lives in `crate::net`; these names stay here for

@@ -237,6 +237,7 @@ impl MockCarrier {
         tracing::debug!(%addr, "mock carrier started");
         Ok(MockHandle {
             addr,
+            listeners: Mutex::default(),
             shared,
             stop: stop_tx,
             server: Some(server),
@@ -287,6 +288,8 @@ pub(crate) fn validate(config: &MockConfig) -> Result<(), MockError> {
 /// A running mock. Dropping it stops the server and every pending delivery.
 pub struct MockHandle {
     addr: SocketAddr,
+    /// The protocols it serves besides HTTP, each on its own port.
+    listeners: Mutex<Vec<(&'static str, SocketAddr)>>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -300,6 +303,33 @@ impl MockHandle {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where it serves `protocol` (a provider's own, besides HTTP), if it does.
+    pub fn listener(&self, protocol: &str) -> Option<SocketAddr> {
+        lock(&self.listeners)
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, a)| *a)
+    }
+
+    /// The protocols it serves besides HTTP, and where.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        lock(&self.listeners).clone()
+    }
+
+    /// Records that `protocol` is served at `addr`; false if it already was.
+    pub(crate) fn add_listener(&self, protocol: &'static str, addr: SocketAddr) -> bool {
+        let mut listeners = lock(&self.listeners);
+        if listeners.iter().any(|(p, _)| *p == protocol) {
+            return false;
+        }
+        listeners.push((protocol, addr));
+        true
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// The accounts of the APIs it speaks (e.g. to configure a gateway with
@@ -624,7 +654,7 @@ mod tests {
                 toml::from_str(&format!("inbound_format = \"{}\"", api.as_str())).unwrap();
             assert_eq!(n.inbound_format, Some(*api));
         }
-        assert!(toml::from_str::<NumberConfig>("inbound_format = \"smpp\"").is_err());
+        assert!(toml::from_str::<NumberConfig>("inbound_format = \"pigeon\"").is_err());
     }
 
     #[test]

@@ -200,6 +200,9 @@ fn announce(handle: &MockHandle, account_sid: &str) {
         "mock carrier listening on {} (account {shown}…)",
         handle.base_url()
     );
+    for (protocol, addr) in handle.listeners() {
+        let _ = writeln!(out, "mock carrier's {protocol} listening on {addr}");
+    }
     for line in handle.accounts().announce() {
         let _ = writeln!(out, "{line}");
     }
@@ -237,6 +240,7 @@ async fn serve(
             source,
         })?;
     let handle = MockCarrier::start(config, listener).await?;
+    crate::providers::start_mock_listeners(&handle, &args.accounts).await?;
     ready(&handle, &account);
     let stopped = stop.await;
     tracing::info!("mock carrier shutting down");

@@ -17,6 +17,7 @@ pub mod android;
 pub mod http;
 pub mod mock;
 pub mod plivo;
+pub mod smpp;
 pub mod telnyx;
 pub mod twilio;
 pub mod vonage;
@@ -34,6 +35,7 @@ pub use android::config::{AndroidGatewayConfig, AndroidReceiverConfig};
 pub use http::config::{HttpGatewayConfig, HttpMethod, HttpPollConfig, ResponseRule};
 pub use mock::MockGatewayConfig;
 pub use plivo::config::PlivoGatewayConfig;
+pub use smpp::config::{SmppGatewayConfig, SmppReceiverConfig};
 pub use telnyx::config::TelnyxGatewayConfig;
 pub use twilio::config::{TwilioGatewayConfig, TwilioPollConfig};
 pub use vonage::config::VonageGatewayConfig;
@@ -41,6 +43,7 @@ pub use vonage::config::VonageGatewayConfig;
 use crate::gateway::Gateway;
 use crate::mock_carrier::{Message, MockHandle, Shared};
 use crate::net::CallError;
+use crate::receiver::inbox::Inbox;
 use crate::receiver::poll::Poller;
 use crate::receiver::webhook::{Hooks, Route};
 use crate::redact::Secret;
@@ -68,6 +71,8 @@ pub enum GatewayConfig {
     Plivo(PlivoGatewayConfig),
     /// A phone running SMS Gateway for Android (`POST /message`).
     Android(AndroidGatewayConfig),
+    /// An SMSC over SMPP 3.4 (a transceiver bind).
+    Smpp(SmppGatewayConfig),
 }
 
 /// The gateway kinds, in the order the reference lists them.
@@ -80,6 +85,7 @@ enum GatewayKind {
     Telnyx,
     Plivo,
     Android,
+    Smpp,
 }
 
 impl GatewayKind {
@@ -91,6 +97,7 @@ impl GatewayKind {
         GatewayKind::Telnyx,
         GatewayKind::Plivo,
         GatewayKind::Android,
+        GatewayKind::Smpp,
     ];
 
     fn name(self) -> &'static str {
@@ -102,13 +109,14 @@ impl GatewayKind {
             GatewayKind::Telnyx => "telnyx",
             GatewayKind::Plivo => "plivo",
             GatewayKind::Android => "android",
+            GatewayKind::Smpp => "smpp",
         }
     }
 }
 
 impl GatewayConfig {
     pub const KINDS: &'static [&'static str] = &[
-        "mock", "twilio", "vonage", "http", "telnyx", "plivo", "android",
+        "mock", "twilio", "vonage", "http", "telnyx", "plivo", "android", "smpp",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -124,6 +132,7 @@ impl GatewayConfig {
             GatewayConfig::Telnyx(_) => GatewayKind::Telnyx,
             GatewayConfig::Plivo(_) => GatewayKind::Plivo,
             GatewayConfig::Android(_) => GatewayKind::Android,
+            GatewayConfig::Smpp(_) => GatewayKind::Smpp,
         }
     }
 
@@ -143,6 +152,7 @@ impl GatewayConfig {
             GatewayKind::Android => {
                 AndroidGatewayConfig::deserialize(de).map(GatewayConfig::Android)
             }
+            GatewayKind::Smpp => SmppGatewayConfig::deserialize(de).map(GatewayConfig::Smpp),
         })
     }
 
@@ -157,6 +167,7 @@ impl GatewayConfig {
             | GatewayConfig::Plivo(_) => Ok(()),
             GatewayConfig::Http(h) => h.validate(),
             GatewayConfig::Android(a) => a.validate(),
+            GatewayConfig::Smpp(s) => s.validate(),
         }
     }
 
@@ -164,24 +175,33 @@ impl GatewayConfig {
     /// messages posted; `None` when the provider posts none we can verify.
     pub fn inbound_route(&self) -> Option<&'static Route> {
         match self {
-            GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::INBOUND),
+            GatewayConfig::Mock(m) => match m.api {
+                MockApi::Twilio => Some(&twilio::webhooks::INBOUND),
+                MockApi::Smpp => None,
+            },
+            GatewayConfig::Twilio(_) => Some(&twilio::webhooks::INBOUND),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::INBOUND),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::INBOUND),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::INBOUND),
-            // Its phone receives through a receiver of its own kind.
-            GatewayConfig::Http(_) | GatewayConfig::Android(_) => None,
+            // Its phone receives through a receiver of its own kind; SMPP's
+            // inbound messages come over the bind, to a receiver of kind "smpp".
+            GatewayConfig::Http(_) | GatewayConfig::Android(_) | GatewayConfig::Smpp(_) => None,
         }
     }
 
     /// The route where this gateway's delivery receipts come in.
     pub fn receipt_route(&self) -> Option<&'static Route> {
         match self {
-            GatewayConfig::Mock(_) | GatewayConfig::Twilio(_) => Some(&twilio::webhooks::STATUS),
+            GatewayConfig::Mock(m) => match m.api {
+                MockApi::Twilio => Some(&twilio::webhooks::STATUS),
+                MockApi::Smpp => None,
+            },
+            GatewayConfig::Twilio(_) => Some(&twilio::webhooks::STATUS),
             GatewayConfig::Vonage(_) => Some(&vonage::webhooks::RECEIPT),
             GatewayConfig::Telnyx(_) => Some(&telnyx::webhooks::STATUS),
             GatewayConfig::Plivo(_) => Some(&plivo::webhooks::STATUS),
             GatewayConfig::Android(_) => Some(&android::webhooks::RECEIPT),
-            GatewayConfig::Http(_) => None,
+            GatewayConfig::Http(_) | GatewayConfig::Smpp(_) => None,
         }
     }
 
@@ -195,12 +215,15 @@ impl GatewayConfig {
             | GatewayConfig::Vonage(_)
             | GatewayConfig::Http(_)
             | GatewayConfig::Telnyx(_)
-            | GatewayConfig::Plivo(_) => None,
+            | GatewayConfig::Plivo(_)
+            | GatewayConfig::Smpp(_) => None,
         }
     }
 
     /// Builds the gateway. A `mock` is started instead ([`start_mock`]).
-    pub fn build(&self, name: &str) -> Result<Box<dyn Gateway>, CallError> {
+    /// `links` is where a gateway that receives over its own connection
+    /// (SMPP) hands what arrives.
+    pub fn build(&self, name: &str, links: &Links<'_>) -> Result<Box<dyn Gateway>, CallError> {
         Ok(match self {
             GatewayConfig::Mock(_) => {
                 return Err(CallError::permanent(
@@ -237,8 +260,31 @@ impl GatewayConfig {
                 p.request_timeout,
             )?),
             GatewayConfig::Android(a) => Box::new(android::gateway::AndroidGateway::new(name, a)?),
+            GatewayConfig::Smpp(s) => {
+                let receiver = links.receivers.iter().find_map(|(r, config)| match config {
+                    ReceiverConfig::Smpp(c) if c.gateway.get_ref() == name => Some(r.clone()),
+                    ReceiverConfig::Smpp(_)
+                    | ReceiverConfig::Android(_)
+                    | ReceiverConfig::Webhook(_)
+                    | ReceiverConfig::TwilioPoll(_)
+                    | ReceiverConfig::HttpPoll(_) => None,
+                });
+                Box::new(smpp::gateway::SmppGateway::new(
+                    name,
+                    s,
+                    Arc::clone(links.inbox),
+                    receiver,
+                ))
+            }
         })
     }
+}
+
+/// Where gateways that receive over their own connection (SMPP) hand what
+/// arrives: the inbox, credited to the receiver that names the gateway.
+pub struct Links<'a> {
+    pub inbox: &'a Arc<Inbox>,
+    pub receivers: &'a BTreeMap<String, ReceiverConfig>,
 }
 
 /// `[receivers.NAME]`: where probes see their messages arrive.
@@ -252,6 +298,8 @@ pub enum ReceiverConfig {
     HttpPoll(HttpPollConfig),
     /// A phone running SMS Gateway for Android posts what it receives.
     Android(AndroidReceiverConfig),
+    /// Inbound messages delivered on an SMPP gateway's bind.
+    Smpp(SmppReceiverConfig),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +308,7 @@ enum ReceiverKind {
     TwilioPoll,
     HttpPoll,
     Android,
+    Smpp,
 }
 
 impl ReceiverKind {
@@ -268,6 +317,7 @@ impl ReceiverKind {
         ReceiverKind::TwilioPoll,
         ReceiverKind::HttpPoll,
         ReceiverKind::Android,
+        ReceiverKind::Smpp,
     ];
 
     fn name(self) -> &'static str {
@@ -276,12 +326,14 @@ impl ReceiverKind {
             ReceiverKind::TwilioPoll => "twilio-poll",
             ReceiverKind::HttpPoll => "http-poll",
             ReceiverKind::Android => "android",
+            ReceiverKind::Smpp => "smpp",
         }
     }
 }
 
 impl ReceiverConfig {
-    pub const KINDS: &'static [&'static str] = &["webhook", "twilio-poll", "http-poll", "android"];
+    pub const KINDS: &'static [&'static str] =
+        &["webhook", "twilio-poll", "http-poll", "android", "smpp"];
 
     pub fn kind(&self) -> &'static str {
         match self {
@@ -289,6 +341,7 @@ impl ReceiverConfig {
             ReceiverConfig::TwilioPoll(_) => ReceiverKind::TwilioPoll,
             ReceiverConfig::HttpPoll(_) => ReceiverKind::HttpPoll,
             ReceiverConfig::Android(_) => ReceiverKind::Android,
+            ReceiverConfig::Smpp(_) => ReceiverKind::Smpp,
         }
         .name()
     }
@@ -310,13 +363,16 @@ impl ReceiverConfig {
             ReceiverKind::Android => {
                 AndroidReceiverConfig::deserialize(de).map(ReceiverConfig::Android)
             }
+            ReceiverKind::Smpp => SmppReceiverConfig::deserialize(de).map(ReceiverConfig::Smpp),
         })
     }
 
     /// What deserializing cannot see; no HTTP client is built.
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
-            ReceiverConfig::Webhook(_) | ReceiverConfig::TwilioPoll(_) => Ok(()),
+            ReceiverConfig::Webhook(_)
+            | ReceiverConfig::TwilioPoll(_)
+            | ReceiverConfig::Smpp(_) => Ok(()),
             ReceiverConfig::HttpPoll(h) => h.validate(),
             ReceiverConfig::Android(a) => a.validate(),
         }
@@ -326,7 +382,9 @@ impl ReceiverConfig {
     pub fn is_webhook(&self) -> bool {
         match self {
             ReceiverConfig::Webhook(_) | ReceiverConfig::Android(_) => true,
-            ReceiverConfig::TwilioPoll(_) | ReceiverConfig::HttpPoll(_) => false,
+            ReceiverConfig::TwilioPoll(_)
+            | ReceiverConfig::HttpPoll(_)
+            | ReceiverConfig::Smpp(_) => false,
         }
     }
 
@@ -335,6 +393,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(w) => w.gateway.as_ref(),
             ReceiverConfig::TwilioPoll(p) => Some(&p.gateway),
+            ReceiverConfig::Smpp(s) => Some(&s.gateway),
             ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => None,
         }
     }
@@ -350,7 +409,8 @@ impl ReceiverConfig {
             )),
             ReceiverConfig::Webhook(_)
             | ReceiverConfig::TwilioPoll(_)
-            | ReceiverConfig::HttpPoll(_) => None,
+            | ReceiverConfig::HttpPoll(_)
+            | ReceiverConfig::Smpp(_) => None,
         }
     }
 
@@ -361,7 +421,8 @@ impl ReceiverConfig {
             ReceiverConfig::Android(a) => Some(a.ping_timeout),
             ReceiverConfig::Webhook(_)
             | ReceiverConfig::TwilioPoll(_)
-            | ReceiverConfig::HttpPoll(_) => None,
+            | ReceiverConfig::HttpPoll(_)
+            | ReceiverConfig::Smpp(_) => None,
         }
     }
 
@@ -372,6 +433,16 @@ impl ReceiverConfig {
             ReceiverConfig::Webhook(_) => gateway.inbound_route().is_some(),
             ReceiverConfig::TwilioPoll(_) => twilio::webhooks::auth_token(gateway).is_some(),
             ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => true,
+            ReceiverConfig::Smpp(_) => match gateway {
+                GatewayConfig::Smpp(_) => true,
+                GatewayConfig::Mock(m) => m.api == MockApi::Smpp,
+                GatewayConfig::Twilio(_)
+                | GatewayConfig::Vonage(_)
+                | GatewayConfig::Http(_)
+                | GatewayConfig::Telnyx(_)
+                | GatewayConfig::Plivo(_)
+                | GatewayConfig::Android(_) => false,
+            },
         }
     }
 
@@ -389,6 +460,10 @@ impl ReceiverConfig {
                 "to poll your own API, use a receiver of kind = \"http-poll\"",
             ),
             ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => ("any", ""),
+            ReceiverConfig::Smpp(_) => (
+                "smpp, or mock with api = \"smpp\" (on whose bind the messages arrive)",
+                "for an HTTP provider's inbound messages, use a receiver of kind = \"webhook\"",
+            ),
         }
     }
 
@@ -398,6 +473,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(_) => (probe_gateway == gateway).then_some(true),
             ReceiverConfig::TwilioPoll(t) => (t.gateway.get_ref() == gateway).then_some(false),
+            ReceiverConfig::Smpp(s) => (s.gateway.get_ref() == gateway).then_some(false),
             ReceiverConfig::HttpPoll(_) | ReceiverConfig::Android(_) => None,
         }
     }
@@ -447,7 +523,7 @@ pub fn build_poller(
     mock_urls: &[(String, Url)],
 ) -> Result<Option<Box<dyn Poller>>, CallError> {
     Ok(match receiver {
-        ReceiverConfig::Webhook(_) | ReceiverConfig::Android(_) => None,
+        ReceiverConfig::Webhook(_) | ReceiverConfig::Android(_) | ReceiverConfig::Smpp(_) => None,
         ReceiverConfig::HttpPoll(h) => Some(Box::new(http::poll::HttpPoller::new(h)?)),
         ReceiverConfig::TwilioPoll(t) => {
             let account = t.gateway.get_ref();
@@ -470,7 +546,8 @@ pub fn build_poller(
                     | GatewayConfig::Http(_)
                     | GatewayConfig::Telnyx(_)
                     | GatewayConfig::Plivo(_)
-                    | GatewayConfig::Android(_)),
+                    | GatewayConfig::Android(_)
+                    | GatewayConfig::Smpp(_)),
                 ) => {
                     return Err(CallError::permanent(format!(
                         "gateway `{account}` is of kind {}",
@@ -545,6 +622,7 @@ pub const TABLES: &[&[Table]] = &[
     telnyx::config::TABLES,
     plivo::config::TABLES,
     android::config::TABLES,
+    smpp::config::TABLES,
 ];
 
 /// A running in-process mock and the client of the API it speaks.
@@ -553,14 +631,51 @@ pub struct MockGateway {
     pub gateway: Box<dyn Gateway>,
 }
 
-/// Starts mock gateway `name` (see [`mock::start`]) with a Twilio client
-/// pointed at it: the mock gateway speaks Twilio's API.
+/// The protocol probes reach an in-process mock through (`api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MockApi {
+    /// Its HTTP API as Twilio's, with signed webhooks.
+    #[default]
+    Twilio,
+    /// Its SMSC: receipts and inbound messages over the bind.
+    Smpp,
+}
+
+impl MockApi {
+    pub const NAMES: &'static [&'static str] = &["twilio", "smpp"];
+}
+
+/// Starts mock gateway `name` (see [`mock::start`]) with a client of the
+/// API it is reached through (`api`): Twilio's, or an SMPP bind (which
+/// hands what arrives on it to `links`).
 pub async fn start_mock(
     name: &str,
     config: &MockGatewayConfig,
     inbound: impl IntoIterator<Item = (String, Option<String>)>,
+    links: &Links<'_>,
 ) -> Result<MockGateway, String> {
     let carrier = mock::start(name, config, inbound).await?;
+    if config.api == MockApi::Smpp {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| format!("gateway `{name}`: cannot start the mock SMSC: {e}"))?;
+        let addr = smpp::mock::listen(&carrier, listener)
+            .map_err(|e| format!("gateway `{name}`: cannot start the mock SMSC: {e}"))?;
+        let account = smpp::mock::Account::default();
+        let bind = SmppGatewayConfig {
+            address: addr.to_string(),
+            system_id: account.system_id,
+            password: account.password,
+            system_type: String::new(),
+            enquire_link: std::time::Duration::from_secs(30),
+            request_timeout: std::time::Duration::from_secs(10),
+        };
+        let gateway = GatewayConfig::Smpp(bind)
+            .build(name, links)
+            .map_err(|e| e.to_string())?;
+        return Ok(MockGateway { carrier, gateway });
+    }
     let base = Url::parse(&carrier.base_url()).map_err(|e| format!("mock carrier URL: {e}"))?;
     let gateway = twilio::gateway::TwilioGateway::new(
         name,
@@ -682,6 +797,7 @@ pub struct MockAccounts {
     pub telnyx: telnyx::mock::Account,
     pub plivo: plivo::mock::Account,
     pub android: android::mock::Account,
+    pub smpp: smpp::mock::Account,
 }
 
 impl MockAccounts {
@@ -689,13 +805,32 @@ impl MockAccounts {
         self.vonage.validate()?;
         self.telnyx.validate()?;
         self.plivo.validate()?;
-        self.android.validate()
+        self.android.validate()?;
+        self.smpp.validate()
     }
 
     /// What the standalone mock says at start of each account, besides its address.
     pub fn announce(&self) -> Vec<String> {
         vec![telnyx::mock::announce(&self.telnyx)]
     }
+}
+
+/// Starts the standalone mock's listeners for protocols other than HTTP
+/// (SMPP with `--smpp-listen`).
+pub(crate) async fn start_mock_listeners(
+    mock: &MockHandle,
+    args: &MockArgs,
+) -> Result<(), crate::mock_carrier::MockError> {
+    if let Some(addr) = &args.smpp.smpp_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| crate::mock_carrier::MockError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        smpp::mock::listen(mock, listener)?;
+    }
+    Ok(())
 }
 
 /// What the mock's emulations keep besides messages; reset with them.
@@ -724,6 +859,8 @@ pub struct MockArgs {
     pub plivo: plivo::mock::Args,
     #[command(flatten)]
     pub android: android::mock::Args,
+    #[command(flatten)]
+    pub smpp: smpp::mock::Args,
 }
 
 impl MockArgs {
@@ -734,6 +871,7 @@ impl MockArgs {
             telnyx: self.telnyx.account()?,
             plivo: self.plivo.account()?,
             android: self.android.account()?,
+            smpp: self.smpp.account()?,
         })
     }
 }

@@ -268,6 +268,16 @@ impl Inbox {
         self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Hands a delivery receipt to the run whose token `body` (the message
+    /// as submitted) carries: for gateways whose receipts name only the
+    /// provider's message id, which the gateway maps back to its body.
+    pub fn receipt_in(&self, body: &str, receipt: Receipt) -> bool {
+        let waiting = self.lock();
+        let tx = candidate_tokens(body).find_map(|t| waiting.get(&t).cloned());
+        drop(waiting);
+        tx.is_some_and(|tx| tx.send(Event::Receipt(receipt)).is_ok())
+    }
+
     /// Inbound messages that matched no waiting run, since start.
     pub fn strangers(&self) -> u64 {
         self.strangers.load(Ordering::Relaxed)

@@ -63,9 +63,17 @@ async fn bench(runs: usize, latency_ms: u64, concurrency: usize) {
         probe.to.as_str().to_string(),
         Some(hooks.url_for("/hooks/twilio/inbound/inbox")),
     )];
-    let started = mock::start_mock("sandbox", mock_config, inbound)
-        .await
-        .expect("mock carrier");
+    let started = mock::start_mock(
+        "sandbox",
+        mock_config,
+        inbound,
+        &mock::Links {
+            inbox: &inbox,
+            receivers: &config.receivers,
+        },
+    )
+    .await
+    .expect("mock carrier");
     let gateway: Arc<dyn sms_canary::gateway::Gateway> = Arc::from(started.gateway);
 
     let injected = Duration::from_millis(latency_ms);

@@ -42,6 +42,7 @@ mod reload;
 mod roundtrip;
 mod server;
 mod sink_outage;
+mod smpp;
 mod status_page;
 mod store;
 mod structure;

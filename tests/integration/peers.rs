@@ -59,6 +59,10 @@ pub const PEERS: &[Peer] = &[
         install: "Debian/Ubuntu package `chromium-driver` (apt-get install chromium chromium-driver)",
     },
     Peer {
+        name: "Net::SMPP",
+        install: "Debian/Ubuntu package `libnet-smpp-perl` (apt-get install libnet-smpp-perl)",
+    },
+    Peer {
         name: "git",
         install: "Debian/Ubuntu package `git` (apt-get install git), and a git checkout of the repository",
     },

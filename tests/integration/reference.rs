@@ -49,6 +49,11 @@ kind = "mock"
 [receivers.inbox]
 kind = "webhook"
 gateway = "sandbox"
+[gateways.smsc]
+kind = "smpp"
+address = "127.0.0.1:2775"
+system_id = "sms-canary"
+password = "mock-pw"
 [alerts.ops-slack]
 kind = "slack"
 webhook_url = "https://hooks.example.com/x"

@@ -251,7 +251,17 @@ async fn foreign_messages_are_ignored_and_counted() {
         TO.to_string(),
         Some(hooks.url_for("/hooks/twilio/inbound/inbox")),
     )];
-    let started = mock::start_mock("sandbox", m, inbound).await.unwrap();
+    let started = mock::start_mock(
+        "sandbox",
+        m,
+        inbound,
+        &mock::Links {
+            inbox: &inbox,
+            receivers: &config.receivers,
+        },
+    )
+    .await
+    .unwrap();
 
     // Strangers text the receiving number through the same carrier just before
     // the run: their messages land while it waits, before its own.

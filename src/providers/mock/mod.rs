@@ -39,6 +39,9 @@ pub struct MockGatewayConfig {
     /// drop / duplicate / fake-receipt rates (see the mock carrier's docs).
     #[serde(default, deserialize_with = "valid_faults")]
     pub faults: Faults,
+    /// The protocol probes reach it through.
+    #[serde(default)]
+    pub api: super::MockApi,
 }
 
 fn valid_faults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Faults, D::Error> {
