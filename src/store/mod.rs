@@ -11,10 +11,14 @@
 //! `tokio::task::spawn_blocking` so a slow disk or a busy lock never stalls
 //! the runtime's workers.
 
+mod backend;
+#[cfg(test)]
+mod backend_suite;
 mod control;
 mod error;
 mod holder;
 mod outbox;
+pub mod postgres;
 mod rollups;
 mod runs;
 mod schema;
@@ -32,9 +36,11 @@ use rusqlite::Connection;
 use crate::alert::Notification;
 use crate::probe::{Finding, Outcome, Phases};
 
+pub use backend::Backend;
 use error::Failure;
-pub use error::StoreError;
+pub use error::{ConnectProblem, StoreError};
 pub use holder::{HOLDERS_DIR, Holder, Recovered, recover_crashed, recover_if_dead};
+pub use postgres::{PgDsn, PgStore};
 pub use rollups::{Histogram, PRUNE_BATCH, Pruned, Tally};
 pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};
 

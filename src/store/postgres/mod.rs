@@ -1,0 +1,341 @@
+//! The PostgreSQL store, for a fleet of daemons sharing one database
+//! (`[canary] store = "postgres://..."`). It speaks through the synchronous
+//! `postgres` client, so its methods block exactly like the SQLite store's
+//! and async callers run both through `spawn_blocking`: one [`Backend`]
+//! trait covers both without an async variant of every method.
+//!
+//! One connection per process behind a mutex, like the SQLite handle; a
+//! connection the server dropped is replaced on the next call, so a
+//! database restart heals without a restart of the canary.
+//!
+//! Not every store operation is here yet: [`NOT_YET_PORTED`] names the
+//! ones that are SQLite-only, and the config refuses a `postgres://` store
+//! while the list is not empty, rather than failing at run time.
+
+mod dsn;
+mod schema;
+mod tls;
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use postgres::error::SqlState;
+
+use super::backend::Backend;
+use super::control::RawSilence;
+use super::error::{ConnectProblem, Failure};
+use super::{Silence, StoreError, millis, timestamp};
+
+pub use dsn::{CONNECT_TIMEOUT, DsnError, PgDsn, SslMode};
+pub use schema::supported_version;
+
+/// The store's operations that only the SQLite store implements so far,
+/// by group, as the config's refusal names them.
+pub const NOT_YET_PORTED: &[&str] = &[
+    "runs and their write-ahead (record_run, begin_run, interrupt_run, start_run, started_runs, crash recovery of holders)",
+    "alert state (record_alert, alert_state, alert_states, alert_states_to_reconcile)",
+    "run history (recent_runs, runs_since, recent_correlation_ids, last_ok_flags, last_ok_run, outcome_counts, latency_percentiles, probes_run_since)",
+    "the notification outbox (queue, claim, claim_next, due_notifications, mark_delivered, mark_failed, dead letters)",
+    "the cost guard's count (messages_since)",
+    "hourly and daily rollups and pruning (tally, hourly, counted_probes, prune)",
+    "integrity checks (quick_check, integrity_check)",
+];
+
+/// A handle on a PostgreSQL store; cheap to clone, shared by all tasks of a process.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dsn: PgDsn,
+    client: Mutex<Option<postgres::Client>>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.inner.dsn.target())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failure inside one operation, before the target and operation are attached.
+#[derive(Debug)]
+pub(crate) enum PgFailure {
+    Sql(postgres::Error),
+    TooNew { found: i64, supported: i64 },
+    Corrupt(String),
+}
+
+impl From<postgres::Error> for PgFailure {
+    fn from(e: postgres::Error) -> PgFailure {
+        PgFailure::Sql(e)
+    }
+}
+
+impl From<Failure> for PgFailure {
+    fn from(e: Failure) -> PgFailure {
+        match e {
+            Failure::Corrupt(detail) => PgFailure::Corrupt(detail),
+            other => PgFailure::Corrupt(format!("{other:?}")),
+        }
+    }
+}
+
+impl PgFailure {
+    fn into_store_error(self, target: &str, op: &'static str) -> StoreError {
+        let target = target.to_string();
+        match self {
+            PgFailure::Sql(source) => StoreError::Postgres { target, op, source },
+            PgFailure::TooNew { found, supported } => StoreError::PgTooNew {
+                target,
+                found,
+                supported,
+            },
+            PgFailure::Corrupt(detail) => StoreError::PgCorrupt { target, op, detail },
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects to the database and brings its schema up to date (or
+    /// refuses a newer one). Several processes may do this at once.
+    pub fn connect(dsn: &PgDsn) -> Result<PgStore, StoreError> {
+        let mut client = connect(dsn)?;
+        schema::migrate(&mut client)
+            .map_err(|e| e.into_store_error(dsn.target(), "migrate schema"))?;
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                dsn: dsn.clone(),
+                client: Mutex::new(Some(client)),
+            }),
+        })
+    }
+
+    /// The DSN without its password.
+    pub fn target(&self) -> &str {
+        self.inner.dsn.target()
+    }
+
+    /// The database's schema version.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with("read schema version", |client| {
+            let mut tx = client.transaction()?;
+            schema::version(&mut tx)
+        })
+    }
+
+    /// Runs `f` on the connection, connecting first if there is none or the
+    /// server dropped it.
+    fn with<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, PgFailure>,
+    ) -> Result<T, StoreError> {
+        // A panic mid-transaction drops the transaction, which rolls back.
+        let mut slot = self
+            .inner
+            .client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_none_or(postgres::Client::is_closed) {
+            *slot = None;
+            *slot = Some(connect(&self.inner.dsn)?);
+        }
+        let Some(client) = slot.as_mut() else {
+            unreachable!("connected just above");
+        };
+        let result = f(client).map_err(|e| e.into_store_error(self.target(), op));
+        if client.is_closed() {
+            *slot = None;
+        }
+        result
+    }
+}
+
+/// Opens a connection, naming what went wrong in an operator's terms.
+fn connect(dsn: &PgDsn) -> Result<postgres::Client, StoreError> {
+    let config = dsn.config();
+    let connected = match dsn.ssl() {
+        SslMode::Disable => config.connect(postgres::NoTls),
+        mode => {
+            let tls = tls::connector(mode).map_err(|e| StoreError::Connect {
+                target: dsn.target().to_string(),
+                problem: ConnectProblem::Tls(e.to_string()),
+            })?;
+            config.connect(tls)
+        }
+    };
+    connected.map_err(|e| StoreError::Connect {
+        target: dsn.target().to_string(),
+        problem: classify(&e),
+    })
+}
+
+/// Sorts a connection failure into what the operator has to fix.
+fn classify(e: &postgres::Error) -> ConnectProblem {
+    if let Some(db) = e.as_db_error() {
+        let said = db.message().to_string();
+        return match *db.code() {
+            SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                ConnectProblem::Credentials(said)
+            }
+            SqlState::INVALID_CATALOG_NAME => ConnectProblem::NoDatabase(said),
+            _ => ConnectProblem::Other(said),
+        };
+    }
+    let mut chain = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    if chain.contains("TLS") || chain.contains("certificate") {
+        ConnectProblem::Tls(chain)
+    } else if chain.contains("password") {
+        // The server asked for a password the DSN does not carry.
+        ConnectProblem::Credentials(chain)
+    } else if chain.contains("connecting") || chain.contains("timeout") {
+        ConnectProblem::Unreachable(chain)
+    } else {
+        ConnectProblem::Other(chain)
+    }
+}
+
+impl Backend for PgStore {
+    fn location(&self) -> String {
+        self.target().to_string()
+    }
+
+    fn touch(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with("touch", |client| {
+            client.execute(
+                "INSERT INTO heartbeat (id, at) VALUES (1, $1)
+                 ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                &[&millis(now)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn silence(
+        &self,
+        probe: &str,
+        until: DateTime<Utc>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with("silence probe", |client| {
+            client.execute(
+                "INSERT INTO silences (probe, until, reason, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (probe) DO UPDATE SET until = excluded.until,
+                     reason = excluded.reason, created_at = excluded.created_at",
+                &[&probe, &millis(until), &reason, &millis(now)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn unsilence(&self, probe: &str) -> Result<bool, StoreError> {
+        self.with("unsilence probe", |client| {
+            Ok(client.execute("DELETE FROM silences WHERE probe = $1", &[&probe])? > 0)
+        })
+    }
+
+    fn silenced(&self, probe: &str, now: DateTime<Utc>) -> Result<Option<Silence>, StoreError> {
+        self.with("read silence", |client| {
+            let row = client.query_opt(
+                "SELECT probe, until, reason, created_at FROM silences
+                 WHERE probe = $1 AND until > $2",
+                &[&probe, &millis(now)],
+            )?;
+            Ok(row.map(raw_silence).map(RawSilence::decode).transpose()?)
+        })
+    }
+
+    fn next_silence_end(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.with("read silences", |client| {
+            let until: Option<i64> = client
+                .query_one(
+                    "SELECT MIN(until) FROM silences WHERE until > $1",
+                    &[&millis(now)],
+                )?
+                .get(0);
+            Ok(until.map(timestamp).transpose()?)
+        })
+    }
+
+    fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        self.with("read silences", |client| {
+            let rows = client.query(
+                "SELECT probe, until, reason, created_at FROM silences WHERE until > $1
+                 ORDER BY probe COLLATE \"C\"",
+                &[&millis(now)],
+            )?;
+            Ok(rows
+                .into_iter()
+                .map(|row| raw_silence(row).decode())
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn acquire_lease(
+        &self,
+        probe: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.with("acquire lease", |client| {
+            let now = millis(now);
+            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+            // One statement: of two members racing for a free lease, the
+            // row lock lets one insert and makes the other see its lease.
+            let taken = client.execute(
+                "INSERT INTO leases (probe, holder, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (probe) DO UPDATE
+                 SET holder = excluded.holder, expires_at = excluded.expires_at
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= $4",
+                &[&probe, &holder, &now.saturating_add(ttl), &now],
+            )?;
+            Ok(taken > 0)
+        })
+    }
+
+    fn release_leases_except(&self, holder: &str, keep: &[String]) -> Result<u64, StoreError> {
+        self.with("release stale leases", |client| {
+            Ok(client.execute(
+                "DELETE FROM leases WHERE holder = $1 AND NOT (probe = ANY($2))",
+                &[&holder, &keep],
+            )?)
+        })
+    }
+
+    fn release_lease(&self, probe: &str, holder: &str) -> Result<(), StoreError> {
+        self.with("release lease", |client| {
+            client.execute(
+                "DELETE FROM leases WHERE probe = $1 AND holder = $2",
+                &[&probe, &holder],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+fn raw_silence(row: postgres::Row) -> RawSilence {
+    RawSilence {
+        probe: row.get(0),
+        until: row.get(1),
+        reason: row.get(2),
+        created_at: row.get(3),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
