@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Silence, Store, StoreError};
+use super::{OutboxItem, Percentiles, Silence, Store, StoreError, StoredRun};
+use crate::alert::AlertState;
+use crate::probe::{Outcome, RunResult};
 
 /// A state store, whichever database holds it.
 pub trait Backend: Send + Sync + std::fmt::Debug {
@@ -59,6 +61,80 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Gives the lease back if `holder` has it; someone else's is left alone.
     fn release_lease(&self, probe: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// Records a run with the probe's new alert state and the notices it caused,
+    /// in one transaction; `Ok(false)` if the run was recorded already.
+    fn record_run(
+        &self,
+        run: &RunResult,
+        instance: &str,
+        interrupted: bool,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores an alert state that changed without a run, with its notices.
+    fn record_alert(
+        &self,
+        key: &str,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// A probe's alert state; the default for a probe never recorded.
+    fn alert_state(&self, probe: &str) -> Result<AlertState, StoreError>;
+
+    /// Every probe's alert state, by probe name (byte order).
+    fn alert_states(&self) -> Result<Vec<(String, AlertState)>, StoreError>;
+
+    /// The alert states firing or holding a notice a silence held back.
+    fn alert_states_to_reconcile(&self) -> Result<Vec<(String, AlertState)>, StoreError>;
+
+    /// The latest runs, newest first, of one probe or of all.
+    fn recent_runs(&self, probe: Option<&str>, limit: usize) -> Result<Vec<StoredRun>, StoreError>;
+
+    /// A probe's runs started since `since`, oldest first, at most `limit` (the newest).
+    fn runs_since(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError>;
+
+    /// The correlation ids of a probe's latest runs, newest first.
+    fn recent_correlation_ids(&self, probe: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// Whether each probe's latest run was `ok` (`false` without one).
+    fn last_ok_flags(&self, probes: &[String]) -> Result<Vec<(String, bool)>, StoreError>;
+
+    /// The probes with runs started since `since`, by name (byte order).
+    fn probes_run_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+
+    /// When the probe's last `ok` run started, and its correlation id.
+    fn last_ok_run(&self, probe: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError>;
+
+    /// Runs by outcome since `since`, of one probe or all, in `Outcome::ALL` order.
+    fn outcome_counts(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Outcome, u64)>, StoreError>;
+
+    /// Nearest-rank latency percentiles of the runs that arrived since `since`.
+    fn latency_percentiles(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Percentiles>, StoreError>;
+
+    /// Messages submitted (or maybe submitted) since `since`, across all probes:
+    /// what the cost guard counts.
+    fn messages_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Notifications queued and not yet delivered nor dead.
+    fn pending_notifications(&self) -> Result<u64, StoreError>;
 }
 
 impl Backend for Store {
@@ -112,5 +188,92 @@ impl Backend for Store {
 
     fn release_lease(&self, probe: &str, holder: &str) -> Result<(), StoreError> {
         Store::release_lease(self, probe, holder)
+    }
+
+    fn record_run(
+        &self,
+        run: &RunResult,
+        instance: &str,
+        interrupted: bool,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Store::record_run(self, run, instance, interrupted, state, outbox, now)
+    }
+
+    fn record_alert(
+        &self,
+        key: &str,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Store::record_alert(self, key, state, outbox, now)
+    }
+
+    fn alert_state(&self, probe: &str) -> Result<AlertState, StoreError> {
+        Store::alert_state(self, probe)
+    }
+
+    fn alert_states(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
+        Store::alert_states(self)
+    }
+
+    fn alert_states_to_reconcile(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
+        Store::alert_states_to_reconcile(self)
+    }
+
+    fn recent_runs(&self, probe: Option<&str>, limit: usize) -> Result<Vec<StoredRun>, StoreError> {
+        Store::recent_runs(self, probe, limit)
+    }
+
+    fn runs_since(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        Store::runs_since(self, probe, since, limit)
+    }
+
+    fn recent_correlation_ids(&self, probe: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        Store::recent_correlation_ids(self, probe, limit)
+    }
+
+    fn last_ok_flags(&self, probes: &[String]) -> Result<Vec<(String, bool)>, StoreError> {
+        Store::last_ok_flags(self, probes)
+    }
+
+    fn probes_run_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        Store::probes_run_since(self, since)
+    }
+
+    fn last_ok_run(&self, probe: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        Store::last_ok_run(self, probe)
+    }
+
+    fn outcome_counts(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Outcome, u64)>, StoreError> {
+        Store::outcome_counts(self, probe, since)
+    }
+
+    fn latency_percentiles(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Percentiles>, StoreError> {
+        Store::latency_percentiles(self, probe, since)
+    }
+
+    fn messages_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        Store::messages_since(self, since)
+    }
+
+    fn pending_notifications(&self) -> Result<u64, StoreError> {
+        Store::pending_notifications(self)
     }
 }

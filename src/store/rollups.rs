@@ -106,7 +106,7 @@ impl Tally {
 
 /// One probe-hour or probe-day, as stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Row {
+pub(super) struct Row {
     /// When its first run started (unix ms): a probe younger than a window
     /// is due from there, not from the start of its first day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,27 +153,27 @@ fn day_of(ms: i64) -> i64 {
 
 /// The two grains rollups are kept at: the table and its key column.
 #[derive(Clone, Copy)]
-enum Grain {
+pub(super) enum Grain {
     Hour,
     Day,
 }
 
 impl Grain {
-    fn table(self) -> &'static str {
+    pub(super) fn table(self) -> &'static str {
         match self {
             Grain::Hour => "rollups",
             Grain::Day => "daily_rollups",
         }
     }
 
-    fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Grain::Hour => "hour",
             Grain::Day => "day",
         }
     }
 
-    fn of(self, ms: i64) -> i64 {
+    pub(super) fn of(self, ms: i64) -> i64 {
         match self {
             Grain::Hour => hour_of(ms),
             Grain::Day => day_of(ms),
@@ -188,6 +188,27 @@ pub(super) fn count_run(
     run: &RunResult,
     interrupted: bool,
 ) -> Result<(), Failure> {
+    let row = run_row(run, interrupted);
+    for grain in [Grain::Hour, Grain::Day] {
+        let (table, key) = (grain.table(), grain.key());
+        let at = grain.of(millis(run.started_at));
+        let stored = tx
+            .prepare_cached(&format!(
+                "SELECT tally FROM {table} WHERE probe = ?1 AND {key} = ?2"
+            ))?
+            .query_row(params![run.probe, at], |r| r.get::<_, String>(0))
+            .optional()?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO {table} (probe, {key}, tally) VALUES (?1, ?2, ?3)
+             ON CONFLICT (probe, {key}) DO UPDATE SET tally = excluded.tally"
+        ))?
+        .execute(params![run.probe, at, merged(stored.as_deref(), &row)?])?;
+    }
+    Ok(())
+}
+
+/// One run's contribution to the tallies of its hour and day.
+pub(super) fn run_row(run: &RunResult, interrupted: bool) -> Row {
     let mut row = Row {
         first: Some(millis(run.started_at)),
         ..Row::default()
@@ -208,27 +229,17 @@ pub(super) fn count_run(
             row.phases.entry(phase.to_string()).or_default().add(d);
         }
     }
-    for grain in [Grain::Hour, Grain::Day] {
-        let (table, key) = (grain.table(), grain.key());
-        let at = grain.of(millis(run.started_at));
-        let mut stored: Row = match tx
-            .prepare_cached(&format!(
-                "SELECT tally FROM {table} WHERE probe = ?1 AND {key} = ?2"
-            ))?
-            .query_row(params![run.probe, at], |r| r.get::<_, String>(0))
-            .optional()?
-        {
-            Some(json) => decode("rollup", &json)?,
-            None => Row::default(),
-        };
-        stored.merge(row.clone());
-        tx.prepare_cached(&format!(
-            "INSERT INTO {table} (probe, {key}, tally) VALUES (?1, ?2, ?3)
-             ON CONFLICT (probe, {key}) DO UPDATE SET tally = excluded.tally"
-        ))?
-        .execute(params![run.probe, at, encode("rollup", &stored)?])?;
-    }
-    Ok(())
+    row
+}
+
+/// A stored tally (`None`: none yet) with `row` added, encoded for storage.
+pub(super) fn merged(stored: Option<&str>, row: &Row) -> Result<String, Failure> {
+    let mut stored: Row = match stored {
+        Some(json) => decode("rollup", json)?,
+        None => Row::default(),
+    };
+    stored.merge(row.clone());
+    encode("rollup", &stored)
 }
 
 /// Adds the hourly rollups already stored up into days (a store from before

@@ -13,6 +13,7 @@
 //! while the list is not empty, rather than failing at run time.
 
 mod dsn;
+mod runs;
 mod schema;
 mod tls;
 
@@ -26,7 +27,9 @@ use postgres::error::SqlState;
 use super::backend::Backend;
 use super::control::RawSilence;
 use super::error::{ConnectProblem, Failure};
-use super::{Silence, StoreError, millis, timestamp};
+use super::{OutboxItem, Percentiles, Silence, StoreError, StoredRun, millis, timestamp};
+use crate::alert::AlertState;
+use crate::probe::{Outcome, RunResult};
 
 pub use dsn::{CONNECT_TIMEOUT, DsnError, PgDsn, SslMode};
 pub use schema::supported_version;
@@ -34,12 +37,9 @@ pub use schema::supported_version;
 /// The store's operations that only the SQLite store implements so far,
 /// by group, as the config's refusal names them.
 pub const NOT_YET_PORTED: &[&str] = &[
-    "runs and their write-ahead (record_run, begin_run, interrupt_run, start_run, started_runs, crash recovery of holders)",
-    "alert state (record_alert, alert_state, alert_states, alert_states_to_reconcile)",
-    "run history (recent_runs, runs_since, recent_correlation_ids, last_ok_flags, last_ok_run, outcome_counts, latency_percentiles, probes_run_since)",
-    "the notification outbox (queue, claim, claim_next, due_notifications, mark_delivered, mark_failed, dead letters)",
-    "the cost guard's count (messages_since)",
-    "hourly and daily rollups and pruning (tally, hourly, counted_probes, prune)",
+    "the write-ahead of runs and the leases taken with it (begin_run, interrupt_run, start_run, started_runs, recovering the runs of a crashed holder)",
+    "the notification outbox's queue and claims (queue, claim, claim_next, due_notifications, next_notification_due, mark_delivered, mark_delivered_as, delivered_ref, mark_failed, undelivered, retry_dead, purge_dead, dead_letters, dead_letter_count)",
+    "reading the hourly and daily rollups, and pruning (tally, hourly, counted_probes, prune, size_bytes)",
     "integrity checks (quick_check, integrity_check)",
 ];
 
@@ -323,6 +323,93 @@ impl Backend for PgStore {
             )?;
             Ok(())
         })
+    }
+
+    fn record_run(
+        &self,
+        run: &RunResult,
+        instance: &str,
+        interrupted: bool,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.pg_record_run(run, instance, interrupted, state, outbox, now)
+    }
+
+    fn record_alert(
+        &self,
+        key: &str,
+        state: &AlertState,
+        outbox: &[OutboxItem],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.pg_record_alert(key, state, outbox, now)
+    }
+
+    fn alert_state(&self, probe: &str) -> Result<AlertState, StoreError> {
+        self.pg_alert_state(probe)
+    }
+
+    fn alert_states(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
+        self.pg_alert_states(false)
+    }
+
+    fn alert_states_to_reconcile(&self) -> Result<Vec<(String, AlertState)>, StoreError> {
+        self.pg_alert_states(true)
+    }
+
+    fn recent_runs(&self, probe: Option<&str>, limit: usize) -> Result<Vec<StoredRun>, StoreError> {
+        self.pg_recent_runs(probe, limit)
+    }
+
+    fn runs_since(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.pg_runs_since(probe, since, limit)
+    }
+
+    fn recent_correlation_ids(&self, probe: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.pg_recent_correlation_ids(probe, limit)
+    }
+
+    fn last_ok_flags(&self, probes: &[String]) -> Result<Vec<(String, bool)>, StoreError> {
+        self.pg_last_ok_flags(probes)
+    }
+
+    fn probes_run_since(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        self.pg_probes_run_since(since)
+    }
+
+    fn last_ok_run(&self, probe: &str) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        self.pg_last_ok_run(probe)
+    }
+
+    fn outcome_counts(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(Outcome, u64)>, StoreError> {
+        self.pg_outcome_counts(probe, since)
+    }
+
+    fn latency_percentiles(
+        &self,
+        probe: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Option<Percentiles>, StoreError> {
+        self.pg_latency_percentiles(probe, since)
+    }
+
+    fn messages_since(&self, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.pg_messages_since(since)
+    }
+
+    fn pending_notifications(&self) -> Result<u64, StoreError> {
+        self.pg_pending_notifications()
     }
 }
 

@@ -215,3 +215,64 @@ fn debug_shows_the_target_not_the_password() {
     );
     assert_eq!(store.location(), db.dsn.target());
 }
+
+#[test]
+fn members_recording_runs_of_one_hour_at_once_all_count_in_the_rollups() {
+    let Some(db) = test_db() else { return };
+    let members: Vec<PgStore> = (0..4).map(|_| PgStore::connect(&db.dsn).unwrap()).collect();
+    std::thread::scope(|s| {
+        for (m, member) in members.iter().enumerate() {
+            s.spawn(move || {
+                for i in 0..10 {
+                    let r =
+                        crate::store::testing::run("p", &format!("m{m}-{i}"), t(i), Outcome::Ok);
+                    assert!(
+                        member
+                            .record_run(&r, "i", false, &AlertState::default(), &[], t(i))
+                            .unwrap()
+                    );
+                }
+            });
+        }
+    });
+    for table in ["rollups", "daily_rollups"] {
+        let tally: String = db
+            .admin()
+            .query_one(&format!("SELECT tally FROM {table} WHERE probe = 'p'"), &[])
+            .unwrap()
+            .get(0);
+        let tally: serde_json::Value = serde_json::from_str(&tally).unwrap();
+        assert_eq!(tally["outcomes"]["ok"], 40, "{table}: {tally}");
+    }
+    assert_eq!(members[0].messages_since(t(0)).unwrap(), 40);
+}
+
+#[test]
+fn a_corrupt_row_is_an_error_not_a_panic() {
+    let Some(db) = test_db() else { return };
+    let store = PgStore::connect(&db.dsn).unwrap();
+    let r = crate::store::testing::run("a", "bad", t(0), Outcome::Ok);
+    store
+        .record_run(&r, "i", false, &AlertState::default(), &[], t(0))
+        .unwrap();
+    let mut admin = db.admin();
+    admin
+        .batch_execute(
+            "UPDATE runs SET outcome = 'exploded';
+             INSERT INTO alert_state (probe, state, updated_at) VALUES ('b', '{', 0)",
+        )
+        .unwrap();
+    let err = store.recent_runs(None, 1).unwrap_err().to_string();
+    assert!(err.contains("run bad") && err.contains("exploded"), "{err}");
+    assert!(matches!(
+        store.outcome_counts(None, t(0)),
+        Err(StoreError::PgCorrupt { .. })
+    ));
+    assert!(matches!(
+        store.alert_state("b"),
+        Err(StoreError::PgCorrupt { .. })
+    ));
+    // Not JSON: the reconcile filter's cast fails in the database, an error too.
+    assert!(store.alert_states().is_err());
+    assert!(store.alert_states_to_reconcile().is_err());
+}
