@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{OutboxItem, Percentiles, Silence, Store, StoreError, StoredRun};
+use super::{OutboxEntry, OutboxItem, Percentiles, Silence, Store, StoreError, StoredRun};
 use crate::alert::AlertState;
 use crate::probe::{Outcome, RunResult};
 
@@ -135,6 +135,94 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Notifications queued and not yet delivered nor dead.
     fn pending_notifications(&self) -> Result<u64, StoreError>;
+
+    /// Entries to send now: pending and due at `now`, oldest first.
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Takes the oldest due entry no other sender holds, for `claimer`, until
+    /// `now + hold`; `None` when nothing is due.
+    fn claim_next(
+        &self,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError>;
+
+    /// Takes one notification's entry for `channel`, as `claim_next` takes the
+    /// oldest; `None` when it is delivered, dead, or held by another sender.
+    fn claim(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError>;
+
+    /// Queues notices that belong to no run, to be sent now.
+    fn queue(&self, outbox: &[OutboxItem], now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Pending and dead-lettered entries, oldest first, at most `limit`.
+    fn undelivered(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Puts dead letters (one notification's, or all) back in the queue.
+    fn retry_dead(&self, id: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Drops dead letters: one notification's, or those created before `before`.
+    fn purge_dead(
+        &self,
+        id: Option<&str>,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError>;
+
+    /// Records a delivery with the reference the channel gave the message.
+    fn mark_delivered_as(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        reference: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records a delivery; the entry is never sent again.
+    fn mark_delivered(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.mark_delivered_as(notification_id, channel, None, now)
+    }
+
+    /// The reference a channel gave a delivered notification, if any.
+    fn delivered_ref(
+        &self,
+        notification_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Records a failed attempt: retried at `retry_at`, or a dead letter.
+    fn mark_failed(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// How many notifications are kept as dead letters.
+    fn dead_letter_count(&self) -> Result<u64, StoreError>;
+
+    /// Dead letters, newest first.
+    fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// When the earliest pending entry is due; `None` when nothing is pending.
+    fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 
 impl Backend for Store {
@@ -275,5 +363,94 @@ impl Backend for Store {
 
     fn pending_notifications(&self) -> Result<u64, StoreError> {
         Store::pending_notifications(self)
+    }
+
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        Store::due_notifications(self, now, limit)
+    }
+
+    fn claim_next(
+        &self,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        Store::claim_next(self, claimer, now, hold)
+    }
+
+    fn claim(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        Store::claim(self, notification_id, channel, claimer, now, hold)
+    }
+
+    fn queue(&self, outbox: &[OutboxItem], now: DateTime<Utc>) -> Result<(), StoreError> {
+        Store::queue(self, outbox, now)
+    }
+
+    fn undelivered(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        Store::undelivered(self, limit)
+    }
+
+    fn retry_dead(&self, id: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Store::retry_dead(self, id, now)
+    }
+
+    fn purge_dead(
+        &self,
+        id: Option<&str>,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        Store::purge_dead(self, id, before)
+    }
+
+    fn mark_delivered_as(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        reference: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Store::mark_delivered_as(self, notification_id, channel, reference, now)
+    }
+
+    fn delivered_ref(
+        &self,
+        notification_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Store::delivered_ref(self, notification_id, channel)
+    }
+
+    fn mark_failed(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Store::mark_failed(self, notification_id, channel, error, retry_at, now)
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        Store::dead_letter_count(self)
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        Store::dead_letters(self, limit)
+    }
+
+    fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Store::next_notification_due(self)
     }
 }

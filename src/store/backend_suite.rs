@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::testing::{item, run, t};
-use super::{Backend, PgStore, Silence, Store, StoredRun};
+use super::testing::{item, notice, run, t};
+use super::{Backend, OutboxItem, PgStore, Silence, Store, StoreError, StoredRun};
 use crate::alert::{AlertState, Firing, Severity};
 use crate::probe::{Finding, Outcome};
 
@@ -41,6 +41,7 @@ macro_rules! suite {
 }
 
 suite!(
+    of_senders_racing_for_the_outbox_each_entry_goes_to_one,
     silences_replace_expire_and_lift,
     next_silence_end_is_the_earliest_live_one,
     a_lease_keeps_others_out_until_it_expires_or_is_released,
@@ -54,6 +55,11 @@ suite!(
     counts_outcomes_since,
     percentiles_use_nearest_rank_over_arrived_runs,
     counts_messages_with_an_id_since,
+    a_claimed_entry_is_given_to_no_other_sender_until_its_claim_expires,
+    due_is_oldest_first_and_limited,
+    a_retry_waits_for_its_time_then_delivery_ends_it,
+    without_a_retry_it_becomes_a_dead_letter,
+    marking_an_unknown_entry_is_an_error,
 );
 
 fn silences_replace_expire_and_lift(open: Open<'_>) {
@@ -426,6 +432,180 @@ fn counts_messages_with_an_id_since(open: Open<'_>) {
     assert_eq!(store.messages_since(t(10)).unwrap(), 3);
     assert_eq!(store.messages_since(t(31)).unwrap(), 1);
     assert_eq!(store.messages_since(t(41)).unwrap(), 0);
+}
+
+/// Records one run with notices on `channels`, created at `at`.
+fn queue_notice(store: &dyn Backend, id: &str, channels: &[&str], at: DateTime<Utc>) -> String {
+    let r = run("p", id, at, Outcome::Lost);
+    // One notice, fanned out to every channel under the same id.
+    let notice = notice(&r, at);
+    let items: Vec<_> = channels
+        .iter()
+        .map(|c| OutboxItem {
+            channel: c.to_string(),
+            notification: notice.clone(),
+        })
+        .collect();
+    store
+        .record_run(&r, "i", false, &AlertState::default(), &items, at)
+        .unwrap();
+    items[0].notification.id.clone()
+}
+
+fn due_ids(store: &dyn Backend, now: DateTime<Utc>) -> Vec<(String, String)> {
+    store
+        .due_notifications(now, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.notification.id, e.channel))
+        .collect()
+}
+
+fn a_claimed_entry_is_given_to_no_other_sender_until_its_claim_expires(open: Open<'_>) {
+    let store = open();
+    let id = queue_notice(&*store, "1", &["slack"], t(0));
+    let hold = std::time::Duration::from_secs(45);
+    let a = store.claim_next("a", t(1), hold).unwrap().unwrap();
+    assert_eq!(a.notification.id, id);
+    assert_eq!(
+        store.claim_next("b", t(2), hold).unwrap(),
+        None,
+        "a holds it"
+    );
+    // a died mid-send: once the claim expires, b gets it.
+    let b = store.claim_next("b", t(46), hold).unwrap().unwrap();
+    assert_eq!(b.notification.id, id);
+    store.mark_delivered(&id, "slack", t(47)).unwrap();
+    assert_eq!(
+        store.claim_next("a", t(200), hold).unwrap(),
+        None,
+        "delivered"
+    );
+    // A failure ends the claim too: the retry is due for anyone.
+    let id2 = queue_notice(&*store, "2", &["slack"], t(300));
+    store.claim_next("a", t(300), hold).unwrap().unwrap();
+    store
+        .mark_failed(&id2, "slack", "503", Some(t(301)), t(300))
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_next("b", t(301), hold)
+            .unwrap()
+            .unwrap()
+            .notification
+            .id,
+        id2
+    );
+}
+
+fn due_is_oldest_first_and_limited(open: Open<'_>) {
+    let store = open();
+    let old = queue_notice(&*store, "1", &["slack"], t(0));
+    let new = queue_notice(&*store, "2", &["slack"], t(10));
+    assert_eq!(
+        due_ids(&*store, t(10)),
+        [(old.clone(), "slack".into()), (new, "slack".into())]
+    );
+    assert_eq!(due_ids(&*store, t(5)), [(old, "slack".into())]);
+    assert_eq!(store.due_notifications(t(10), 1).unwrap().len(), 1);
+    let entry = &store.due_notifications(t(10), 1).unwrap()[0];
+    assert_eq!((entry.attempts, entry.dead), (0, false));
+    assert_eq!((entry.created_at, entry.next_attempt_at), (t(0), t(0)));
+    assert_eq!(entry.notification.correlation_ids, ["1"]);
+}
+
+fn a_retry_waits_for_its_time_then_delivery_ends_it(open: Open<'_>) {
+    let store = open();
+    let id = queue_notice(&*store, "1", &["slack", "mail"], t(0));
+    store
+        .mark_failed(&id, "slack", "503 from slack", Some(t(30)), t(1))
+        .unwrap();
+    assert_eq!(due_ids(&*store, t(29)), [(id.clone(), "mail".into())]);
+    assert_eq!(store.next_notification_due().unwrap(), Some(t(0)));
+    store.mark_delivered(&id, "mail", t(2)).unwrap();
+    assert_eq!(store.next_notification_due().unwrap(), Some(t(30)));
+    let entries = store.due_notifications(t(30), 10).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].attempts, 1);
+    assert_eq!(entries[0].last_error.as_deref(), Some("503 from slack"));
+    assert_eq!(store.pending_notifications().unwrap(), 1);
+    store.mark_delivered(&id, "slack", t(31)).unwrap();
+    assert!(due_ids(&*store, t(1000)).is_empty());
+    assert_eq!(store.pending_notifications().unwrap(), 0);
+    assert_eq!(store.next_notification_due().unwrap(), None);
+}
+
+fn without_a_retry_it_becomes_a_dead_letter(open: Open<'_>) {
+    let store = open();
+    let first = queue_notice(&*store, "1", &["slack"], t(0));
+    let second = queue_notice(&*store, "2", &["slack"], t(5));
+    store
+        .mark_failed(&first, "slack", "gone", None, t(1))
+        .unwrap();
+    store
+        .mark_failed(&second, "slack", "gone too", None, t(6))
+        .unwrap();
+    assert!(due_ids(&*store, t(1000)).is_empty());
+    assert_eq!(store.pending_notifications().unwrap(), 0);
+    assert_eq!(store.next_notification_due().unwrap(), None);
+    let dead = store.dead_letters(10).unwrap();
+    let ids: Vec<_> = dead.iter().map(|e| e.notification.id.as_str()).collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
+    assert!(dead.iter().all(|e| e.dead && e.attempts == 1));
+    assert_eq!(store.dead_letter_count().unwrap(), 2);
+    assert_eq!(store.dead_letters(1).unwrap().len(), 1);
+}
+
+fn marking_an_unknown_entry_is_an_error(open: Open<'_>) {
+    let store = open();
+    let id = queue_notice(&*store, "1", &["slack"], t(0));
+    let err = store.mark_delivered(&id, "mail", t(1)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnknownNotification { .. }),
+        "{err}"
+    );
+    let err = store
+        .mark_failed("nope", "slack", "x", None, t(1))
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+fn of_senders_racing_for_the_outbox_each_entry_goes_to_one(open: Open<'_>) {
+    let store = open();
+    let mut queued = Vec::new();
+    for i in 0..30 {
+        queued.push(queue_notice(
+            &*store,
+            &format!("r{i}"),
+            &["slack", "mail"],
+            t(i),
+        ));
+    }
+    let senders: Vec<Box<dyn Backend>> = (0..4).map(|_| open()).collect();
+    let hold = Duration::from_secs(60);
+    let claimed: Vec<(String, String)> = std::thread::scope(|s| {
+        let racers: Vec<_> = senders
+            .iter()
+            .enumerate()
+            .map(|(i, sender)| {
+                s.spawn(move || {
+                    let mut mine = Vec::new();
+                    // Claimed and never marked: a claim alone must keep the others off.
+                    while let Some(e) = sender.claim_next(&format!("s{i}"), t(100), hold).unwrap() {
+                        mine.push((e.notification.id, e.channel));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        racers.into_iter().flat_map(|r| r.join().unwrap()).collect()
+    });
+    assert_eq!(claimed.len(), 60, "every entry claimed");
+    let distinct: std::collections::BTreeSet<_> = claimed.iter().collect();
+    assert_eq!(distinct.len(), 60, "none claimed twice");
+    for id in &queued {
+        assert!(distinct.contains(&(id.clone(), "mail".to_string())));
+    }
 }
 
 #[test]

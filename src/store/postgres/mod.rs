@@ -13,6 +13,7 @@
 //! while the list is not empty, rather than failing at run time.
 
 mod dsn;
+mod outbox;
 mod runs;
 mod schema;
 mod tls;
@@ -27,7 +28,9 @@ use postgres::error::SqlState;
 use super::backend::Backend;
 use super::control::RawSilence;
 use super::error::{ConnectProblem, Failure};
-use super::{OutboxItem, Percentiles, Silence, StoreError, StoredRun, millis, timestamp};
+use super::{
+    OutboxEntry, OutboxItem, Percentiles, Silence, StoreError, StoredRun, millis, timestamp,
+};
 use crate::alert::AlertState;
 use crate::probe::{Outcome, RunResult};
 
@@ -38,7 +41,6 @@ pub use schema::supported_version;
 /// by group, as the config's refusal names them.
 pub const NOT_YET_PORTED: &[&str] = &[
     "the write-ahead of runs and the leases taken with it (begin_run, interrupt_run, start_run, started_runs, recovering the runs of a crashed holder)",
-    "the notification outbox's queue and claims (queue, claim, claim_next, due_notifications, next_notification_due, mark_delivered, mark_delivered_as, delivered_ref, mark_failed, undelivered, retry_dead, purge_dead, dead_letters, dead_letter_count)",
     "reading the hourly and daily rollups, and pruning (tally, hourly, counted_probes, prune, size_bytes)",
     "integrity checks (quick_check, integrity_check)",
 ];
@@ -66,8 +68,15 @@ impl fmt::Debug for PgStore {
 #[derive(Debug)]
 pub(crate) enum PgFailure {
     Sql(postgres::Error),
-    TooNew { found: i64, supported: i64 },
+    TooNew {
+        found: i64,
+        supported: i64,
+    },
     Corrupt(String),
+    UnknownNotification {
+        notification_id: String,
+        channel: String,
+    },
 }
 
 impl From<postgres::Error> for PgFailure {
@@ -96,6 +105,14 @@ impl PgFailure {
                 supported,
             },
             PgFailure::Corrupt(detail) => StoreError::PgCorrupt { target, op, detail },
+            PgFailure::UnknownNotification {
+                notification_id,
+                channel,
+            } => StoreError::UnknownNotification {
+                path: target.into(),
+                notification_id,
+                channel,
+            },
         }
     }
 }
@@ -410,6 +427,95 @@ impl Backend for PgStore {
 
     fn pending_notifications(&self) -> Result<u64, StoreError> {
         self.pg_pending_notifications()
+    }
+
+    fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.pg_due_notifications(now, limit)
+    }
+
+    fn claim_next(
+        &self,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.pg_claim_next(claimer, now, hold)
+    }
+
+    fn claim(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        claimer: &str,
+        now: DateTime<Utc>,
+        hold: Duration,
+    ) -> Result<Option<OutboxEntry>, StoreError> {
+        self.pg_claim(notification_id, channel, claimer, now, hold)
+    }
+
+    fn queue(&self, outbox: &[OutboxItem], now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.pg_queue(outbox, now)
+    }
+
+    fn undelivered(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.pg_undelivered(limit)
+    }
+
+    fn retry_dead(&self, id: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.pg_retry_dead(id, now)
+    }
+
+    fn purge_dead(
+        &self,
+        id: Option<&str>,
+        before: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        self.pg_purge_dead(id, before)
+    }
+
+    fn mark_delivered_as(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        reference: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.pg_mark_delivered_as(notification_id, channel, reference, now)
+    }
+
+    fn delivered_ref(
+        &self,
+        notification_id: &str,
+        channel: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.pg_delivered_ref(notification_id, channel)
+    }
+
+    fn mark_failed(
+        &self,
+        notification_id: &str,
+        channel: &str,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.pg_mark_failed(notification_id, channel, error, retry_at, now)
+    }
+
+    fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.pg_dead_letter_count()
+    }
+
+    fn dead_letters(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.pg_dead_letters(limit)
+    }
+
+    fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.pg_next_notification_due()
     }
 }
 

@@ -345,7 +345,7 @@ impl PgStore {
     }
 }
 
-fn payloads(outbox: &[OutboxItem]) -> Result<Vec<String>, PgFailure> {
+pub(super) fn payloads(outbox: &[OutboxItem]) -> Result<Vec<String>, PgFailure> {
     Ok(outbox
         .iter()
         .map(|item| encode("notification", &item.notification))
@@ -367,7 +367,7 @@ fn upsert_state(
     Ok(())
 }
 
-fn insert_outbox(
+pub(super) fn insert_outbox(
     tx: &mut Transaction<'_>,
     outbox: &[OutboxItem],
     payloads: &[String],

@@ -69,6 +69,8 @@ CREATE TABLE outbox (
     claimed_by      TEXT,
     claimed_until   BIGINT,
     delivered_ref   TEXT,
+    -- Insertion order, where SQLite has its rowid: oldest first among equals.
+    seq             BIGSERIAL NOT NULL,
     PRIMARY KEY (notification_id, channel)
 );
 CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND NOT dead;
