@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{OutboxEntry, OutboxItem, Percentiles, Silence, Store, StoreError, StoredRun};
+use super::{
+    BeginRun, Begun, OutboxEntry, OutboxItem, Percentiles, Silence, StartedRun, Store, StoreError,
+    StoredRun,
+};
 use crate::alert::AlertState;
 use crate::probe::{Outcome, RunResult};
 
@@ -223,6 +226,26 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// When the earliest pending entry is due; `None` when nothing is pending.
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Starts a run: the cost guard, the probe's lease and the write-ahead, in
+    /// one transaction.
+    fn begin_run(&self, begin: &BeginRun) -> Result<Begun, StoreError>;
+
+    /// Records a started run that will not finish as interrupted and frees its
+    /// lease; `false` if it was recorded already or never started.
+    fn interrupt_run(&self, correlation_id: &str, reason: &str) -> Result<bool, StoreError>;
+
+    /// Writes a run ahead, before its message is sent. Idempotent.
+    fn start_run(&self, run: &StartedRun) -> Result<(), StoreError>;
+
+    /// Correlation ids of the runs started and not yet recorded, oldest first.
+    fn started_runs(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The holders with runs started and not yet recorded, or leases taken.
+    fn holders_in_store(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Records a dead holder's started runs as interrupted and frees its leases.
+    fn recover_holder(&self, holder: &str) -> Result<Vec<String>, StoreError>;
 }
 
 impl Backend for Store {
@@ -452,5 +475,29 @@ impl Backend for Store {
 
     fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         Store::next_notification_due(self)
+    }
+
+    fn begin_run(&self, begin: &BeginRun) -> Result<Begun, StoreError> {
+        Store::begin_run(self, begin)
+    }
+
+    fn interrupt_run(&self, correlation_id: &str, reason: &str) -> Result<bool, StoreError> {
+        Store::interrupt_run(self, correlation_id, reason)
+    }
+
+    fn start_run(&self, run: &StartedRun) -> Result<(), StoreError> {
+        Store::start_run(self, run)
+    }
+
+    fn started_runs(&self) -> Result<Vec<String>, StoreError> {
+        Store::started_runs(self)
+    }
+
+    fn holders_in_store(&self) -> Result<Vec<String>, StoreError> {
+        Store::holders_in_store(self)
+    }
+
+    fn recover_holder(&self, holder: &str) -> Result<Vec<String>, StoreError> {
+        Store::recover_holder(self, holder)
     }
 }

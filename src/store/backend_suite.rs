@@ -8,7 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::testing::{item, notice, run, t};
-use super::{Backend, OutboxItem, PgStore, Silence, Store, StoreError, StoredRun};
+use super::{
+    Backend, BeginRun, Begun, CRASH_REASON, OutboxItem, PgStore, Silence, StartedRun, Store,
+    StoreError, StoredRun,
+};
 use crate::alert::{AlertState, Firing, Severity};
 use crate::probe::{Finding, Outcome};
 
@@ -41,6 +44,7 @@ macro_rules! suite {
 }
 
 suite!(
+    recovering_a_holder_records_its_runs_as_interrupted_and_frees_its_leases,
     of_senders_racing_for_the_outbox_each_entry_goes_to_one,
     silences_replace_expire_and_lift,
     next_silence_end_is_the_earliest_live_one,
@@ -60,6 +64,9 @@ suite!(
     a_retry_waits_for_its_time_then_delivery_ends_it,
     without_a_retry_it_becomes_a_dead_letter,
     marking_an_unknown_entry_is_an_error,
+    recording_a_run_replaces_its_started_row,
+    begin_run_leases_writes_ahead_or_says_why_not,
+    interrupting_a_run_records_it_once_and_frees_its_lease,
 );
 
 fn silences_replace_expire_and_lift(open: Open<'_>) {
@@ -606,6 +613,139 @@ fn of_senders_racing_for_the_outbox_each_entry_goes_to_one(open: Open<'_>) {
     for id in &queued {
         assert!(distinct.contains(&(id.clone(), "mail".to_string())));
     }
+}
+
+fn started(id: &str, holder: &str, at: DateTime<Utc>) -> StartedRun {
+    StartedRun {
+        probe: "p".into(),
+        correlation_id: id.into(),
+        instance: "i".into(),
+        holder: holder.into(),
+        started_at: at,
+        threshold: Duration::from_secs(5),
+        timeout: Duration::from_secs(60),
+    }
+}
+
+fn begin(id: &str, holder: &str, at: DateTime<Utc>, cap: u32) -> BeginRun {
+    BeginRun {
+        run: started(id, holder, at),
+        lease_ttl: Duration::from_secs(600),
+        cap,
+        in_flight: 0,
+    }
+}
+
+fn recording_a_run_replaces_its_started_row(open: Open<'_>) {
+    let store = open();
+    store.start_run(&started("a", "h1", t(0))).unwrap();
+    store.start_run(&started("a", "h1", t(0))).unwrap();
+    store.start_run(&started("b", "h1", t(1))).unwrap();
+    assert_eq!(store.started_runs().unwrap(), ["a", "b"]);
+    let r = run("p", "a", t(0), Outcome::Ok);
+    store
+        .record_run(&r, "i", false, &AlertState::default(), &[], t(2))
+        .unwrap();
+    assert_eq!(store.started_runs().unwrap(), ["b"]);
+}
+
+fn begin_run_leases_writes_ahead_or_says_why_not(open: Open<'_>) {
+    let store = open();
+    let started_ok = Begun::Started {
+        cost_guard_firing: false,
+    };
+    assert_eq!(
+        store.begin_run(&begin("a", "h1", t(0), 2)).unwrap(),
+        started_ok
+    );
+    assert_eq!(store.started_runs().unwrap(), ["a"]);
+    // The lease is h1's: another holder is refused and writes nothing.
+    assert_eq!(
+        store.begin_run(&begin("b", "h2", t(1), 2)).unwrap(),
+        Begun::LeaseHeld {
+            holder: "h1".into()
+        }
+    );
+    assert_eq!(store.started_runs().unwrap(), ["a"]);
+    // Recorded (it sent a message) and released: h2 may run it.
+    let r = run("p", "a", t(0), Outcome::Ok);
+    store
+        .record_run(&r, "i", false, &AlertState::default(), &[], t(2))
+        .unwrap();
+    store.release_lease("p", "h1").unwrap();
+    assert_eq!(
+        store.begin_run(&begin("b", "h2", t(3), 2)).unwrap(),
+        started_ok
+    );
+    let r = run("p", "b", t(3), Outcome::Ok);
+    store
+        .record_run(&r, "i", false, &AlertState::default(), &[], t(4))
+        .unwrap();
+    // Two messages in the window, cap two: refused until the first
+    // leaves the window, 24 hours after it started.
+    assert_eq!(
+        store.begin_run(&begin("c", "h2", t(5), 2)).unwrap(),
+        Begun::CostGuard {
+            sent: 2,
+            resumes_at: t(0) + chrono::Duration::hours(24),
+        }
+    );
+    // Runs this process has in flight count too.
+    let mut with_one_going = begin("c", "h2", t(5), 3);
+    with_one_going.in_flight = 1;
+    assert!(matches!(
+        store.begin_run(&with_one_going).unwrap(),
+        Begun::CostGuard { sent: 3, .. }
+    ));
+    assert!(store.started_runs().unwrap().is_empty());
+}
+
+fn interrupting_a_run_records_it_once_and_frees_its_lease(open: Open<'_>) {
+    let store = open();
+    store.begin_run(&begin("a", "h1", t(0), 10)).unwrap();
+    assert!(store.interrupt_run("a", "cut off").unwrap());
+    assert!(!store.interrupt_run("a", "again").unwrap(), "idempotent");
+    let runs = store.recent_runs(None, 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].reason.as_deref(), runs[0].interrupted),
+        (Some("cut off"), true)
+    );
+    assert!(
+        store
+            .acquire_lease("p", "h2", Duration::from_secs(60), t(1))
+            .unwrap()
+    );
+    assert!(!store.interrupt_run("never-started", "x").unwrap());
+}
+
+fn recovering_a_holder_records_its_runs_as_interrupted_and_frees_its_leases(open: Open<'_>) {
+    let store = open();
+    store.start_run(&started("a", "dead", t(0))).unwrap();
+    store.start_run(&started("b", "alive", t(1))).unwrap();
+    let ttl = std::time::Duration::from_secs(600);
+    assert!(store.acquire_lease("p", "dead", ttl, t(0)).unwrap());
+    assert!(store.acquire_lease("q", "alive", ttl, t(0)).unwrap());
+    let before = store.alert_state("p").unwrap();
+
+    assert_eq!(store.recover_holder("dead").unwrap(), ["a"]);
+    assert_eq!(store.started_runs().unwrap(), ["b"]);
+    let runs = store.recent_runs(None, 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    let a = &runs[0];
+    assert_eq!(
+        (a.correlation_id.as_str(), a.outcome, a.interrupted),
+        ("a", Outcome::Error, true)
+    );
+    assert_eq!(a.reason.as_deref(), Some(CRASH_REASON));
+    assert_eq!((a.started_at, a.timeout), (t(0), Duration::from_secs(60)));
+    assert_eq!(store.alert_state("p").unwrap(), before, "nothing counted");
+    // Its lease is free at once; the live holder's is not.
+    assert!(store.acquire_lease("p", "next", ttl, t(1)).unwrap());
+    assert!(!store.acquire_lease("q", "next", ttl, t(1)).unwrap());
+    // Again: nothing left to do.
+    assert!(store.recover_holder("dead").unwrap().is_empty());
+    assert_eq!(store.recent_runs(None, 10).unwrap().len(), 1);
 }
 
 #[test]

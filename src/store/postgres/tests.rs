@@ -276,3 +276,40 @@ fn a_corrupt_row_is_an_error_not_a_panic() {
     assert!(store.alert_states().is_err());
     assert!(store.alert_states_to_reconcile().is_err());
 }
+
+#[test]
+fn the_cost_guard_holds_across_members_starting_runs_at_once() {
+    use crate::store::{BeginRun, Begun, StartedRun};
+    let Some(db) = test_db() else { return };
+    let members: Vec<PgStore> = (0..4).map(|_| PgStore::connect(&db.dsn).unwrap()).collect();
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for (m, member) in members.iter().enumerate() {
+            let started = &started;
+            s.spawn(move || {
+                for i in 0..5 {
+                    let begin = BeginRun {
+                        run: StartedRun {
+                            probe: format!("p{m}-{i}"),
+                            correlation_id: format!("m{m}-{i}"),
+                            instance: "i".into(),
+                            holder: format!("member-{m}"),
+                            started_at: t(i),
+                            threshold: Duration::from_secs(5),
+                            timeout: Duration::from_secs(60),
+                        },
+                        lease_ttl: Duration::from_secs(600),
+                        cap: 7,
+                        in_flight: 0,
+                    };
+                    if let Begun::Started { .. } = member.begin_run(&begin).unwrap() {
+                        started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    // Twenty runs asked for, seven allowed in the fleet's day.
+    assert_eq!(started.into_inner(), 7);
+    assert_eq!(members[0].started_runs().unwrap().len(), 7);
+}
