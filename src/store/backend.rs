@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    BeginRun, Begun, OutboxEntry, OutboxItem, Percentiles, Silence, StartedRun, Store, StoreError,
-    StoredRun,
+    BeginRun, Begun, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence, StartedRun, Store,
+    StoreError, StoredRun, Tally,
 };
 use crate::alert::AlertState;
 use crate::probe::{Outcome, RunResult};
@@ -246,6 +246,30 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Records a dead holder's started runs as interrupted and frees its leases.
     fn recover_holder(&self, holder: &str) -> Result<Vec<String>, StoreError>;
+
+    /// One probe's tally over the hours from the one `since` falls in to now.
+    fn tally(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError>;
+
+    /// One probe's hours since `since`, each with its tally, oldest first.
+    fn hourly(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, Tally)>, StoreError>;
+
+    /// The probes with a run counted since `since` (to the hour), by name.
+    fn counted_probes(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes up to `PRUNE_BATCH` old runs and rollups in one transaction,
+    /// keeping what is still needed; call until it prunes nothing.
+    fn prune(
+        &self,
+        runs_before: DateTime<Utc>,
+        rollups_before: DateTime<Utc>,
+    ) -> Result<Pruned, StoreError>;
+
+    /// The store's size on disk in bytes (0 when it cannot be told).
+    fn size_bytes(&self) -> u64;
 }
 
 impl Backend for Store {
@@ -499,5 +523,33 @@ impl Backend for Store {
 
     fn recover_holder(&self, holder: &str) -> Result<Vec<String>, StoreError> {
         Store::recover_holder(self, holder)
+    }
+
+    fn tally(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        Store::tally(self, probe, since)
+    }
+
+    fn hourly(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, Tally)>, StoreError> {
+        Store::hourly(self, probe, since)
+    }
+
+    fn counted_probes(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        Store::counted_probes(self, since)
+    }
+
+    fn prune(
+        &self,
+        runs_before: DateTime<Utc>,
+        rollups_before: DateTime<Utc>,
+    ) -> Result<Pruned, StoreError> {
+        Store::prune(self, runs_before, rollups_before)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        Store::size_bytes(self)
     }
 }

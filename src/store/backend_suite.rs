@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::millis;
+use super::rollups::hour_of;
 use super::testing::{item, notice, run, t};
 use super::{
     Backend, BeginRun, Begun, CRASH_REASON, OutboxItem, PgStore, Silence, StartedRun, Store,
@@ -67,6 +69,9 @@ suite!(
     recording_a_run_replaces_its_started_row,
     begin_run_leases_writes_ahead_or_says_why_not,
     interrupting_a_run_records_it_once_and_frees_its_lease,
+    runs_are_rolled_up_as_recorded_and_pruned_in_batches,
+    a_window_reads_hours_then_days_and_counts_each_run_once,
+    a_firing_alert_or_an_undelivered_notice_keeps_its_runs,
 );
 
 fn silences_replace_expire_and_lift(open: Open<'_>) {
@@ -222,6 +227,7 @@ fn touch_writes_again_and_again(open: Open<'_>) {
     store.touch(t(0)).unwrap();
     store.touch(t(1)).unwrap();
     open().touch(t(2)).unwrap();
+    assert!(store.size_bytes() > 0);
     assert!(!store.location().is_empty());
 }
 
@@ -746,6 +752,133 @@ fn recovering_a_holder_records_its_runs_as_interrupted_and_frees_its_leases(open
     // Again: nothing left to do.
     assert!(store.recover_holder("dead").unwrap().is_empty());
     assert_eq!(store.recent_runs(None, 10).unwrap().len(), 1);
+}
+
+fn runs_are_rolled_up_as_recorded_and_pruned_in_batches(open: Open<'_>) {
+    let store = open();
+    for i in 0..30 {
+        let outcome = if i % 10 == 0 {
+            Outcome::Lost
+        } else {
+            Outcome::Ok
+        };
+        let r = run("p", &format!("r{i}"), t(i * 600), outcome);
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &[], t(i * 600))
+            .unwrap();
+    }
+    let tally = store.tally("p", t(0)).unwrap();
+    assert_eq!(tally.runs, 30);
+    assert_eq!(tally.ok(), 27);
+    assert_eq!(tally.by_outcome[&Outcome::Lost], 3);
+    assert_eq!(tally.latency.count(), 27);
+    // Pruning the raw runs keeps the rollups.
+    let mut pruned = 0;
+    loop {
+        let p = store.prune(t(30 * 600), t(-1)).unwrap();
+        if p.is_empty() {
+            break;
+        }
+        pruned += p.runs;
+    }
+    assert_eq!(pruned, 30);
+    assert!(store.recent_runs(Some("p"), 100).unwrap().is_empty());
+    assert_eq!(store.tally("p", t(0)).unwrap().runs, 30);
+    // Old rollups go too.
+    store.prune(t(0), t(100 * 3600)).unwrap();
+    assert_eq!(store.tally("p", t(0)).unwrap().runs, 0);
+}
+
+fn a_window_reads_hours_then_days_and_counts_each_run_once(open: Open<'_>) {
+    let store = open();
+    // Every 50 minutes for five days, from mid-morning of a day.
+    let starts: Vec<DateTime<Utc>> = (0..144).map(|i| t(i * 3000)).collect();
+    for (i, at) in starts.iter().enumerate() {
+        let outcome = if i % 7 == 0 {
+            Outcome::Lost
+        } else {
+            Outcome::Ok
+        };
+        let r = run("p", &format!("r{i}"), *at, outcome);
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &[], *at)
+            .unwrap();
+    }
+    // Windows starting at a day's midnight, mid-day, in the first hour.
+    for since in [
+        t(-86_400),
+        t(0),
+        t(7_000),
+        t(86_400 * 2 + 5_000),
+        t(400_000),
+    ] {
+        let tally = store.tally("p", since).unwrap();
+        let hour = |d: &DateTime<Utc>| hour_of(millis(*d));
+        let inside: Vec<(usize, &DateTime<Utc>)> = starts
+            .iter()
+            .enumerate()
+            .filter(|(_, at)| hour(at) >= hour(&since))
+            .collect();
+        let lost = inside.iter().filter(|(i, _)| i % 7 == 0).count() as u64;
+        assert_eq!(tally.runs, inside.len() as u64, "since {since}");
+        assert_eq!(
+            tally.by_outcome.get(&Outcome::Lost).copied().unwrap_or(0),
+            lost
+        );
+        // The first run, not the start of its day: a young probe is due
+        // from there.
+        assert_eq!(
+            tally.first,
+            inside.first().map(|(_, at)| **at),
+            "since {since}"
+        );
+    }
+    // The charts read hours.
+    let hours = store.hourly("p", t(0)).unwrap();
+    assert!(hours.len() > 100, "{}", hours.len());
+    assert_eq!(hours.iter().map(|(_, t)| t.runs).sum::<u64>(), 144);
+}
+
+fn a_firing_alert_or_an_undelivered_notice_keeps_its_runs(open: Open<'_>) {
+    let store = open();
+    let r = run("firing", "f1", t(0), Outcome::Lost);
+    let state = AlertState {
+        firing: Some(crate::alert::Firing {
+            since: t(0),
+            severity: crate::alert::Severity::Critical,
+            last_notified: t(0),
+            told: true,
+            channels: vec![],
+            notice: None,
+        }),
+        ..AlertState::default()
+    };
+    store.record_run(&r, "i", false, &state, &[], t(0)).unwrap();
+    let q = run("queued", "q1", t(0), Outcome::Lost);
+    store
+        .record_run(
+            &q,
+            "i",
+            false,
+            &AlertState::default(),
+            &[item("slack", &q, t(0))],
+            t(0),
+        )
+        .unwrap();
+    let gone = run("old", "o1", t(0), Outcome::Ok);
+    store
+        .record_run(&gone, "i", false, &AlertState::default(), &[], t(0))
+        .unwrap();
+    let p = store.prune(t(3600), t(-1)).unwrap();
+    assert_eq!(p.runs, 1);
+    let left: Vec<String> = store
+        .recent_runs(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.correlation_id)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&"f1".to_string()) && left.contains(&"q1".to_string()));
 }
 
 #[test]

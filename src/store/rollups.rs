@@ -142,7 +142,7 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The start of the hour `t` falls in, in unix milliseconds.
-fn hour_of(ms: i64) -> i64 {
+pub(super) fn hour_of(ms: i64) -> i64 {
     ms - ms.rem_euclid(HOUR_MS)
 }
 
@@ -442,7 +442,7 @@ impl Store {
 
 /// Where a window from `since` reads hours and where days: the hour `since`
 /// falls in, and the first whole day from there.
-fn split(since: DateTime<Utc>) -> (i64, i64) {
+pub(super) fn split(since: DateTime<Utc>) -> (i64, i64) {
     let from = hour_of(millis(since));
     let day = day_of(from);
     (from, if day == from { from } else { day + DAY_MS })
@@ -484,7 +484,7 @@ fn window_rows(
 }
 
 /// One stored row (an hour or a day, starting at `start`) as a tally.
-fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
+pub(super) fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
     let row: Row = decode("rollup", json)?;
     let mut t = Tally {
         first: Some(timestamp(row.first.unwrap_or(start))?),
@@ -507,7 +507,7 @@ fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
 
 impl Tally {
     /// Adds `other`'s runs to these.
-    fn merge(&mut self, other: &Tally) {
+    pub(super) fn merge(&mut self, other: &Tally) {
         self.runs += other.runs;
         self.interrupted += other.interrupted;
         for (o, n) in &other.by_outcome {
@@ -526,9 +526,7 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
     use super::*;
-    use crate::alert::AlertState;
 
     #[test]
     fn percentiles_from_buckets_are_within_six_percent() {
@@ -544,135 +542,5 @@ mod tests {
             );
         }
         assert_eq!(Histogram::default().percentile(50.0), None);
-    }
-
-    #[test]
-    fn runs_are_rolled_up_as_recorded_and_pruned_in_batches() {
-        let (_dir, store) = store();
-        for i in 0..30 {
-            let outcome = if i % 10 == 0 {
-                Outcome::Lost
-            } else {
-                Outcome::Ok
-            };
-            let r = run("p", &format!("r{i}"), t(i * 600), outcome);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], t(i * 600))
-                .unwrap();
-        }
-        let tally = store.tally("p", t(0)).unwrap();
-        assert_eq!(tally.runs, 30);
-        assert_eq!(tally.ok(), 27);
-        assert_eq!(tally.by_outcome[&Outcome::Lost], 3);
-        assert_eq!(tally.latency.count(), 27);
-        // Pruning the raw runs keeps the rollups.
-        let mut pruned = 0;
-        loop {
-            let p = store.prune(t(30 * 600), t(-1)).unwrap();
-            if p.is_empty() {
-                break;
-            }
-            pruned += p.runs;
-        }
-        assert_eq!(pruned, 30);
-        assert!(store.recent_runs(Some("p"), 100).unwrap().is_empty());
-        assert_eq!(store.tally("p", t(0)).unwrap().runs, 30);
-        // Old rollups go too.
-        store.prune(t(0), t(100 * 3600)).unwrap();
-        assert_eq!(store.tally("p", t(0)).unwrap().runs, 0);
-    }
-
-    #[test]
-    fn a_window_reads_hours_then_days_and_counts_each_run_once() {
-        let (_dir, store) = store();
-        // Every 50 minutes for five days, from mid-morning of a day.
-        let starts: Vec<DateTime<Utc>> = (0..144).map(|i| t(i * 3000)).collect();
-        for (i, at) in starts.iter().enumerate() {
-            let outcome = if i % 7 == 0 {
-                Outcome::Lost
-            } else {
-                Outcome::Ok
-            };
-            let r = run("p", &format!("r{i}"), *at, outcome);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], *at)
-                .unwrap();
-        }
-        // Windows starting at a day's midnight, mid-day, in the first hour.
-        for since in [
-            t(-86_400),
-            t(0),
-            t(7_000),
-            t(86_400 * 2 + 5_000),
-            t(400_000),
-        ] {
-            let tally = store.tally("p", since).unwrap();
-            let hour = |d: &DateTime<Utc>| hour_of(millis(*d));
-            let inside: Vec<(usize, &DateTime<Utc>)> = starts
-                .iter()
-                .enumerate()
-                .filter(|(_, at)| hour(at) >= hour(&since))
-                .collect();
-            let lost = inside.iter().filter(|(i, _)| i % 7 == 0).count() as u64;
-            assert_eq!(tally.runs, inside.len() as u64, "since {since}");
-            assert_eq!(
-                tally.by_outcome.get(&Outcome::Lost).copied().unwrap_or(0),
-                lost
-            );
-            // The first run, not the start of its day: a young probe is due
-            // from there.
-            assert_eq!(
-                tally.first,
-                inside.first().map(|(_, at)| **at),
-                "since {since}"
-            );
-        }
-        // The charts read hours.
-        let hours = store.hourly("p", t(0)).unwrap();
-        assert!(hours.len() > 100, "{}", hours.len());
-        assert_eq!(hours.iter().map(|(_, t)| t.runs).sum::<u64>(), 144);
-    }
-
-    #[test]
-    fn a_firing_alert_or_an_undelivered_notice_keeps_its_runs() {
-        let (_dir, store) = store();
-        let r = run("firing", "f1", t(0), Outcome::Lost);
-        let state = AlertState {
-            firing: Some(crate::alert::Firing {
-                since: t(0),
-                severity: crate::alert::Severity::Critical,
-                last_notified: t(0),
-                told: true,
-                channels: vec![],
-                notice: None,
-            }),
-            ..AlertState::default()
-        };
-        store.record_run(&r, "i", false, &state, &[], t(0)).unwrap();
-        let q = run("queued", "q1", t(0), Outcome::Lost);
-        store
-            .record_run(
-                &q,
-                "i",
-                false,
-                &AlertState::default(),
-                &[item("slack", &q, t(0))],
-                t(0),
-            )
-            .unwrap();
-        let gone = run("old", "o1", t(0), Outcome::Ok);
-        store
-            .record_run(&gone, "i", false, &AlertState::default(), &[], t(0))
-            .unwrap();
-        let p = store.prune(t(3600), t(-1)).unwrap();
-        assert_eq!(p.runs, 1);
-        let left: Vec<String> = store
-            .recent_runs(None, 10)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.correlation_id)
-            .collect();
-        assert_eq!(left.len(), 2, "{left:?}");
-        assert!(left.contains(&"f1".to_string()) && left.contains(&"q1".to_string()));
     }
 }

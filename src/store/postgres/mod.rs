@@ -14,6 +14,7 @@
 
 mod dsn;
 mod outbox;
+mod rollups;
 mod runs;
 mod schema;
 mod started;
@@ -30,8 +31,8 @@ use super::backend::Backend;
 use super::control::RawSilence;
 use super::error::{ConnectProblem, Failure};
 use super::{
-    BeginRun, Begun, OutboxEntry, OutboxItem, Percentiles, Silence, StartedRun, StoreError,
-    StoredRun, millis, timestamp,
+    BeginRun, Begun, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence, StartedRun, StoreError,
+    StoredRun, Tally, millis, timestamp,
 };
 use crate::alert::AlertState;
 use crate::probe::{Outcome, RunResult};
@@ -42,9 +43,10 @@ pub use schema::supported_version;
 /// The store's operations that only the SQLite store implements so far,
 /// by group, as the config's refusal names them.
 pub const NOT_YET_PORTED: &[&str] = &[
-    "finding crashed holders (a holder's liveness is a lock file on the local disk, which other members cannot see: recover_crashed, recover_if_dead)",
-    "reading the hourly and daily rollups, and pruning (tally, hourly, counted_probes, prune, size_bytes)",
     "integrity checks (quick_check, integrity_check)",
+    "finding crashed holders (a holder's liveness is a lock file on the local disk, which other members cannot see: recover_crashed, recover_if_dead)",
+    "the store's health behind /healthz and sms_canary_store_errors_total (error_counts, failed_within)",
+    "being opened by the commands: check, daemon, drill, doctor, history and silence still open the SQLite store by its type, not through the Backend trait",
 ];
 
 /// A handle on a PostgreSQL store; cheap to clone, shared by all tasks of a process.
@@ -542,6 +544,34 @@ impl Backend for PgStore {
 
     fn recover_holder(&self, holder: &str) -> Result<Vec<String>, StoreError> {
         self.pg_recover_holder(holder)
+    }
+
+    fn tally(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        self.pg_tally(probe, since)
+    }
+
+    fn hourly(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, Tally)>, StoreError> {
+        self.pg_hourly(probe, since)
+    }
+
+    fn counted_probes(&self, since: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        self.pg_counted_probes(since)
+    }
+
+    fn prune(
+        &self,
+        runs_before: DateTime<Utc>,
+        rollups_before: DateTime<Utc>,
+    ) -> Result<Pruned, StoreError> {
+        self.pg_prune(runs_before, rollups_before)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.pg_size_bytes()
     }
 }
 
