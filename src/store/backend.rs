@@ -270,6 +270,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The store's size on disk in bytes (0 when it cannot be told).
     fn size_bytes(&self) -> u64;
+
+    /// Checks the store's structure and that no run is both written ahead
+    /// and recorded; `Ok` when clean, else every problem found.
+    fn integrity_check(&self) -> Result<(), StoreError>;
+
+    /// A quick check that the store is readable (SQLite: the pages'
+    /// structure; PostgreSQL: the server answers), for `doctor` and the daemon.
+    fn quick_check(&self) -> Result<(), StoreError>;
+
+    /// Failed operations since the store was opened, by operation.
+    fn error_counts(&self) -> Vec<(&'static str, u64)>;
+
+    /// The latest failure, if it happened within `window`.
+    fn failed_within(&self, window: Duration) -> Option<String>;
 }
 
 impl Backend for Store {
@@ -551,5 +565,21 @@ impl Backend for Store {
 
     fn size_bytes(&self) -> u64 {
         Store::size_bytes(self)
+    }
+
+    fn integrity_check(&self) -> Result<(), StoreError> {
+        Store::integrity_check(self)
+    }
+
+    fn quick_check(&self) -> Result<(), StoreError> {
+        Store::quick_check(self)
+    }
+
+    fn error_counts(&self) -> Vec<(&'static str, u64)> {
+        Store::error_counts(self)
+    }
+
+    fn failed_within(&self, window: Duration) -> Option<String> {
+        Store::failed_within(self, window)
     }
 }

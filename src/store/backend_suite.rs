@@ -46,6 +46,7 @@ macro_rules! suite {
 }
 
 suite!(
+    failures_are_counted_and_a_clean_store_checks_clean,
     recovering_a_holder_records_its_runs_as_interrupted_and_frees_its_leases,
     of_senders_racing_for_the_outbox_each_entry_goes_to_one,
     silences_replace_expire_and_lift,
@@ -879,6 +880,19 @@ fn a_firing_alert_or_an_undelivered_notice_keeps_its_runs(open: Open<'_>) {
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.contains(&"f1".to_string()) && left.contains(&"q1".to_string()));
+}
+
+fn failures_are_counted_and_a_clean_store_checks_clean(open: Open<'_>) {
+    let store = open();
+    store.quick_check().unwrap();
+    store.integrity_check().unwrap();
+    assert!(store.error_counts().is_empty());
+    assert_eq!(store.failed_within(Duration::from_secs(60)), None);
+    assert!(store.mark_delivered("no-such", "slack", t(0)).is_err());
+    assert_eq!(store.error_counts(), [("mark notification delivered", 1)]);
+    let last = store.failed_within(Duration::from_secs(60)).unwrap();
+    assert!(last.contains("no-such"), "{last}");
+    assert_eq!(store.failed_within(Duration::ZERO), None);
 }
 
 #[test]

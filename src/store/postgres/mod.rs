@@ -43,9 +43,7 @@ pub use schema::supported_version;
 /// The store's operations that only the SQLite store implements so far,
 /// by group, as the config's refusal names them.
 pub const NOT_YET_PORTED: &[&str] = &[
-    "integrity checks (quick_check, integrity_check)",
     "finding crashed holders (a holder's liveness is a lock file on the local disk, which other members cannot see: recover_crashed, recover_if_dead)",
-    "the store's health behind /healthz and sms_canary_store_errors_total (error_counts, failed_within)",
     "being opened by the commands: check, daemon, drill, doctor, history and silence still open the SQLite store by its type, not through the Backend trait",
 ];
 
@@ -58,6 +56,8 @@ pub struct PgStore {
 struct Inner {
     dsn: PgDsn,
     client: Mutex<Option<postgres::Client>>,
+    /// What went wrong lately, for `/healthz` and the metrics.
+    health: super::HealthLog,
 }
 
 impl fmt::Debug for PgStore {
@@ -132,6 +132,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 dsn: dsn.clone(),
                 client: Mutex::new(Some(client)),
+                health: super::HealthLog::default(),
             }),
         })
     }
@@ -164,7 +165,13 @@ impl PgStore {
             .unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_none_or(postgres::Client::is_closed) {
             *slot = None;
-            *slot = Some(connect(&self.inner.dsn)?);
+            match connect(&self.inner.dsn) {
+                Ok(client) => *slot = Some(client),
+                Err(e) => {
+                    self.inner.health.failed(op, &e);
+                    return Err(e);
+                }
+            }
         }
         let Some(client) = slot.as_mut() else {
             unreachable!("connected just above");
@@ -173,7 +180,37 @@ impl PgStore {
         if client.is_closed() {
             *slot = None;
         }
+        drop(slot);
+        if let Err(e) = &result {
+            self.inner.health.failed(op, e);
+        }
         result
+    }
+
+    /// Checks the database answers and holds no run both written ahead and
+    /// recorded (recording one deletes its started row in the same
+    /// transaction). Foreign keys are enforced by the server as rows are
+    /// written, so there is nothing to re-check for them.
+    pub(super) fn pg_integrity_check(&self) -> Result<(), StoreError> {
+        self.with("integrity check", |client| {
+            let problems: Vec<String> = client
+                .query(
+                    "SELECT correlation_id FROM started_runs
+                     WHERE correlation_id IN (SELECT correlation_id FROM runs)",
+                    &[],
+                )?
+                .iter()
+                .map(|r| {
+                    r.try_get::<_, String>(0)
+                        .map(|id| format!("run {id} is both started and recorded"))
+                })
+                .collect::<Result<_, _>>()?;
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(PgFailure::Corrupt(problems.join("; ")))
+            }
+        })
     }
 }
 
@@ -572,6 +609,25 @@ impl Backend for PgStore {
 
     fn size_bytes(&self) -> u64 {
         self.pg_size_bytes()
+    }
+
+    fn integrity_check(&self) -> Result<(), StoreError> {
+        self.pg_integrity_check()
+    }
+
+    fn quick_check(&self) -> Result<(), StoreError> {
+        self.with("quick check", |client| {
+            client.query_one("SELECT 1", &[])?;
+            Ok(())
+        })
+    }
+
+    fn error_counts(&self) -> Vec<(&'static str, u64)> {
+        self.inner.health.error_counts()
+    }
+
+    fn failed_within(&self, window: Duration) -> Option<String> {
+        self.inner.health.failed_within(window)
     }
 }
 

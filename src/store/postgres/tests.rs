@@ -313,3 +313,26 @@ fn the_cost_guard_holds_across_members_starting_runs_at_once() {
     assert_eq!(started.into_inner(), 7);
     assert_eq!(members[0].started_runs().unwrap().len(), 7);
 }
+
+#[test]
+fn integrity_check_reports_a_run_both_started_and_recorded() {
+    let Some(db) = test_db() else { return };
+    let store = PgStore::connect(&db.dsn).unwrap();
+    let r = crate::store::testing::run("a", "twice", t(0), Outcome::Ok);
+    store
+        .record_run(&r, "i", false, &AlertState::default(), &[], t(0))
+        .unwrap();
+    store.integrity_check().unwrap();
+    db.admin()
+        .execute(
+            "INSERT INTO started_runs (correlation_id, probe, instance, holder, started_at,
+                 threshold_ms, timeout_ms) VALUES ('twice', 'a', 'i', 'h', 0, 1, 1)",
+            &[],
+        )
+        .unwrap();
+    let err = store.integrity_check().unwrap_err().to_string();
+    assert!(
+        err.contains("run twice is both started and recorded"),
+        "{err}"
+    );
+}
