@@ -2,7 +2,9 @@
 //! (`[canary] store = "postgres://..."`). It speaks through the synchronous
 //! `postgres` client, so its methods block exactly like the SQLite store's
 //! and async callers run both through `spawn_blocking`: one [`Backend`]
-//! trait covers both without an async variant of every method.
+//! trait covers both without an async variant of every method. Here that
+//! is a must, not a courtesy: the driver blocks on a runtime of its own,
+//! which panics on an async worker thread.
 //!
 //! One connection per process behind a mutex, like the SQLite handle; a
 //! connection the server dropped is replaced on the next call, so a

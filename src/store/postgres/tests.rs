@@ -336,3 +336,39 @@ fn integrity_check_reports_a_run_both_started_and_recorded() {
         "{err}"
     );
 }
+
+/// Async callers use the store as they use SQLite's: inside
+/// `spawn_blocking`, where the driver's own blocking runtime is allowed.
+#[test]
+fn works_from_async_code_through_spawn_blocking() {
+    let Some(db) = test_db() else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(from_async(db.dsn.clone()));
+}
+
+async fn from_async(dsn: PgDsn) {
+    let store = tokio::task::spawn_blocking(move || PgStore::connect(&dsn))
+        .await
+        .unwrap()
+        .unwrap();
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = crate::store::testing::run("p", &format!("a{i}"), t(i), Outcome::Ok);
+                store.record_run(&r, "i", false, &AlertState::default(), &[], t(i))
+            })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().unwrap());
+    }
+    let recent = tokio::task::spawn_blocking(move || store.recent_runs(Some("p"), 100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recent.len(), 8);
+}
