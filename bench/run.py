@@ -3,7 +3,7 @@
 Called by `bench/run`, which builds the release binaries, installs the peer
 tools and the Twilio SDK venv first. Each pair is measured side by side in
 the same run, and reported as a ratio. Pass `--only NAME[,NAME]` to run some
-measures (accuracy, scale, lag, oneshot, ingest, footprint).
+measures (accuracy, scale, lag, prune-lag, status, oneshot, ingest, footprint).
 """
 
 import argparse
@@ -151,6 +151,47 @@ def lag():
             f"{r['runs']} runs of {r['probes']} probes)",
             "p99 <= 50 ms",
             p99 <= 50,
+        )
+    )
+
+
+def prune_lag():
+    found = cargo_bench("daemon", "prune-lag")
+    if not found:
+        rows.append(("lag while pruning", "bench failed", "", False))
+        return
+    r = found[-1]
+    p99 = float(r["lag_p99_ms"])
+    rows.append(
+        (
+            "lag while pruning",
+            f"p99 {p99:.1f} ms (p50 {float(r['lag_p50_ms']):.1f}, max {float(r['lag_max_ms']):.1f}; "
+            f"{r['runs']} runs of {r['probes']} probes while 30 days of them were pruned)",
+            "p99 <= 50 ms",
+            p99 <= 50,
+        )
+    )
+
+
+# --- the status page and history over a year-old store -----------------------
+
+
+def status():
+    found = cargo_bench("status")
+    if not found:
+        rows.append(("status page", "bench failed", "", False))
+        return
+    r = found[-1]
+    overview, probe = float(r["overview_p99_ms"]), float(r["probe90_p99_ms"])
+    history = float(r["history365_p99_ms"])
+    rows.append(
+        (
+            "status page",
+            f"overview p99 {overview:.1f} ms, probe page (90 d) p99 {probe:.1f} ms, "
+            f"history --since 365d p99 {history:.0f} ms; {r['probes']} probes x {r['days']} d, "
+            f"store {float(r['store_mb']):.0f} MB",
+            "overview <= 50 ms; probe <= 100 ms; history <= 200 ms",
+            overview <= 50 and probe <= 100 and history <= 200,
         )
     )
 
@@ -422,7 +463,9 @@ def load():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--python", required=True, help="python of the venv with twilio")
-    parser.add_argument("--only", default="accuracy,scale,lag,oneshot,ingest,footprint")
+    parser.add_argument(
+        "--only", default="accuracy,scale,lag,prune-lag,status,oneshot,ingest,footprint"
+    )
     args = parser.parse_args()
     only = args.only.split(",")
     before = load()
@@ -431,6 +474,8 @@ def main():
             ("accuracy", accuracy),
             ("scale", scale),
             ("lag", lag),
+            ("prune-lag", prune_lag),
+            ("status", status),
             ("oneshot", lambda: oneshot(args.python, work)),
             ("ingest", lambda: ingest(args.python, work)),
             ("footprint", lambda: footprint(work)),

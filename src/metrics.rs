@@ -35,6 +35,8 @@ pub struct Metrics {
     alerts_sent: IntCounterVec,
     outbox_pending: IntGauge,
     outbox_dead_letters: IntGauge,
+    /// Dead letters handled by hand, by action (`requeued`, `purged`).
+    outbox_by_hand: IntCounterVec,
     webhook_requests: IntCounterVec,
     skipped: IntCounterVec,
     store_errors: IntCounterVec,
@@ -106,6 +108,15 @@ impl Metrics {
             "Notifications that ran out of retries, kept in the outbox (`history` lists them).",
         )
         .expect("valid metric");
+        let outbox_by_hand = IntCounterVec::new(
+            Opts::new(
+                "outbox_by_hand_total",
+                "Dead letters re-queued (`outbox retry`) or purged (`outbox purge`) by hand, \
+                 by any process sharing the store.",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
         let webhook_requests = IntCounterVec::new(
             Opts::new(
                 "webhook_requests_total",
@@ -165,6 +176,7 @@ impl Metrics {
             Box::new(alerts_sent.clone()),
             Box::new(outbox_pending.clone()),
             Box::new(outbox_dead_letters.clone()),
+            Box::new(outbox_by_hand.clone()),
             Box::new(webhook_requests.clone()),
             Box::new(skipped.clone()),
             Box::new(store_errors.clone()),
@@ -185,6 +197,7 @@ impl Metrics {
             alerts_sent,
             outbox_pending,
             outbox_dead_letters,
+            outbox_by_hand,
             webhook_requests,
             skipped,
             store_errors,
@@ -279,6 +292,15 @@ impl Metrics {
 
     pub fn set_outbox_dead_letters(&self, n: u64) {
         self.outbox_dead_letters.set(n.min(i64::MAX as u64) as i64);
+    }
+
+    /// Brings the by-hand counts up to what the store has counted (they only
+    /// grow, so the counter follows by the difference).
+    pub fn set_outbox_actions(&self, actions: crate::store::OutboxActions) {
+        for (action, total) in [("requeued", actions.requeued), ("purged", actions.purged)] {
+            let counter = self.outbox_by_hand.with_label_values(&[action]);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     pub fn webhook_request(&self, route: &str, result: &str) {

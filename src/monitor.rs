@@ -82,6 +82,8 @@ pub struct Monitor {
     refused: Mutex<HashMap<String, u32>>,
     /// Who this monitor is when it claims outbox entries.
     claimer: String,
+    /// Where operators reach the status page, for a link in every notice.
+    status_url: Option<url::Url>,
 }
 
 /// Why a run was not started. Its [`Refusal::reason`] is what `check`
@@ -160,6 +162,9 @@ impl std::fmt::Debug for Ticket {
             .finish()
     }
 }
+
+/// The pause between two batches of pruning.
+const PRUNE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Why a ticket dropped unfinished ended.
 const CUT_OFF_REASON: &str =
@@ -304,6 +309,7 @@ impl Monitor {
             now,
             cap: config.defaults.max_messages_per_day,
             canary_channels: config.canary_channels(),
+            status_url: config.canary.status_url.clone(),
             reminder: config.defaults.reminder,
             in_flight: Arc::new(AtomicU64::new(0)),
             refused: Mutex::new(HashMap::new()),
@@ -489,6 +495,7 @@ impl Monitor {
     ) -> Result<Option<Transition>, MonitorError> {
         let store = self.store.clone();
         let instance = self.instance.clone();
+        let status = self.status_url.clone();
         let probe = probe.clone();
         let run = run.clone();
         let now = (self.now)();
@@ -506,7 +513,7 @@ impl Monitor {
             }
             let mut outbox = Vec::new();
             if let Some(t) = transition {
-                let facts = facts(&store, &probe, &run.correlation_id)?;
+                let facts = facts(&store, &probe, &run.correlation_id, status.as_ref())?;
                 let n = Notification::new(t, &run, &instance, &before, &after, facts, now);
                 note_firing_notice(&mut after, t, &n);
                 outbox = fan_out(&probe.alerts, &n);
@@ -671,7 +678,15 @@ impl Monitor {
             total.runs += pruned.runs;
             total.rollups += pruned.rollups;
             total.notifications += pruned.notifications;
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            // A batch short of full took the last of it: no pause for nothing.
+            let batch = crate::store::PRUNE_BATCH as u64;
+            if pruned.runs < batch && pruned.rollups < batch {
+                break;
+            }
+            // Several times a batch's own time: the writes of runs that start
+            // meanwhile go first, and a month of 100 probes still goes in a
+            // few minutes.
+            tokio::time::sleep(PRUNE_PAUSE).await;
         }
         if !total.is_empty() {
             info!(
@@ -688,12 +703,18 @@ impl Monitor {
     async fn count_outbox(&self) {
         if let Some(m) = &self.metrics {
             let store = self.store.clone();
-            if let Ok((pending, dead)) =
-                blocking(move || Ok((store.pending_notifications()?, store.dead_letter_count()?)))
-                    .await
+            if let Ok((pending, dead, by_hand)) = blocking(move || {
+                Ok((
+                    store.pending_notifications()?,
+                    store.dead_letter_count()?,
+                    store.outbox_actions()?,
+                ))
+            })
+            .await
             {
                 m.set_outbox_pending(pending);
                 m.set_outbox_dead_letters(dead);
+                m.set_outbox_actions(by_hand);
             }
         }
     }
@@ -895,6 +916,7 @@ impl Monitor {
         }
         let store = self.store.clone();
         let instance = self.instance.clone();
+        let status = self.status_url.clone();
         let probe = probe.clone();
         let now = (self.now)();
         blocking(move || {
@@ -913,7 +935,7 @@ impl Monitor {
                     let mut run = run.into_result();
                     run.gateway = probe.gateway.clone();
                     run.receiver = probe.receiver.clone();
-                    let facts = facts(&store, &probe, &run.correlation_id)?;
+                    let facts = facts(&store, &probe, &run.correlation_id, status.as_ref())?;
                     Notification::new(t, &run, &instance, &state, &after, facts, now)
                 }
                 None => Notification::without_run(t, &probe.name, "a silence ended".into(), &instance, after.firing.as_ref(), now),
@@ -929,14 +951,22 @@ impl Monitor {
 }
 
 /// What a notice about `probe` tells beyond its run: the runs before it,
-/// the masked destination, its links, its last good run.
-fn facts(store: &Store, probe: &Probe, correlation_id: &str) -> Result<alert::Facts, StoreError> {
+/// the masked destination, its links (with its status page when the
+/// operators' address of it is known), its last good run.
+fn facts(
+    store: &Store,
+    probe: &Probe,
+    correlation_id: &str,
+    status: Option<&url::Url>,
+) -> Result<alert::Facts, StoreError> {
+    let status_page = status.map(|base| ("Status page", probe_page(base, &probe.name)));
     Ok(alert::Facts {
         recent_ids: store.recent_correlation_ids(&probe.name, RECENT_IDS)?,
         destination: Some(probe.to.masked()),
         links: probe
             .links(correlation_id)
             .into_iter()
+            .chain(status_page)
             .map(|(label, url)| alert::Link {
                 label: label.to_string(),
                 url,
@@ -946,6 +976,15 @@ fn facts(store: &Store, probe: &Probe, correlation_id: &str) -> Result<alert::Fa
             .last_ok_run(&probe.name)?
             .map(|(at, correlation_id)| alert::LastOk { at, correlation_id }),
     })
+}
+
+/// The probe's page under the status page at `base` (a path prefix kept).
+fn probe_page(base: &url::Url, probe: &str) -> String {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().extend(["probes", probe]);
+    }
+    url.to_string()
 }
 
 /// Remembers which notice told a firing, so its reminders and resolve can

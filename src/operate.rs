@@ -203,7 +203,13 @@ pub async fn retry_dead(
             "no dead letter with id {id} (see `sms-canary outbox`)"
         )));
     }
-    tracing::info!(requeued, "dead letters re-queued by hand");
+    // Said above INFO: an operator's hand on what gets told is worth a line
+    // in the log whatever its level.
+    tracing::warn!(
+        requeued,
+        id = id.unwrap_or("all"),
+        "dead letters re-queued by hand"
+    );
     let monitor = Monitor::new(config, store, None)?;
     let delivered = monitor.deliver_due().await?;
     Ok((requeued, delivered))
@@ -231,6 +237,10 @@ pub fn purge_dead(
             "no dead letter with id {id} (see `sms-canary outbox`)"
         )));
     }
-    tracing::info!(purged, "dead letters purged by hand");
+    tracing::warn!(
+        purged,
+        id = id.unwrap_or("all"),
+        "dead letters purged by hand: their notices will not be sent"
+    );
     Ok(purged)
 }

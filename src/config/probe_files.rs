@@ -323,4 +323,62 @@ mod tests {
         assert!(found.files.is_empty());
         assert!(found.errors[0].message.contains("not a regular file"));
     }
+
+    #[test]
+    fn a_walk_reads_bounded_bytes_and_files() {
+        // Sparse files: their size is what counts, no disk is used.
+        let dir = tempfile::tempdir().unwrap();
+        let sized = |name: &str, len: u64| {
+            let f = std::fs::File::create(dir.path().join(name)).unwrap();
+            f.set_len(len).unwrap();
+        };
+        sized("big.toml", MAX_FILE_BYTES + 1);
+        let count = MAX_TOTAL_BYTES / MAX_FILE_BYTES;
+        for i in 0..=count {
+            sized(&format!("p{i:04}.toml"), MAX_FILE_BYTES);
+        }
+        let mut found = Found::default();
+        find(&format!("{}/*.toml", dir.path().display()), &mut found).unwrap();
+        let said = |needle: &str| {
+            found
+                .errors
+                .iter()
+                .filter(|e| e.message.contains(needle))
+                .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            said("a probe file may have at most"),
+            ["big.toml"],
+            "{:?}",
+            found.errors
+        );
+        // Up to the total, then the one over it is refused, naming itself.
+        assert_eq!(found.files.len() as u64, count);
+        assert_eq!(
+            said("more than 268435456 bytes").len(),
+            1,
+            "{:?}",
+            found.errors
+        );
+        assert!(found.bytes > MAX_TOTAL_BYTES);
+
+        // At MAX_FILES, the next match is refused once, and the rest quietly.
+        let mut found = Found {
+            files: vec![PathBuf::from("x"); MAX_FILES],
+            ..Found::default()
+        };
+        let small = tempfile::tempdir().unwrap();
+        for name in ["a.toml", "b.toml"] {
+            std::fs::write(small.path().join(name), "x").unwrap();
+        }
+        find(&format!("{}/*.toml", small.path().display()), &mut found).unwrap();
+        assert_eq!(found.files.len(), MAX_FILES);
+        assert_eq!(found.errors.len(), 1, "{:?}", found.errors);
+        assert!(
+            found.errors[0]
+                .message
+                .contains("more than 100000 probe files")
+        );
+    }
 }

@@ -144,6 +144,15 @@ const CORE: &[Table] = &[
                 example: Some(r#""https://canary.example.com""#),
             },
             Key {
+                name: "status_url",
+                ty: Type::Url,
+                presence: Presence::Unset(
+                    "alerts carry no status page link (the admin listener is usually loopback only)",
+                ),
+                doc: "Where operators reach the daemon's status page (the admin listener, e.g. through an internal proxy); every alert then links to the probe's page there, `{status_url}/probes/NAME`.",
+                example: Some(r#""https://ops.example.com/sms-canary/""#),
+            },
+            Key {
                 name: "instance",
                 ty: Type::String,
                 presence: Presence::Unset("the machine's host name, else `local`"),

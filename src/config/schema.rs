@@ -75,6 +75,12 @@ pub struct Canary {
     /// How providers reach our webhooks. Defaults to `http://` + the bound listen address.
     #[serde(deserialize_with = "values::option_url")]
     pub public_url: Option<Url>,
+    /// Where operators reach the daemon's status page (the admin listener,
+    /// usually through an internal proxy): alerts then link to the probe's
+    /// page there. Unset, alerts carry no such link, since the admin address
+    /// itself is usually loopback only.
+    #[serde(deserialize_with = "values::option_url")]
+    pub status_url: Option<Url>,
     /// Label on metrics and alerts, so several instances can share one Alertmanager.
     pub instance: String,
     /// Globs of probe files, relative to the config file.
@@ -108,6 +114,7 @@ impl Default for Canary {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9188)),
             admin_hosts: Vec::new(),
             public_url: None,
+            status_url: None,
             instance: default_instance(),
             probes: vec!["probes/*.toml".to_string()],
             heartbeat_url: None,

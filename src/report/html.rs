@@ -258,7 +258,12 @@ fn probe_section(
         );
     }
     let threshold = probe.map(|p| p.threshold);
-    let runs = store.runs_since(name, since, stats::MAX_RUNS)?;
+    // A long window charts hours; its failure list needs the failed runs only.
+    let runs = if window <= RAW_CHART_MAX {
+        store.runs_since(name, since, stats::MAX_RUNS)?
+    } else {
+        store.incident_runs(name, since, stats::MAX_RUNS)?
+    };
     if window <= RAW_CHART_MAX {
         out.push_str(&chart_runs(
             &runs,
@@ -332,7 +337,11 @@ fn rows(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Row>, 
         let mut availability = Vec::new();
         for (_, days) in AVAILABILITY_WINDOWS {
             let w = Duration::from_secs(days * 86_400);
-            let tally = store.tally(&name, since(now, w))?;
+            if w == one_day {
+                availability.push(day.availability);
+                continue;
+            }
+            let tally = store.counts(&name, since(now, w))?;
             availability.push(stats::from_parts(&name, probe, w, now, &tally, &[]).availability);
         }
         let last = store.recent_runs(Some(&name), 1)?.into_iter().next();

@@ -78,7 +78,7 @@ pub fn probe_stats(
 ) -> Result<ProbeStats, StoreError> {
     let since = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let tally = store.tally(name, since)?;
-    let runs = store.runs_since(name, since, MAX_RUNS)?;
+    let runs = store.incident_runs(name, since, MAX_RUNS)?;
     Ok(from_parts(name, probe, window, now, &tally, &runs))
 }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    BeginRun, Begun, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence, StartedRun, Store,
-    StoreError, StoredRun, Tally,
+    BeginRun, Begun, OutboxActions, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence,
+    StartedRun, Store, StoreError, StoredRun, Tally,
 };
 use crate::alert::AlertState;
 use crate::probe::{Outcome, RunResult};
@@ -284,6 +284,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// The latest failure, if it happened within `window`.
     fn failed_within(&self, window: Duration) -> Option<String>;
+
+    /// How many dead letters were re-queued and purged by hand, ever.
+    fn outbox_actions(&self) -> Result<OutboxActions, StoreError>;
 }
 
 impl Backend for Store {
@@ -581,5 +584,9 @@ impl Backend for Store {
 
     fn failed_within(&self, window: Duration) -> Option<String> {
         Store::failed_within(self, window)
+    }
+
+    fn outbox_actions(&self) -> Result<OutboxActions, StoreError> {
+        Store::outbox_actions(self)
     }
 }

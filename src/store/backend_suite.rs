@@ -46,6 +46,7 @@ macro_rules! suite {
 }
 
 suite!(
+    dead_letters_handled_by_hand_are_counted,
     failures_are_counted_and_a_clean_store_checks_clean,
     recovering_a_holder_records_its_runs_as_interrupted_and_frees_its_leases,
     of_senders_racing_for_the_outbox_each_entry_goes_to_one,
@@ -893,6 +894,21 @@ fn failures_are_counted_and_a_clean_store_checks_clean(open: Open<'_>) {
     let last = store.failed_within(Duration::from_secs(60)).unwrap();
     assert!(last.contains("no-such"), "{last}");
     assert_eq!(store.failed_within(Duration::ZERO), None);
+}
+
+fn dead_letters_handled_by_hand_are_counted(open: Open<'_>) {
+    let store = open();
+    assert_eq!(store.outbox_actions().unwrap(), Default::default());
+    let id = queue_notice(&*store, "r1", &["slack", "mail"], t(0));
+    for channel in ["slack", "mail"] {
+        store.mark_failed(&id, channel, "gone", None, t(1)).unwrap();
+    }
+    assert_eq!(store.retry_dead(Some(&id), t(2)).unwrap(), 2);
+    store.mark_failed(&id, "slack", "gone", None, t(3)).unwrap();
+    assert_eq!(store.purge_dead(None, None).unwrap(), 1);
+    assert_eq!(store.retry_dead(None, t(4)).unwrap(), 0, "nothing dead");
+    let actions = open().outbox_actions().unwrap();
+    assert_eq!((actions.requeued, actions.purged), (2, 1));
 }
 
 #[test]

@@ -40,6 +40,7 @@ pub use backend::Backend;
 use error::Failure;
 pub use error::{ConnectProblem, StoreError};
 pub use holder::{HOLDERS_DIR, Holder, Recovered, recover_crashed, recover_if_dead};
+pub use outbox::OutboxActions;
 pub use postgres::{PgDsn, PgStore};
 pub use rollups::{Histogram, PRUNE_BATCH, Pruned, Tally};
 pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};

@@ -20,6 +20,29 @@ pub(super) const ENTRY_COLUMNS: &str =
 /// Not yet delivered and not given up on.
 const PENDING: &str = "delivered_at IS NULL AND dead = 0";
 
+/// The counter names of [`Store::outbox_actions`].
+pub(super) const REQUEUED: &str = "outbox_requeued";
+pub(super) const PURGED: &str = "outbox_purged";
+
+/// What operators did to dead letters by hand, counted since the store began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxActions {
+    pub requeued: u64,
+    pub purged: u64,
+}
+
+/// Adds `n` to the counter `name`, in the caller's transaction.
+fn count_action(tx: &rusqlite::Transaction<'_>, name: &str, n: usize) -> Result<(), Failure> {
+    if n > 0 {
+        tx.execute(
+            "INSERT INTO counters (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            params![name, i64::try_from(n).unwrap_or(i64::MAX)],
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Entries to send now: pending, with `next_attempt_at <= now`, oldest first.
     pub fn due_notifications(
@@ -151,13 +174,16 @@ impl Store {
     /// all of them. Returns how many entries were re-queued.
     pub fn retry_dead(&self, id: Option<&str>, now: DateTime<Utc>) -> Result<u64, StoreError> {
         self.with("re-queue dead letters", |conn| {
-            let changed = conn.execute(
+            let tx = conn.transaction()?;
+            let changed = tx.execute(
                 "UPDATE outbox SET dead = 0, attempts = 0, next_attempt_at = ?1,
                      claimed_by = NULL, claimed_until = NULL
                  WHERE delivered_at IS NULL AND dead = 1
                    AND (?2 IS NULL OR notification_id = ?2)",
                 params![millis(now), id],
             )?;
+            count_action(&tx, REQUEUED, changed)?;
+            tx.commit()?;
             Ok(changed as u64)
         })
     }
@@ -171,13 +197,35 @@ impl Store {
         before: Option<DateTime<Utc>>,
     ) -> Result<u64, StoreError> {
         self.with("purge dead letters", |conn| {
-            let changed = conn.execute(
+            let tx = conn.transaction()?;
+            let changed = tx.execute(
                 "DELETE FROM outbox WHERE delivered_at IS NULL AND dead = 1
                    AND (?1 IS NULL OR notification_id = ?1)
                    AND (?2 IS NULL OR created_at < ?2)",
                 params![id, before.map(millis)],
             )?;
+            count_action(&tx, PURGED, changed)?;
+            tx.commit()?;
             Ok(changed as u64)
+        })
+    }
+
+    /// How many dead letters were re-queued and purged by hand, ever, by
+    /// any process sharing this store.
+    pub fn outbox_actions(&self) -> Result<OutboxActions, StoreError> {
+        self.with("read outbox action counts", |conn| {
+            let read = |name: &str| -> Result<u64, Failure> {
+                let n: Option<i64> = conn
+                    .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                count(n.unwrap_or(0))
+            };
+            Ok(OutboxActions {
+                requeued: read(REQUEUED)?,
+                purged: read(PURGED)?,
+            })
         })
     }
 

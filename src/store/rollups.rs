@@ -29,7 +29,7 @@ const BUCKETS_PER_DECADE: f64 = 20.0;
 
 /// Runs pruned per transaction: a batch holds the write lock for a
 /// millisecond or two, so runs that start meanwhile barely wait.
-pub const PRUNE_BATCH: usize = 500;
+pub const PRUNE_BATCH: usize = 200;
 
 /// The bucket of a latency of `ms` milliseconds.
 fn bucket(ms: f64) -> i32 {
@@ -345,6 +345,26 @@ impl Store {
         })
     }
 
+    /// [`Store::tally`] without the latency histograms: the runs and their
+    /// outcomes only, for availability over long windows, where decoding
+    /// every row's histograms would cost the most and tell nothing.
+    pub fn counts(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        self.with("read rollups", |conn| {
+            let mut t = Tally::default();
+            for (at, json) in window_rows(conn, probe, since)? {
+                let row: Counts = decode("rollup", &json)?;
+                let counted = Row {
+                    first: row.first,
+                    outcomes: row.outcomes,
+                    interrupted: row.interrupted,
+                    ..Row::default()
+                };
+                t.merge(&tally_of(at, counted)?);
+            }
+            Ok(t)
+        })
+    }
+
     /// One probe's hours since `since`, each with its own tally, oldest
     /// first: the status page's long charts.
     pub fn hourly(
@@ -483,9 +503,23 @@ fn window_rows(
     Ok(all)
 }
 
+/// A stored row's counts, its histograms skipped unread.
+#[derive(Deserialize)]
+struct Counts {
+    #[serde(default)]
+    first: Option<i64>,
+    #[serde(default)]
+    outcomes: BTreeMap<String, u64>,
+    #[serde(default)]
+    interrupted: u64,
+}
+
 /// One stored row (an hour or a day, starting at `start`) as a tally.
 pub(super) fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
-    let row: Row = decode("rollup", json)?;
+    tally_of(start, decode("rollup", json)?)
+}
+
+fn tally_of(start: i64, row: Row) -> Result<Tally, Failure> {
     let mut t = Tally {
         first: Some(timestamp(row.first.unwrap_or(start))?),
         interrupted: row.interrupted,
@@ -526,7 +560,9 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
+    use crate::alert::AlertState;
 
     #[test]
     fn percentiles_from_buckets_are_within_six_percent() {
@@ -542,5 +578,36 @@ mod tests {
             );
         }
         assert_eq!(Histogram::default().percentile(50.0), None);
+    }
+
+    #[test]
+    fn counts_are_the_tallys_runs_and_outcomes_without_histograms() {
+        let (_dir, store) = store();
+        for i in 0..30 {
+            let outcome = if i % 10 == 0 {
+                Outcome::Lost
+            } else {
+                Outcome::Ok
+            };
+            let r = run("p", &format!("r{i}"), t(i * 6_000), outcome);
+            store
+                .record_run(&r, "i", false, &AlertState::default(), &[], t(i * 6_000))
+                .unwrap();
+        }
+        for since in [t(-86_400), t(7_000), t(100_000)] {
+            let (full, counts) = (
+                store.tally("p", since).unwrap(),
+                store.counts("p", since).unwrap(),
+            );
+            assert!(full.runs > 0);
+            assert_eq!(
+                (counts.runs, &counts.by_outcome, counts.first),
+                (full.runs, &full.by_outcome, full.first)
+            );
+            assert!(
+                full.latency.percentile(50.0).is_some()
+                    && counts.latency.percentile(50.0).is_none()
+            );
+        }
     }
 }

@@ -205,6 +205,41 @@ impl Store {
         })
     }
 
+    /// The runs an incident list is made of, oldest first: every run since
+    /// `since` that did not end ok and every ok run that ends such a stretch,
+    /// interrupted runs aside, at most `limit` failed runs (the newest). The
+    /// failed runs are found through their own index, and each one's next run
+    /// through the probe's, so a probe that is mostly well reads a handful of
+    /// rows, not every run of the window.
+    pub fn incident_runs(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.with("read incident runs", |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "WITH failed AS (
+                    SELECT id, started_at FROM runs
+                    WHERE probe = ?1 AND started_at >= ?2 AND outcome != 'ok' AND interrupted = 0
+                    ORDER BY started_at DESC, id DESC LIMIT ?3
+                 ), next AS (
+                    SELECT (SELECT n.id FROM runs n
+                            WHERE n.probe = ?1 AND n.started_at > f.started_at AND n.interrupted = 0
+                            ORDER BY n.started_at, n.id LIMIT 1) AS id
+                    FROM failed f
+                 )
+                 SELECT {RUN_COLUMNS} FROM runs
+                 WHERE id IN (SELECT id FROM failed UNION SELECT id FROM next WHERE id IS NOT NULL)
+                 ORDER BY started_at, correlation_id"
+            ))?;
+            let raws = stmt
+                .query_map(params![probe, millis(since), sql_limit(limit)], raw_run)?
+                .collect::<Result<Vec<_>, _>>()?;
+            raws.into_iter().map(RawRun::decode).collect()
+        })
+    }
+
     /// The correlation ids of a probe's latest runs, newest first: what an
     /// alert notice lists so the failure can be traced through every system.
     pub fn recent_correlation_ids(
@@ -522,5 +557,68 @@ mod tests {
             store.alert_states(),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+    #[test]
+    fn incident_runs_are_the_failed_runs_and_the_runs_that_end_them() {
+        use crate::report::stats::incidents;
+        let (_dir, store) = store();
+        let pattern = [
+            Outcome::Ok,
+            Outcome::Slow,
+            Outcome::Lost,
+            Outcome::Ok,
+            Outcome::Ok,
+            Outcome::Lost, // interrupted: says nothing about the pipeline
+            Outcome::Ok,
+            Outcome::Error,
+            Outcome::Ok,
+            Outcome::Ok,
+            Outcome::Rejected,
+        ];
+        for (i, outcome) in pattern.iter().enumerate() {
+            let r = run("p", &format!("{i:02}"), t(i as i64 * 60), *outcome);
+            let state = AlertState::default();
+            store
+                .record_run(&r, "eu-1", i == 5, &state, &[], t(i as i64 * 60))
+                .unwrap();
+        }
+        store
+            .record_run(
+                &run("q", "q0", t(30), Outcome::Lost),
+                "eu-1",
+                false,
+                &AlertState::default(),
+                &[],
+                t(30),
+            )
+            .unwrap();
+        let read = store.incident_runs("p", t(0), 100).unwrap();
+        let ids: Vec<&str> = read.iter().map(|r| r.correlation_id.as_str()).collect();
+        assert_eq!(ids, ["01", "02", "03", "07", "08", "10"]);
+        // The same incidents as from every run.
+        let all = store.runs_since("p", t(0), 100).unwrap();
+        assert_eq!(incidents(&read), incidents(&all));
+        // The limit keeps the newest failed runs, with the runs that end them.
+        let newest = store.incident_runs("p", t(0), 2).unwrap();
+        let ids: Vec<&str> = newest.iter().map(|r| r.correlation_id.as_str()).collect();
+        assert_eq!(ids, ["07", "08", "10"]);
+        // The failed runs are found through their own index, not by a scan.
+        let plan: Vec<String> = store
+            .with("plan", |conn| {
+                let mut stmt = conn.prepare(
+                    "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE probe = 'p' AND started_at >= 0
+                     AND outcome != 'ok' AND interrupted = 0",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, String>(3))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .unwrap();
+        assert!(plan.iter().any(|l| l.contains("runs_failed")), "{plan:?}");
+        // The window starts where it says.
+        let late = store.incident_runs("p", t(7 * 60), 100).unwrap();
+        let ids: Vec<&str> = late.iter().map(|r| r.correlation_id.as_str()).collect();
+        assert_eq!(ids, ["07", "08", "10"]);
     }
 }

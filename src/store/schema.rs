@@ -133,6 +133,19 @@ CREATE TABLE daily_rollups (
 ) STRICT;
 CREATE INDEX daily_rollups_day ON daily_rollups (day);
 "#,
+    // 7: the failed runs alone, so incidents over a month read the few runs
+    // that failed, not every run of it.
+    r#"
+CREATE INDEX runs_failed ON runs (probe, started_at) WHERE outcome != 'ok';
+"#,
+    // 8: counts of what operators did by hand (dead letters re-queued or
+    // purged), kept with the store so the daemon can export what a CLI did.
+    r#"
+CREATE TABLE counters (
+    name  TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 /// The step that created the rollups, after which the runs stored before
@@ -200,7 +213,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 9);
+        assert_eq!(tables, 10);
     }
 
     #[test]

@@ -28,6 +28,8 @@ const SECRETS: &[&str] = &[
     "vg-secret-456",
     "api-secret-789",
     "poll-secret-000",
+    "KEY-tx-secret-321",
+    "pl-secret-654",
 ];
 
 /// 50 MB announced in `Content-Length`, streamed in 64 KiB chunks.
@@ -122,6 +124,9 @@ const TWILIO_OK: &str = r#"{"sid":"SM00000000000000000000000000000001","status":
 const VONAGE_OK: &str =
     r#"{"message-count":"1","messages":[{"status":"0","message-id":"0A000001"}]}"#;
 const HTTP_OK: &str = r#"{"id":"m-1"}"#;
+const TELNYX_OK: &str = r#"{"data":{"id":"40385f64-5717-4562-b3fc-2c963f66afa6"}}"#;
+const PLIVO_OK: &str =
+    r#"{"message":"message(s) queued","message_uuid":["db3ce55a-7f1d-11e1-8ea7-1231380bc196"]}"#;
 
 async fn serve_fake(fake: Arc<Fake>) -> String {
     let app = Router::new()
@@ -137,6 +142,14 @@ async fn serve_fake(fake: Arc<Fake>) -> String {
         .route(
             "/send",
             post(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.submit, HTTP_OK) }),
+        )
+        .route(
+            "/v2/messages",
+            post(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.submit, TELNYX_OK) }),
+        )
+        .route(
+            "/v1/Account/{id}/Message/",
+            post(|State(f): State<Arc<Fake>>| async move { answer(&f, &f.submit, PLIVO_OK) }),
         )
         .route(
             "/inbound",
@@ -169,6 +182,18 @@ base_url = "{base}"
 kind = "vonage"
 api_key = "key"
 api_secret = "vg-secret-456"
+base_url = "{base}"
+
+[gateways.tx]
+kind = "telnyx"
+api_key = "KEY-tx-secret-321"
+public_key = "DwfOtQn4P2wYiIZ4xG50Tj04t8zyFxMAi5fNJBMREhs="
+base_url = "{base}/v2"
+
+[gateways.pl]
+kind = "plivo"
+auth_id = "MAXXXXXXXXXXXXXXXXXX"
+auth_token = "pl-secret-654"
 base_url = "{base}"
 
 [gateways.api]
@@ -312,9 +337,12 @@ fn needle(side: &str, name: &str) -> &'static str {
         ("api", _) => "HTTP 500",
         ("tw" | "twpoll", "huge-ok") => "larger than 1 MiB; it was not read to the end",
         ("vg", "huge-ok") => "Vonage's answer is larger than 1 MiB",
+        ("tx" | "pl", "huge-ok") => "is larger than 1 MiB; it was not read to the end",
         ("own", "huge-ok") => "answered with more than 4 MiB",
         ("tw", _) => "not a Twilio message resource",
         ("vg", _) => "not a Vonage SMS response",
+        ("tx", _) => "not a Telnyx message",
+        ("pl", _) => "its answer has no message_uuid",
         ("twpoll", _) => "not a Twilio message page",
         ("own", _) => "the receiver API's answer is not JSON",
         _ => unreachable!("{side} {name}"),
@@ -335,7 +363,7 @@ fn case(side: &'static str, name: &str, gateway: &'static str, receiver: &'stati
 /// Every bad answer, for every place one can come from.
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for gateway in ["tw", "vg"] {
+    for gateway in ["tw", "vg", "tx", "pl"] {
         for (name, submit) in bad_answers(200, MAX_RESPONSE_BYTES) {
             cases.push(Case {
                 submit,
@@ -428,6 +456,6 @@ async fn bad_provider_answers_end_runs_as_errors_with_short_clean_reasons() {
             ));
         }
     }
-    assert_eq!(count, 40);
+    assert_eq!(count, 56, "every case ran");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -10,6 +10,13 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::Value;
 
+/// Any free port on loopback, chosen by the bind itself: picking a free port
+/// first and binding it later races with the other tests' connections.
+pub const ANY_PORT: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    0,
+));
+
 #[derive(Clone, Default)]
 pub struct Capture {
     pub received: Arc<Mutex<Vec<Value>>>,

@@ -2,8 +2,9 @@
 //! and held to the code (the binary it builds and runs, its user, ports and
 //! healthcheck), every file it copies must exist and pass `.dockerignore`,
 //! and the files of its final stage alone run a `check` on the example. That
-//! last run uses the debug binary of this build in place of the image's
-//! release one: building a release binary here would take minutes, and both
+//! last run uses the binary `SMS_CANARY_IMAGE_BINARY` names (CI builds the
+//! release binary the image holds and names it), else the debug binary of
+//! this build: a release build inside the suite would take minutes, and both
 //! come from the same source.
 //!
 //! `sms-canary healthcheck`, the image's HEALTHCHECK, is tried against a real
@@ -20,6 +21,22 @@ use sms_canary::config::{Canary, Config};
 use sms_canary::daemon::{Control, DaemonOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sms-canary");
+
+/// The binary the image's files run: the release one when CI names it.
+fn image_binary() -> PathBuf {
+    match std::env::var_os("SMS_CANARY_IMAGE_BINARY") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "SMS_CANARY_IMAGE_BINARY names no file: {}",
+                path.display()
+            );
+            path
+        }
+        None => PathBuf::from(BIN),
+    }
+}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -508,7 +525,7 @@ fn image_files(image: &Path) -> PathBuf {
             std::fs::create_dir_all(target.parent().unwrap()).unwrap();
             match instruction.flag("from") {
                 Some(from) if from == build_name && source.contains("target/release") => {
-                    std::fs::copy(BIN, &target).unwrap();
+                    std::fs::copy(image_binary(), &target).unwrap();
                 }
                 // Made in the build stage: an empty directory.
                 Some(_) => std::fs::create_dir_all(&target).unwrap(),

@@ -214,7 +214,7 @@ async fn kill_9_at_random_moments_loses_no_run_and_no_notification() {
     for (i, &drop) in dropping.iter().enumerate() {
         flip(&carrier, listen, i, drop);
     }
-    let (capture, sink) = Capture::start(free_addr()).await;
+    let (capture, sink) = Capture::start(crate::capture::ANY_PORT).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write_config(dir, listen, &carrier.base_url(), sink);

@@ -101,7 +101,7 @@ fn free_addr() -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_fire_after_consecutive_failures_and_resolve_across_cron_runs() {
-    let (capture, addr) = Capture::start(free_addr()).await;
+    let (capture, addr) = Capture::start(crate::capture::ANY_PORT).await;
     let cron = Cron::new(addr, 5, DROPPED);
     assert_eq!(cron.check().await, 2);
     assert!(
@@ -170,7 +170,7 @@ async fn a_sink_that_never_recovers_yields_dead_letters_history_shows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overlapping_run_is_locked_out_and_sends_nothing() {
-    let (_capture, addr) = Capture::start(free_addr()).await;
+    let (_capture, addr) = Capture::start(crate::capture::ANY_PORT).await;
     let cron = Cron::new(addr, 5, GOOD);
     let store = sms_canary::store::Store::open(&cron.path().join(".sms-canary")).unwrap();
     let now = chrono::Utc::now();
@@ -199,7 +199,7 @@ async fn an_overlapping_run_is_locked_out_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silenced_probe_records_runs_but_notifies_nobody() {
-    let (capture, addr) = Capture::start(free_addr()).await;
+    let (capture, addr) = Capture::start(crate::capture::ANY_PORT).await;
     let cron = Cron::new(addr, 5, DROPPED);
     let out = cron
         .run(&[
@@ -240,7 +240,7 @@ async fn a_silenced_probe_records_runs_but_notifies_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cost_guard_stops_sending_at_the_daily_cap_and_says_so_through_the_alerts() {
-    let (capture, addr) = Capture::start(free_addr()).await;
+    let (capture, addr) = Capture::start(crate::capture::ANY_PORT).await;
     let cron = Cron::new(addr, 5, GOOD);
     let set_cap = |cap: u32| {
         let config = config(addr, 5).replace(

@@ -118,7 +118,7 @@ async fn the_daemon_schedules_alerts_resolves_serves_and_stops() {
         ..Faults::default()
     };
     let carrier = carrier_delivering_to(listen, Duration::from_millis(20), dropping).await;
-    let (capture, alerts) = Capture::start(free_addr()).await;
+    let (capture, alerts) = Capture::start(crate::capture::ANY_PORT).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     let spare = format!(
@@ -391,7 +391,7 @@ async fn runs_cut_off_by_shutdown_are_recorded_as_interrupted() {
 async fn the_daemon_stops_sending_at_the_daily_cap_counting_other_processes() {
     let listen = free_addr();
     let carrier = carrier_delivering_to(listen, Duration::from_millis(10), Faults::default()).await;
-    let (capture, alerts) = Capture::start(free_addr()).await;
+    let (capture, alerts) = Capture::start(crate::capture::ANY_PORT).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     let config = daemon_config(listen, &carrier.base_url(), alerts).replace(

@@ -43,6 +43,7 @@ const METRICS: &[&str] = &[
     "alerts_sent_total",
     "outbox_pending",
     "outbox_dead_letters",
+    "outbox_by_hand_total",
     "webhook_requests_total",
     "probe_skipped_total",
     "store_errors_total",
@@ -650,25 +651,16 @@ fn prometheus_scrape_job_targets_the_admin_listener() {
         default.canary.admin_listen.to_string(),
         "scraped where the example config's admin_listen is"
     );
-    let out = match Command::new("promtool")
+    // promtool is a system package: skipped (said on the terminal) where it
+    // is missing, a failure where peers are required.
+    let Some(promtool) = crate::peers::require_peer("promtool") else {
+        return;
+    };
+    let out = Command::new(promtool)
         .args(["check", "config"])
         .arg(example("prometheus/scrape.yml"))
         .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if std::env::var("SMS_CANARY_SKIP_PROMTOOL").as_deref() == Ok("1") {
-                eprintln!("promtool not found: skipped (SMS_CANARY_SKIP_PROMTOOL=1)");
-                return;
-            }
-            panic!(
-                "promtool is not on PATH, so examples/prometheus/scrape.yml cannot be checked. \
-                 Install it (Debian/Ubuntu: apt-get install -y prometheus), or set \
-                 SMS_CANARY_SKIP_PROMTOOL=1 to skip this check knowingly."
-            );
-        }
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
+        .expect("run promtool");
     assert!(
         out.status.success(),
         "promtool check config examples/prometheus/scrape.yml:\n{}{}",

@@ -316,7 +316,7 @@ async fn skipped_scheduled_runs_are_counted_and_warned_about() {
 /// A canary whose probes alert to a capture after two failures; `p` is
 /// pointed at a number the mock drops (every run `lost`).
 async fn alerting_canary() -> (Canary, crate::capture::Capture) {
-    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let (capture, hook) = crate::capture::Capture::start(crate::capture::ANY_PORT).await;
     let canary = Canary::new(
         "alerts = [\"hook\"]\nreminder = \"1h\"",
         &format!(
@@ -463,6 +463,161 @@ async fn alerts_of_disabled_removed_or_cleared_probes_resolve() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Issue 12, item 4, in the daemon: a reload (SIGHUP) that removes a firing
+/// probe's file, or disables it, resolves its alert then, not at some later
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_resolves_the_alerts_of_removed_and_disabled_probes() {
+    let (canary, capture) = alerting_canary().await;
+    let failing = "timeout = \"300ms\"\nthreshold = \"200ms\"\nschedule = \"every 1h\"\n";
+    canary.probe("p", DROPPED, failing);
+    canary.probe("r", DROPPED, failing);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(code(&canary, &["check"]).await, 2);
+    assert_eq!(capture.transitions(), ["firing", "firing"]);
+    let daemon = canary.daemon().await;
+
+    canary.probe("p", DROPPED, &format!("{failing}enabled = false\n"));
+    std::fs::remove_file(canary.path().join("probes/r.toml")).unwrap();
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    capture.wait_for(4, Duration::from_secs(20)).await;
+    let received = capture.received.lock().unwrap().clone();
+    let mut resolved: Vec<(String, String)> = received[2..]
+        .iter()
+        .map(|n| {
+            assert_eq!(n["transition"], "resolved", "{n}");
+            (
+                n["probe"].as_str().unwrap().to_string(),
+                n["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    resolved.sort();
+    assert_eq!(
+        resolved,
+        [
+            (
+                "p".to_string(),
+                "resolved: the probe was disabled".to_string()
+            ),
+            (
+                "r".to_string(),
+                "resolved: the probe was removed from the config".to_string()
+            )
+        ],
+        "{}",
+        daemon.log()
+    );
+    daemon.stop().await;
+}
+
+/// Issue 12, item 1: a run whose task panics frees its lease at once and is
+/// recorded as interrupted, so the next run of the probe starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_panics_frees_its_lease_and_is_recorded() {
+    use sms_canary::monitor::{Monitor, Refusal};
+    let canary = Canary::new("", "");
+    let config = sms_canary::config::Config::load(&canary.path().join("config.toml")).unwrap();
+    let probe = config.probe("p").unwrap().clone();
+    let monitor = Monitor::new(&config, canary.store(), None).unwrap();
+    let now = chrono::Utc::now();
+    // Two live holders, as a cron check and a daemon would be.
+    let first = Holder::claim(&canary.store(), "check").unwrap();
+    let other = Holder::claim(&canary.store(), "daemon").unwrap();
+    let ticket = monitor.begin(&probe, first.name(), now).await.unwrap();
+    let id = ticket.correlation().id.clone();
+    // Held: a second run of the probe is refused while the first is on.
+    assert!(matches!(
+        monitor.begin(&probe, other.name(), now).await,
+        Err(Refusal::LeaseHeld { .. })
+    ));
+    let crashed = tokio::spawn(async move {
+        let _held = ticket;
+        panic!("a bug in the middle of a run");
+    })
+    .await;
+    assert!(crashed.unwrap_err().is_panic());
+    // The lease is free (the interrupt is recorded off the async workers:
+    // give it a moment), and the run is on record as interrupted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let next = loop {
+        match monitor
+            .begin(&probe, other.name(), chrono::Utc::now())
+            .await
+        {
+            Ok(ticket) => break ticket,
+            Err(refusal) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still refused: {refusal:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    drop(next);
+    let runs = canary.store().recent_runs(Some("p"), 10).unwrap();
+    let cut = runs
+        .iter()
+        .find(|r| r.correlation_id == id)
+        .expect("the panicked run is recorded");
+    assert!(cut.interrupted, "{cut:?}");
+}
+
+/// Issue 13: a reload into a probes directory with a symlink loop ends with
+/// an error and keeps the running config; the daemon goes on answering and
+/// says so in its metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_into_a_symlink_loop_keeps_the_running_config() {
+    let canary = Canary::new("", "");
+    canary.probe(
+        "p",
+        "+15005550100",
+        "alerts = []\nschedule = \"every 1h\"\n",
+    );
+    let daemon = canary.daemon().await;
+    let loaded = |m: &str| sample(m, "sms_canary_config_last_reload_successful", &[]);
+    assert_eq!(loaded(&daemon.metrics().await), Some(1.0));
+    let probes = canary.path().join("probes");
+    std::fs::create_dir_all(probes.join("a")).unwrap();
+    std::os::unix::fs::symlink("..", probes.join("a/up")).unwrap();
+    let config = std::fs::read_to_string(canary.path().join("config.toml")).unwrap();
+    std::fs::write(
+        canary.path().join("config.toml"),
+        config.replace("[canary]\n", "[canary]\nprobes = [\"probes/**/*.toml\"]\n"),
+    )
+    .unwrap();
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while loaded(&daemon.metrics().await) != Some(0.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reload never failed:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(daemon.log().contains("symlink loop"), "{}", daemon.log());
+    // Still running its probe from the config it had.
+    let (status, body) = daemon.run_now("p").await;
+    assert_eq!(status, 200, "{body}");
+    daemon.stop().await;
 }
 
 /// Issue 12, item 5: a probe whose alerts go nowhere is warned about by
@@ -614,7 +769,7 @@ async fn a_notification_in_flight_is_not_sent_again_by_another_process() {
 /// channels straight away (its outbox is in the damaged file).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_fails_healthz_and_is_told() {
-    let (capture, hook) = crate::capture::Capture::start(free_addr()).await;
+    let (capture, hook) = crate::capture::Capture::start(crate::capture::ANY_PORT).await;
     let canary = Canary::new(
         "alerts = [\"hook\"]",
         &format!("[alerts.hook]\nkind = \"webhook\"\nurl = \"http://{hook}/alerts\"\n"),
@@ -713,6 +868,30 @@ async fn a_damaged_store_fails_healthz_and_is_told() {
         .await
         .unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
+
+    // Afterwards doctor names the damage, and a daemon will not start on it
+    // (even without its preflight), saying what to do.
+    let out = canary.run(&["doctor", "--listen", "127.0.0.1:0"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out)
+            .lines()
+            .any(|l| l.starts_with("store") && l.contains("FAIL") && l.contains("state store")),
+        "{}",
+        stdout(&out)
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        canary.run(&["daemon", "--no-preflight"]),
+    )
+    .await
+    .expect("a daemon on a damaged store exits");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the state store is damaged: stop every sms-canary using it"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Issue 12, item 7: an empty (truncated) state.db is not taken silently

@@ -110,7 +110,7 @@ fn schema_errors(schema: &str, doc: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firing() {
-    let (hook, hook_addr) = Capture::start(free_addr()).await;
+    let (hook, hook_addr) = Capture::start(crate::capture::ANY_PORT).await;
     let (slack, slack_addr) = SlackApi::start().await;
     let smtp = tokio::task::spawn_blocking(|| SmtpServer::start_on(0))
         .await
@@ -129,6 +129,16 @@ async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firi
             smtp.port
         ),
     );
+    // Operators reach the status page behind a proxy, under a path prefix.
+    let config = std::fs::read_to_string(canary.path().join("config.toml")).unwrap();
+    std::fs::write(
+        canary.path().join("config.toml"),
+        config.replace(
+            "[canary]\n",
+            "[canary]\nstatus_url = \"https://ops.example.com/canary/\"\n",
+        ),
+    )
+    .unwrap();
     canary.probe("p", DROPPED, "timeout = \"300ms\"\nthreshold = \"200ms\"\n");
     let check = |expected: i32| {
         let canary = &canary;
@@ -181,6 +191,8 @@ async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firi
             ids[0].as_str().unwrap()
         )
     );
+    assert_eq!(links[2]["label"], "Status page");
+    assert_eq!(links[2]["url"], "https://ops.example.com/canary/probes/p");
 
     // The carrier recovers: the resolve follows the firing everywhere.
     canary.probe("p", GOOD, "timeout = \"5s\"\nthreshold = \"4s\"\n");
@@ -215,7 +227,11 @@ async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firi
         .iter()
         .find(|b| b["type"] == "actions")
         .map(|b| b["elements"].as_array().unwrap().len());
-    assert_eq!(buttons, Some(2), "runbook and dashboard buttons");
+    assert_eq!(
+        buttons,
+        Some(3),
+        "runbook, dashboard and status page buttons"
+    );
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while smtp.messages().len() < 2 && tokio::time::Instant::now() < deadline {
@@ -241,6 +257,10 @@ async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firi
         "{body}"
     );
     assert!(
+        body.contains("https://ops.example.com/canary/probes/p"),
+        "{body}"
+    );
+    assert!(
         body.contains("Failed runs") || body.contains("(2 failed runs)"),
         "{body}"
     );
@@ -251,7 +271,7 @@ async fn each_channel_gets_what_it_takes_to_act_and_the_resolve_follows_the_firi
 /// letters again once the channel is back, `outbox purge` drops them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_test_and_the_outbox_commands_work_end_to_end() {
-    let (hook, hook_addr) = Capture::start(free_addr()).await;
+    let (hook, hook_addr) = Capture::start(crate::capture::ANY_PORT).await;
     let (down_addr, gone_addr) = (free_addr(), free_addr());
     let canary = Canary::new(
         "alerts = [\"hook\"]",
@@ -344,12 +364,38 @@ async fn alerts_test_and_the_outbox_commands_work_end_to_end() {
     let (code, _, err) = run(&["outbox", "purge", "--older-than", "0s"]).await;
     assert_eq!(code, Some(3));
     assert!(err.contains("needs --yes"), "{err}");
-    let (code, out, _) = run(&["outbox", "purge", "--older-than", "0s", "--yes"]).await;
+    let (code, out, err) = run(&["outbox", "purge", "--older-than", "0s", "--yes"]).await;
     assert_eq!(code, Some(0));
     assert_eq!(out, "1 dead letter(s) purged\n");
+    assert!(err.contains("dead letters purged by hand"), "logged: {err}");
     let (code, _, err) = run(&["outbox", "retry", "01NOSUCHID"]).await;
     assert_eq!(code, Some(3));
     assert!(err.contains("no dead letter with id 01NOSUCHID"), "{err}");
+
+    // Each action counted in the store, and exported by whatever process
+    // serves the metrics (here a monitor delivering what is due).
+    assert_eq!(
+        canary.store().outbox_actions().unwrap(),
+        sms_canary::store::OutboxActions {
+            requeued: 2,
+            purged: 1
+        }
+    );
+    let config = sms_canary::config::Config::load(&canary.path().join("config.toml")).unwrap();
+    let metrics = std::sync::Arc::new(sms_canary::metrics::Metrics::new("test"));
+    let monitor =
+        sms_canary::monitor::Monitor::new(&config, canary.store(), Some(metrics.clone())).unwrap();
+    monitor.deliver_due().await.unwrap();
+    let text = metrics.render();
+    for (action, n) in [("requeued", 2), ("purged", 1)] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("sms_canary_outbox_by_hand_total{")
+                    && l.contains(&format!("action=\"{action}\""))
+                    && l.ends_with(&format!(" {n}"))),
+            "{text}"
+        );
+    }
 }
 
 /// `doctor` checks that each alert channel answers, sending nothing anyone
@@ -357,7 +403,7 @@ async fn alerts_test_and_the_outbox_commands_work_end_to_end() {
 /// mail server up to authentication.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_every_alert_channel_answers_without_sending() {
-    let (hook, hook_addr) = Capture::start(free_addr()).await;
+    let (hook, hook_addr) = Capture::start(crate::capture::ANY_PORT).await;
     let (slack, slack_addr) = SlackApi::start().await;
     let smtp = tokio::task::spawn_blocking(|| SmtpServer::start_on(0))
         .await

@@ -336,6 +336,12 @@ async fn reports_history_formats_and_retention_work_from_the_binary() {
         !html.contains("http://") && !html.contains("https://"),
         "an external request"
     );
+    // Numbers masked, the run API's token nowhere.
+    assert!(!html.contains("5005550100"), "a full number on the page");
+    assert!(
+        !html.contains(crate::daemon::API_TOKEN),
+        "the API token on the page"
+    );
 
     // A cron run prunes what retention (1d) no longer keeps...
     let out = canary.run(&["check", "p"]).await;

@@ -33,8 +33,8 @@ use super::backend::Backend;
 use super::control::RawSilence;
 use super::error::{ConnectProblem, Failure};
 use super::{
-    BeginRun, Begun, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence, StartedRun, StoreError,
-    StoredRun, Tally, millis, timestamp,
+    BeginRun, Begun, OutboxActions, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence,
+    StartedRun, StoreError, StoredRun, Tally, millis, timestamp,
 };
 use crate::alert::AlertState;
 use crate::probe::{Outcome, RunResult};
@@ -45,6 +45,7 @@ pub use schema::supported_version;
 /// The store's operations that only the SQLite store implements so far,
 /// by group, as the config's refusal names them.
 pub const NOT_YET_PORTED: &[&str] = &[
+    "the status page's counts-only tallies and incident runs (counts, incident_runs)",
     "finding crashed holders (a holder's liveness is a lock file on the local disk, which other members cannot see: recover_crashed, recover_if_dead)",
     "being opened by the commands: check, daemon, drill, doctor, history and silence still open the SQLite store by its type, not through the Backend trait",
 ];
@@ -630,6 +631,10 @@ impl Backend for PgStore {
 
     fn failed_within(&self, window: Duration) -> Option<String> {
         self.inner.health.failed_within(window)
+    }
+
+    fn outbox_actions(&self) -> Result<OutboxActions, StoreError> {
+        self.pg_outbox_actions()
     }
 }
 

@@ -7,11 +7,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use postgres::Row;
+use postgres::{Row, Transaction};
 
 use super::{PgFailure, PgStore};
-use crate::store::outbox::{ENTRY_COLUMNS, RawEntry};
-use crate::store::{OutboxEntry, OutboxItem, StoreError, count, millis, sql_limit, timestamp};
+use crate::store::outbox::{ENTRY_COLUMNS, PURGED, REQUEUED, RawEntry};
+use crate::store::{
+    OutboxActions, OutboxEntry, OutboxItem, StoreError, count, millis, sql_limit, timestamp,
+};
 
 /// Not yet delivered and not given up on.
 const PENDING: &str = "delivered_at IS NULL AND NOT dead";
@@ -117,13 +119,17 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         self.with("re-queue dead letters", |client| {
-            Ok(client.execute(
+            let mut tx = client.transaction()?;
+            let changed = tx.execute(
                 "UPDATE outbox SET dead = FALSE, attempts = 0, next_attempt_at = $1,
                      claimed_by = NULL, claimed_until = NULL
                  WHERE delivered_at IS NULL AND dead
                    AND ($2::TEXT IS NULL OR notification_id = $2)",
                 &[&millis(now), &id],
-            )?)
+            )?;
+            count_action(&mut tx, REQUEUED, changed)?;
+            tx.commit()?;
+            Ok(changed)
         })
     }
 
@@ -133,12 +139,16 @@ impl PgStore {
         before: Option<DateTime<Utc>>,
     ) -> Result<u64, StoreError> {
         self.with("purge dead letters", |client| {
-            Ok(client.execute(
+            let mut tx = client.transaction()?;
+            let changed = tx.execute(
                 "DELETE FROM outbox WHERE delivered_at IS NULL AND dead
                    AND ($1::TEXT IS NULL OR notification_id = $1)
                    AND ($2::BIGINT IS NULL OR created_at < $2)",
                 &[&id, &before.map(millis)],
-            )?)
+            )?;
+            count_action(&mut tx, PURGED, changed)?;
+            tx.commit()?;
+            Ok(changed)
         })
     }
 
@@ -241,6 +251,36 @@ impl PgStore {
             Ok(next.map(timestamp).transpose()?)
         })
     }
+}
+
+impl PgStore {
+    pub(super) fn pg_outbox_actions(&self) -> Result<OutboxActions, StoreError> {
+        self.with("read outbox action counts", |client| {
+            let mut read = |name: &str| -> Result<u64, PgFailure> {
+                let n: Option<i64> = client
+                    .query_opt("SELECT value FROM counters WHERE name = $1", &[&name])?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                Ok(count(n.unwrap_or(0))?)
+            };
+            Ok(OutboxActions {
+                requeued: read(REQUEUED)?,
+                purged: read(PURGED)?,
+            })
+        })
+    }
+}
+
+/// Adds `n` to the counter `name`, in the caller's transaction.
+fn count_action(tx: &mut Transaction<'_>, name: &str, n: u64) -> Result<(), PgFailure> {
+    if n > 0 {
+        tx.execute(
+            "INSERT INTO counters (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+            &[&name, &i64::try_from(n).unwrap_or(i64::MAX)],
+        )?;
+    }
+    Ok(())
 }
 
 fn claim_until(now: DateTime<Utc>, hold: Duration) -> i64 {

@@ -22,7 +22,7 @@ const MIGRATION_LOCK: i64 = 0x736d_7363_616e_7279;
 
 /// The schema steps, oldest first. Append only.
 const MIGRATIONS: &[&str] = &[
-    // 1: everything the SQLite store holds at its version 6.
+    // 1: everything the SQLite store holds at its version 8.
     r#"
 CREATE TABLE runs (
     id             BIGSERIAL PRIMARY KEY,
@@ -47,6 +47,8 @@ CREATE TABLE runs (
 );
 CREATE INDEX runs_probe_started ON runs (probe, started_at);
 CREATE INDEX runs_started ON runs (started_at);
+-- Incidents read the failed runs alone.
+CREATE INDEX runs_failed ON runs (probe, started_at) WHERE outcome != 'ok';
 
 CREATE TABLE alert_state (
     probe      TEXT   PRIMARY KEY,
@@ -120,6 +122,12 @@ CREATE TABLE daily_rollups (
     PRIMARY KEY (probe, day)
 );
 CREATE INDEX daily_rollups_day ON daily_rollups (day);
+
+-- Counts of what operators did by hand (dead letters re-queued or purged).
+CREATE TABLE counters (
+    name  TEXT   PRIMARY KEY,
+    value BIGINT NOT NULL
+);
 "#,
 ];
 
