@@ -287,6 +287,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// How many dead letters were re-queued and purged by hand, ever.
     fn outbox_actions(&self) -> Result<OutboxActions, StoreError>;
+
+    /// One probe's counts (runs, outcomes, first run) over a window, as
+    /// `tally` without its histograms.
+    fn counts(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError>;
+
+    /// A probe's failed runs since `since` (the newest `limit`), with the
+    /// run that ended each, oldest first: what incidents are read from.
+    fn incident_runs(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError>;
 }
 
 impl Backend for Store {
@@ -588,5 +601,18 @@ impl Backend for Store {
 
     fn outbox_actions(&self) -> Result<OutboxActions, StoreError> {
         Store::outbox_actions(self)
+    }
+
+    fn counts(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        Store::counts(self, probe, since)
+    }
+
+    fn incident_runs(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        Store::incident_runs(self, probe, since, limit)
     }
 }

@@ -46,6 +46,8 @@ macro_rules! suite {
 }
 
 suite!(
+    incident_runs_are_the_failed_runs_and_the_runs_that_end_them,
+    counts_are_the_tallys_counts_without_histograms,
     dead_letters_handled_by_hand_are_counted,
     failures_are_counted_and_a_clean_store_checks_clean,
     recovering_a_holder_records_its_runs_as_interrupted_and_frees_its_leases,
@@ -909,6 +911,81 @@ fn dead_letters_handled_by_hand_are_counted(open: Open<'_>) {
     assert_eq!(store.retry_dead(None, t(4)).unwrap(), 0, "nothing dead");
     let actions = open().outbox_actions().unwrap();
     assert_eq!((actions.requeued, actions.purged), (2, 1));
+}
+
+fn incident_runs_are_the_failed_runs_and_the_runs_that_end_them(open: Open<'_>) {
+    use crate::report::stats::incidents;
+    let store = open();
+    let pattern = [
+        Outcome::Ok,
+        Outcome::Slow,
+        Outcome::Lost,
+        Outcome::Ok,
+        Outcome::Ok,
+        Outcome::Lost, // interrupted: says nothing about the pipeline
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Ok,
+        Outcome::Ok,
+        Outcome::Rejected,
+    ];
+    for (i, outcome) in pattern.iter().enumerate() {
+        let r = run("p", &format!("{i:02}"), t(i as i64 * 60), *outcome);
+        store
+            .record_run(
+                &r,
+                "eu-1",
+                i == 5,
+                &AlertState::default(),
+                &[],
+                t(i as i64 * 60),
+            )
+            .unwrap();
+    }
+    let q = run("q", "q0", t(30), Outcome::Lost);
+    store
+        .record_run(&q, "eu-1", false, &AlertState::default(), &[], t(30))
+        .unwrap();
+    let ids = |runs: &[StoredRun]| -> Vec<String> {
+        runs.iter().map(|r| r.correlation_id.clone()).collect()
+    };
+    let read = store.incident_runs("p", t(0), 100).unwrap();
+    assert_eq!(ids(&read), ["01", "02", "03", "07", "08", "10"]);
+    let all = store.runs_since("p", t(0), 100).unwrap();
+    assert_eq!(incidents(&read), incidents(&all));
+    let newest = store.incident_runs("p", t(0), 2).unwrap();
+    assert_eq!(ids(&newest), ["07", "08", "10"]);
+    let late = store.incident_runs("p", t(7 * 60), 100).unwrap();
+    assert_eq!(ids(&late), ["07", "08", "10"]);
+}
+
+fn counts_are_the_tallys_counts_without_histograms(open: Open<'_>) {
+    let store = open();
+    for i in 0..30 {
+        let outcome = if i % 10 == 0 {
+            Outcome::Lost
+        } else {
+            Outcome::Ok
+        };
+        let r = run("p", &format!("r{i}"), t(i * 6_000), outcome);
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &[], t(i * 6_000))
+            .unwrap();
+    }
+    for since in [t(-86_400), t(7_000), t(100_000)] {
+        let (full, counts) = (
+            store.tally("p", since).unwrap(),
+            store.counts("p", since).unwrap(),
+        );
+        assert!(full.runs > 0);
+        assert_eq!(
+            (counts.runs, &counts.by_outcome, counts.first),
+            (full.runs, &full.by_outcome, full.first)
+        );
+        assert!(
+            full.latency.percentile(50.0).is_some() && counts.latency.percentile(50.0).is_none()
+        );
+    }
 }
 
 #[test]

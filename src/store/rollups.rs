@@ -352,14 +352,7 @@ impl Store {
         self.with("read rollups", |conn| {
             let mut t = Tally::default();
             for (at, json) in window_rows(conn, probe, since)? {
-                let row: Counts = decode("rollup", &json)?;
-                let counted = Row {
-                    first: row.first,
-                    outcomes: row.outcomes,
-                    interrupted: row.interrupted,
-                    ..Row::default()
-                };
-                t.merge(&tally_of(at, counted)?);
+                t.merge(&counts_tally(at, &json)?);
             }
             Ok(t)
         })
@@ -515,6 +508,19 @@ struct Counts {
 }
 
 /// One stored row (an hour or a day, starting at `start`) as a tally.
+/// One stored row as a tally of its counts alone, its histograms left
+/// unread.
+pub(super) fn counts_tally(start: i64, json: &str) -> Result<Tally, Failure> {
+    let row: Counts = decode("rollup", json)?;
+    let counted = Row {
+        first: row.first,
+        outcomes: row.outcomes,
+        interrupted: row.interrupted,
+        ..Row::default()
+    };
+    tally_of(start, counted)
+}
+
 pub(super) fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
     tally_of(start, decode("rollup", json)?)
 }
@@ -560,9 +566,7 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
     use super::*;
-    use crate::alert::AlertState;
 
     #[test]
     fn percentiles_from_buckets_are_within_six_percent() {
@@ -578,36 +582,5 @@ mod tests {
             );
         }
         assert_eq!(Histogram::default().percentile(50.0), None);
-    }
-
-    #[test]
-    fn counts_are_the_tallys_runs_and_outcomes_without_histograms() {
-        let (_dir, store) = store();
-        for i in 0..30 {
-            let outcome = if i % 10 == 0 {
-                Outcome::Lost
-            } else {
-                Outcome::Ok
-            };
-            let r = run("p", &format!("r{i}"), t(i * 6_000), outcome);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], t(i * 6_000))
-                .unwrap();
-        }
-        for since in [t(-86_400), t(7_000), t(100_000)] {
-            let (full, counts) = (
-                store.tally("p", since).unwrap(),
-                store.counts("p", since).unwrap(),
-            );
-            assert!(full.runs > 0);
-            assert_eq!(
-                (counts.runs, &counts.by_outcome, counts.first),
-                (full.runs, &full.by_outcome, full.first)
-            );
-            assert!(
-                full.latency.percentile(50.0).is_some()
-                    && counts.latency.percentile(50.0).is_none()
-            );
-        }
     }
 }

@@ -45,7 +45,6 @@ pub use schema::supported_version;
 /// The store's operations that only the SQLite store implements so far,
 /// by group, as the config's refusal names them.
 pub const NOT_YET_PORTED: &[&str] = &[
-    "the status page's counts-only tallies and incident runs (counts, incident_runs)",
     "finding crashed holders (a holder's liveness is a lock file on the local disk, which other members cannot see: recover_crashed, recover_if_dead)",
     "being opened by the commands: check, daemon, drill, doctor, history and silence still open the SQLite store by its type, not through the Backend trait",
 ];
@@ -635,6 +634,19 @@ impl Backend for PgStore {
 
     fn outbox_actions(&self) -> Result<OutboxActions, StoreError> {
         self.pg_outbox_actions()
+    }
+
+    fn counts(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        self.pg_counts(probe, since)
+    }
+
+    fn incident_runs(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.pg_incident_runs(probe, since, limit)
     }
 }
 

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use postgres::Client;
 
 use super::{PgFailure, PgStore};
-use crate::store::rollups::{Grain, PRUNE_BATCH, Pruned, Tally, hour_of, row_tally, split};
+use crate::store::rollups::{
+    Grain, PRUNE_BATCH, Pruned, Tally, counts_tally, hour_of, row_tally, split,
+};
 use crate::store::{StoreError, millis, sql_limit, timestamp};
 
 impl PgStore {
@@ -18,6 +20,19 @@ impl PgStore {
             let mut t = Tally::default();
             for (at, json) in all {
                 t.merge(&row_tally(at, &json)?);
+            }
+            Ok(t)
+        })
+    }
+
+    pub(super) fn pg_counts(&self, probe: &str, since: DateTime<Utc>) -> Result<Tally, StoreError> {
+        self.with("read rollups", |client| {
+            let (from, days_from) = split(since);
+            let mut all = rows(client, Grain::Hour, probe, from, days_from)?;
+            all.extend(rows(client, Grain::Day, probe, days_from, i64::MAX)?);
+            let mut t = Tally::default();
+            for (at, json) in all {
+                t.merge(&counts_tally(at, &json)?);
             }
             Ok(t)
         })

@@ -185,6 +185,37 @@ impl PgStore {
         })
     }
 
+    pub(super) fn pg_incident_runs(
+        &self,
+        probe: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredRun>, StoreError> {
+        self.with("read incident runs", |client| {
+            let rows = client.query(
+                &format!(
+                    "WITH failed AS (
+                        SELECT id, started_at FROM runs
+                        WHERE probe = $1 AND started_at >= $2 AND outcome != 'ok'
+                          AND NOT interrupted
+                        ORDER BY started_at DESC, id DESC LIMIT $3
+                     ), next AS (
+                        SELECT (SELECT n.id FROM runs n
+                                WHERE n.probe = $1 AND n.started_at > f.started_at
+                                  AND NOT n.interrupted
+                                ORDER BY n.started_at, n.id LIMIT 1) AS id
+                        FROM failed f
+                     )
+                     SELECT {RUN_COLUMNS} FROM runs
+                     WHERE id IN (SELECT id FROM failed UNION SELECT id FROM next WHERE id IS NOT NULL)
+                     ORDER BY started_at, correlation_id COLLATE \"C\""
+                ),
+                &[&probe, &millis(since), &sql_limit(limit)],
+            )?;
+            decode_runs(&rows)
+        })
+    }
+
     pub(super) fn pg_recent_correlation_ids(
         &self,
         probe: &str,
