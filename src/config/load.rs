@@ -260,8 +260,8 @@ fn parse_main(
         sink.at(
             store_at,
             format!(
-                "[canary] store: the PostgreSQL store ({}) is not complete in this version of sms-canary: \
-                 it does not yet keep {}; remove `store` to use the SQLite store in state_dir",
+                "[canary] store: the PostgreSQL store ({}) is not complete in this version of sms-canary; \
+                 still missing: {}. Remove `store` to use the SQLite store in state_dir",
                 dsn.target(),
                 crate::store::postgres::NOT_YET_PORTED.join("; ")
             ),

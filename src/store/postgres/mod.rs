@@ -46,7 +46,7 @@ pub use schema::supported_version;
 /// by group, as the config's refusal names them.
 pub const NOT_YET_PORTED: &[&str] = &[
     "finding crashed holders (a holder's liveness is a lock file on the local disk, which other members cannot see: recover_crashed, recover_if_dead)",
-    "being opened by the commands: check, daemon, drill, doctor, history and silence still open the SQLite store by its type, not through the Backend trait",
+    "the commands opening it (check, daemon, drill, doctor, history and silence open the SQLite store by its type, not through the Backend trait)",
 ];
 
 /// A handle on a PostgreSQL store; cheap to clone, shared by all tasks of a process.
