@@ -108,6 +108,14 @@ const CORE: &[Table] = &[
                 example: Some(r#""/var/lib/sms-canary""#),
             },
             Key {
+                name: "store",
+                ty: Type::Secret,
+                presence: Presence::Unset("the SQLite store in `state_dir`"),
+                doc: "A PostgreSQL store for a fleet of daemons: `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, with `${VAR}` for the password (never printed: messages show the DSN without it). Parameters: `sslmode` (`disable`; `prefer`, the default: TLS when the server offers it, unverified, as libpq; `require`: TLS with the certificate verified against the system's roots), `connect_timeout` (seconds, default 10), `application_name`, `options`. For example `\"postgres://canary:${PGPASSWORD}@db.internal/canary?sslmode=require\"`. Not complete yet: this version refuses it, naming what the PostgreSQL store does not keep yet.",
+                // None while the store is refused: every example must load.
+                example: None,
+            },
+            Key {
                 name: "listen",
                 ty: Type::Address,
                 presence: Presence::Default(|| toml_string(canary().listen)),

@@ -60,6 +60,9 @@ impl Config {
 pub struct Canary {
     /// Where the state store lives; relative paths are relative to the config file.
     pub state_dir: PathBuf,
+    /// A PostgreSQL store shared by a fleet (`postgres://...`); unset, the
+    /// SQLite store in `state_dir`.
+    pub store: Option<crate::store::PgDsn>,
     /// The public listener: webhooks (`/hooks/...`) and nothing else. The
     /// one address meant to be reachable from the internet.
     pub listen: SocketAddr,
@@ -106,6 +109,7 @@ impl Default for Canary {
     fn default() -> Self {
         Canary {
             state_dir: PathBuf::from(".sms-canary"),
+            store: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 9187)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9188)),
             admin_hosts: Vec::new(),

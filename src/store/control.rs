@@ -163,11 +163,12 @@ impl Store {
     }
 }
 
-struct RawSilence {
-    probe: String,
-    until: i64,
-    reason: Option<String>,
-    created_at: i64,
+/// A silence row as both backends read it, before its times are checked.
+pub(super) struct RawSilence {
+    pub(super) probe: String,
+    pub(super) until: i64,
+    pub(super) reason: Option<String>,
+    pub(super) created_at: i64,
 }
 
 fn raw_silence(row: &Row<'_>) -> rusqlite::Result<RawSilence> {
@@ -180,7 +181,7 @@ fn raw_silence(row: &Row<'_>) -> rusqlite::Result<RawSilence> {
 }
 
 impl RawSilence {
-    fn decode(self) -> Result<Silence, Failure> {
+    pub(super) fn decode(self) -> Result<Silence, Failure> {
         let context = format!("silence of {}", self.probe);
         let times = (|| Ok((timestamp(self.until)?, timestamp(self.created_at)?)))();
         let (until, created_at) = times.map_err(|e: Failure| e.context(&context))?;
@@ -190,91 +191,5 @@ impl RawSilence {
             reason: self.reason,
             created_at,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::testing::*;
-    use super::*;
-
-    #[test]
-    fn a_receiver_is_heard_at_its_latest_sign_of_life() {
-        let (_dir, store) = store();
-        assert_eq!(store.last_heard("phone").unwrap(), None);
-        store.note_heard("phone", t(60)).unwrap();
-        store.note_heard("phone", t(30)).unwrap();
-        assert_eq!(store.last_heard("phone").unwrap(), Some(t(60)));
-        store.note_heard("phone", t(90)).unwrap();
-        assert_eq!(store.last_heard("phone").unwrap(), Some(t(90)));
-        assert_eq!(store.last_heard("other").unwrap(), None);
-    }
-
-    #[test]
-    fn silences_replace_expire_and_lift() {
-        let (_dir, store) = store();
-        assert_eq!(store.silenced("p", t(0)).unwrap(), None);
-        store
-            .silence("p", t(60), Some("maintenance"), t(0))
-            .unwrap();
-        store.silence("q", t(30), None, t(0)).unwrap();
-        let s = store.silenced("p", t(59)).unwrap().unwrap();
-        assert_eq!(
-            s,
-            Silence {
-                probe: "p".into(),
-                until: t(60),
-                reason: Some("maintenance".into()),
-                created_at: t(0),
-            }
-        );
-        assert_eq!(
-            store.silenced("p", t(60)).unwrap(),
-            None,
-            "expired at `until`"
-        );
-        let live = |now| -> Vec<String> {
-            store
-                .silences(now)
-                .unwrap()
-                .into_iter()
-                .map(|s| s.probe)
-                .collect()
-        };
-        assert_eq!(live(t(10)), ["p", "q"]);
-        assert_eq!(live(t(30)), ["p"]);
-        // Extending replaces the old silence.
-        store.silence("p", t(120), None, t(50)).unwrap();
-        assert_eq!(store.silenced("p", t(100)).unwrap().unwrap().reason, None);
-        assert!(store.unsilence("p").unwrap());
-        assert!(!store.unsilence("p").unwrap());
-        assert_eq!(store.silenced("p", t(100)).unwrap(), None);
-    }
-
-    #[test]
-    fn a_lease_keeps_others_out_until_it_expires_or_is_released() {
-        let (_dir, store) = store();
-        let ttl = Duration::from_secs(60);
-        assert!(store.acquire_lease("p", "cron-1", ttl, t(0)).unwrap());
-        assert!(!store.acquire_lease("p", "cron-2", ttl, t(59)).unwrap());
-        assert!(
-            store.acquire_lease("q", "cron-2", ttl, t(59)).unwrap(),
-            "per probe"
-        );
-        // Renewing its own lease pushes the expiry out.
-        assert!(store.acquire_lease("p", "cron-1", ttl, t(30)).unwrap());
-        assert!(!store.acquire_lease("p", "cron-2", ttl, t(89)).unwrap());
-        assert!(
-            store.acquire_lease("p", "cron-2", ttl, t(90)).unwrap(),
-            "expired"
-        );
-        // Releasing someone else's lease does nothing; one's own frees it.
-        store.release_lease("p", "cron-1").unwrap();
-        assert!(!store.acquire_lease("p", "cron-1", ttl, t(91)).unwrap());
-        store.release_lease("p", "cron-2").unwrap();
-        assert!(store.acquire_lease("p", "cron-1", ttl, t(91)).unwrap());
-        // A ttl too large to represent saturates instead of failing.
-        assert!(store.acquire_lease("r", "x", Duration::MAX, t(0)).unwrap());
-        assert!(!store.acquire_lease("r", "y", ttl, t(1_000_000)).unwrap());
     }
 }

@@ -63,6 +63,37 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The PostgreSQL server could not be reached or refused the connection.
+    /// `target` is the DSN without its password.
+    #[error("state store {target}: {problem}")]
+    Connect {
+        target: String,
+        problem: ConnectProblem,
+    },
+    /// PostgreSQL refused an operation on an open connection.
+    #[error("state store {target}: {op}: {source}")]
+    Postgres {
+        target: String,
+        op: &'static str,
+        #[source]
+        source: postgres::Error,
+    },
+    /// The database was migrated by a newer sms-canary.
+    #[error(
+        "state store {target}: schema version {found} is newer than this sms-canary supports ({supported}); upgrade sms-canary or point `store` at another database"
+    )]
+    PgTooNew {
+        target: String,
+        found: i64,
+        supported: i64,
+    },
+    /// A PostgreSQL row could not be decoded.
+    #[error("state store {target}: {op}: corrupt data: {detail}")]
+    PgCorrupt {
+        target: String,
+        op: &'static str,
+        detail: String,
+    },
     /// An outbox update named a notification the store does not hold.
     #[error("state store {}: no outbox entry for notification {notification_id} on channel {channel}", path.display())]
     UnknownNotification {
@@ -70,6 +101,29 @@ pub enum StoreError {
         notification_id: String,
         channel: String,
     },
+}
+
+/// Why connecting to a PostgreSQL store failed, in the words an operator
+/// acts on. The server's own message is kept; it never holds the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectProblem {
+    #[error(
+        "cannot reach the server ({0}); is PostgreSQL running there, and are the host and port right?"
+    )]
+    Unreachable(String),
+    #[error(
+        "the server refused the credentials ({0}); check the user and password in [canary] store"
+    )]
+    Credentials(String),
+    #[error("the database does not exist on the server ({0}); create it or fix the DSN")]
+    NoDatabase(String),
+    #[error(
+        "TLS failed ({0}); with sslmode=require the server's certificate must be valid for its host name"
+    )]
+    Tls(String),
+    #[error("the server ended the connection ({0})")]
+    Other(String),
 }
 
 /// A failure inside one store operation, before the path and the operation

@@ -11,10 +11,14 @@
 //! `tokio::task::spawn_blocking` so a slow disk or a busy lock never stalls
 //! the runtime's workers.
 
+mod backend;
+#[cfg(test)]
+mod backend_suite;
 mod control;
 mod error;
 mod holder;
 mod outbox;
+pub mod postgres;
 mod rollups;
 mod runs;
 mod schema;
@@ -32,10 +36,12 @@ use rusqlite::Connection;
 use crate::alert::Notification;
 use crate::probe::{Finding, Outcome, Phases};
 
+pub use backend::Backend;
 use error::Failure;
-pub use error::StoreError;
+pub use error::{ConnectProblem, StoreError};
 pub use holder::{HOLDERS_DIR, Holder, Recovered, recover_crashed, recover_if_dead};
 pub use outbox::OutboxActions;
+pub use postgres::{PgDsn, PgStore};
 pub use rollups::{Histogram, PRUNE_BATCH, Pruned, Tally};
 pub use started::{BeginRun, Begun, COST_GUARD_KEY, CRASH_REASON, StartedRun};
 
@@ -69,7 +75,7 @@ struct Inner {
     /// The cost guard's running count; taken only while holding `conn`.
     sent: Mutex<sent::SentWindow>,
     /// What went wrong lately, for `/healthz` and the metrics.
-    health: Mutex<Health>,
+    health: HealthLog,
 }
 
 /// The store's failures since it was opened: a store that fails its
@@ -238,7 +244,7 @@ impl Store {
                 path,
                 conn: Mutex::new(conn),
                 sent: Mutex::default(),
-                health: Mutex::default(),
+                health: HealthLog::default(),
             }),
         })
     }
@@ -376,33 +382,39 @@ impl Store {
 
     /// Counts a failed operation for [`Store::failed_within`] and the metrics.
     fn failed(&self, op: &'static str, e: &StoreError) {
-        let mut health = self
-            .inner
-            .health
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *health.errors.entry(op).or_default() += 1;
-        health.last = Some((std::time::Instant::now(), e.to_string()));
+        self.inner.health.failed(op, e);
     }
 
     /// Failed operations since the store was opened, by operation (the
     /// `op` label of `sms_canary_store_errors_total`).
     pub fn error_counts(&self) -> Vec<(&'static str, u64)> {
-        let health = self
-            .inner
-            .health
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        health.errors.iter().map(|(op, n)| (*op, *n)).collect()
+        self.inner.health.error_counts()
     }
 
     /// The latest failure, if it happened within `window`.
     pub fn failed_within(&self, window: Duration) -> Option<String> {
-        let health = self
-            .inner
-            .health
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        self.inner.health.failed_within(window)
+    }
+}
+
+/// A store's failures since it was opened, shared by both backends.
+#[derive(Debug, Default)]
+pub(crate) struct HealthLog(Mutex<Health>);
+
+impl HealthLog {
+    pub(crate) fn failed(&self, op: &'static str, e: &StoreError) {
+        let mut health = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *health.errors.entry(op).or_default() += 1;
+        health.last = Some((std::time::Instant::now(), e.to_string()));
+    }
+
+    pub(crate) fn error_counts(&self) -> Vec<(&'static str, u64)> {
+        let health = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        health.errors.iter().map(|(op, n)| (*op, *n)).collect()
+    }
+
+    pub(crate) fn failed_within(&self, window: Duration) -> Option<String> {
+        let health = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         health
             .last
             .as_ref()

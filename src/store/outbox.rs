@@ -14,15 +14,15 @@ use super::{
 };
 
 /// The columns [`raw_entry`] reads, in its order.
-const ENTRY_COLUMNS: &str =
+pub(super) const ENTRY_COLUMNS: &str =
     "notification_id, channel, payload, attempts, last_error, created_at, next_attempt_at, dead";
 
 /// Not yet delivered and not given up on.
 const PENDING: &str = "delivered_at IS NULL AND dead = 0";
 
 /// The counter names of [`Store::outbox_actions`].
-const REQUEUED: &str = "outbox_requeued";
-const PURGED: &str = "outbox_purged";
+pub(super) const REQUEUED: &str = "outbox_requeued";
+pub(super) const PURGED: &str = "outbox_purged";
 
 /// What operators did to dead letters by hand, counted since the store began.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -369,15 +369,15 @@ fn found(changed: usize, notification_id: &str, channel: &str) -> Result<(), Fai
 }
 
 /// An `outbox` row as SQLite types; decoded outside the row callback.
-struct RawEntry {
-    notification_id: String,
-    channel: String,
-    payload: String,
-    attempts: i64,
-    last_error: Option<String>,
-    created_at: i64,
-    next_attempt_at: i64,
-    dead: bool,
+pub(super) struct RawEntry {
+    pub(super) notification_id: String,
+    pub(super) channel: String,
+    pub(super) payload: String,
+    pub(super) attempts: i64,
+    pub(super) last_error: Option<String>,
+    pub(super) created_at: i64,
+    pub(super) next_attempt_at: i64,
+    pub(super) dead: bool,
 }
 
 fn raw_entry(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
@@ -394,7 +394,7 @@ fn raw_entry(row: &Row<'_>) -> rusqlite::Result<RawEntry> {
 }
 
 impl RawEntry {
-    fn decode(self) -> Result<OutboxEntry, Failure> {
+    pub(super) fn decode(self) -> Result<OutboxEntry, Failure> {
         let context = format!("outbox entry {} for {}", self.notification_id, self.channel);
         self.decode_fields().map_err(|e| e.context(&context))
     }
@@ -436,129 +436,6 @@ mod tests {
             .record_run(&r, "i", false, &AlertState::default(), &items, at)
             .unwrap();
         items[0].notification.id.clone()
-    }
-
-    fn due(store: &Store, now: DateTime<Utc>) -> Vec<(String, String)> {
-        store
-            .due_notifications(now, 100)
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.notification.id, e.channel))
-            .collect()
-    }
-
-    #[test]
-    fn a_claimed_entry_is_given_to_no_other_sender_until_its_claim_expires() {
-        let (_dir, store) = store();
-        let id = queue(&store, "1", &["slack"], t(0));
-        let hold = std::time::Duration::from_secs(45);
-        let a = store.claim_next("a", t(1), hold).unwrap().unwrap();
-        assert_eq!(a.notification.id, id);
-        assert_eq!(
-            store.claim_next("b", t(2), hold).unwrap(),
-            None,
-            "a holds it"
-        );
-        // a died mid-send: once the claim expires, b gets it.
-        let b = store.claim_next("b", t(46), hold).unwrap().unwrap();
-        assert_eq!(b.notification.id, id);
-        store.mark_delivered(&id, "slack", t(47)).unwrap();
-        assert_eq!(
-            store.claim_next("a", t(200), hold).unwrap(),
-            None,
-            "delivered"
-        );
-        // A failure ends the claim too: the retry is due for anyone.
-        let id2 = queue(&store, "2", &["slack"], t(300));
-        store.claim_next("a", t(300), hold).unwrap().unwrap();
-        store
-            .mark_failed(&id2, "slack", "503", Some(t(301)), t(300))
-            .unwrap();
-        assert_eq!(
-            store
-                .claim_next("b", t(301), hold)
-                .unwrap()
-                .unwrap()
-                .notification
-                .id,
-            id2
-        );
-    }
-
-    #[test]
-    fn due_is_oldest_first_and_limited() {
-        let (_dir, store) = store();
-        let old = queue(&store, "1", &["slack"], t(0));
-        let new = queue(&store, "2", &["slack"], t(10));
-        assert_eq!(
-            due(&store, t(10)),
-            [(old.clone(), "slack".into()), (new, "slack".into())]
-        );
-        assert_eq!(due(&store, t(5)), [(old, "slack".into())]);
-        assert_eq!(store.due_notifications(t(10), 1).unwrap().len(), 1);
-        let entry = &store.due_notifications(t(10), 1).unwrap()[0];
-        assert_eq!((entry.attempts, entry.dead), (0, false));
-        assert_eq!((entry.created_at, entry.next_attempt_at), (t(0), t(0)));
-        assert_eq!(entry.notification.correlation_ids, ["1"]);
-    }
-
-    #[test]
-    fn a_retry_waits_for_its_time_then_delivery_ends_it() {
-        let (_dir, store) = store();
-        let id = queue(&store, "1", &["slack", "mail"], t(0));
-        store
-            .mark_failed(&id, "slack", "503 from slack", Some(t(30)), t(1))
-            .unwrap();
-        assert_eq!(due(&store, t(29)), [(id.clone(), "mail".into())]);
-        assert_eq!(store.next_notification_due().unwrap(), Some(t(0)));
-        store.mark_delivered(&id, "mail", t(2)).unwrap();
-        assert_eq!(store.next_notification_due().unwrap(), Some(t(30)));
-        let entries = store.due_notifications(t(30), 10).unwrap();
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].attempts, 1);
-        assert_eq!(entries[0].last_error.as_deref(), Some("503 from slack"));
-        assert_eq!(store.pending_notifications().unwrap(), 1);
-        store.mark_delivered(&id, "slack", t(31)).unwrap();
-        assert!(due(&store, t(1000)).is_empty());
-        assert_eq!(store.pending_notifications().unwrap(), 0);
-        assert_eq!(store.next_notification_due().unwrap(), None);
-    }
-
-    #[test]
-    fn without_a_retry_it_becomes_a_dead_letter() {
-        let (_dir, store) = store();
-        let first = queue(&store, "1", &["slack"], t(0));
-        let second = queue(&store, "2", &["slack"], t(5));
-        store
-            .mark_failed(&first, "slack", "gone", None, t(1))
-            .unwrap();
-        store
-            .mark_failed(&second, "slack", "gone too", None, t(6))
-            .unwrap();
-        assert!(due(&store, t(1000)).is_empty());
-        assert_eq!(store.pending_notifications().unwrap(), 0);
-        assert_eq!(store.next_notification_due().unwrap(), None);
-        let dead = store.dead_letters(10).unwrap();
-        let ids: Vec<_> = dead.iter().map(|e| e.notification.id.as_str()).collect();
-        assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
-        assert!(dead.iter().all(|e| e.dead && e.attempts == 1));
-        assert_eq!(store.dead_letter_count().unwrap(), 2);
-        assert_eq!(store.dead_letters(1).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn marking_an_unknown_entry_is_an_error() {
-        let (_dir, store) = store();
-        let id = queue(&store, "1", &["slack"], t(0));
-        let err = store.mark_delivered(&id, "mail", t(1)).unwrap_err();
-        assert!(
-            matches!(err, StoreError::UnknownNotification { .. }),
-            "{err}"
-        );
-        let err = store
-            .mark_failed("nope", "slack", "x", None, t(1))
-            .unwrap_err();
-        assert!(err.to_string().contains("nope"), "{err}");
     }
 
     #[test]

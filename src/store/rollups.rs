@@ -106,7 +106,7 @@ impl Tally {
 
 /// One probe-hour or probe-day, as stored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Row {
+pub(super) struct Row {
     /// When its first run started (unix ms): a probe younger than a window
     /// is due from there, not from the start of its first day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +142,7 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// The start of the hour `t` falls in, in unix milliseconds.
-fn hour_of(ms: i64) -> i64 {
+pub(super) fn hour_of(ms: i64) -> i64 {
     ms - ms.rem_euclid(HOUR_MS)
 }
 
@@ -153,27 +153,27 @@ fn day_of(ms: i64) -> i64 {
 
 /// The two grains rollups are kept at: the table and its key column.
 #[derive(Clone, Copy)]
-enum Grain {
+pub(super) enum Grain {
     Hour,
     Day,
 }
 
 impl Grain {
-    fn table(self) -> &'static str {
+    pub(super) fn table(self) -> &'static str {
         match self {
             Grain::Hour => "rollups",
             Grain::Day => "daily_rollups",
         }
     }
 
-    fn key(self) -> &'static str {
+    pub(super) fn key(self) -> &'static str {
         match self {
             Grain::Hour => "hour",
             Grain::Day => "day",
         }
     }
 
-    fn of(self, ms: i64) -> i64 {
+    pub(super) fn of(self, ms: i64) -> i64 {
         match self {
             Grain::Hour => hour_of(ms),
             Grain::Day => day_of(ms),
@@ -188,6 +188,27 @@ pub(super) fn count_run(
     run: &RunResult,
     interrupted: bool,
 ) -> Result<(), Failure> {
+    let row = run_row(run, interrupted);
+    for grain in [Grain::Hour, Grain::Day] {
+        let (table, key) = (grain.table(), grain.key());
+        let at = grain.of(millis(run.started_at));
+        let stored = tx
+            .prepare_cached(&format!(
+                "SELECT tally FROM {table} WHERE probe = ?1 AND {key} = ?2"
+            ))?
+            .query_row(params![run.probe, at], |r| r.get::<_, String>(0))
+            .optional()?;
+        tx.prepare_cached(&format!(
+            "INSERT INTO {table} (probe, {key}, tally) VALUES (?1, ?2, ?3)
+             ON CONFLICT (probe, {key}) DO UPDATE SET tally = excluded.tally"
+        ))?
+        .execute(params![run.probe, at, merged(stored.as_deref(), &row)?])?;
+    }
+    Ok(())
+}
+
+/// One run's contribution to the tallies of its hour and day.
+pub(super) fn run_row(run: &RunResult, interrupted: bool) -> Row {
     let mut row = Row {
         first: Some(millis(run.started_at)),
         ..Row::default()
@@ -208,27 +229,17 @@ pub(super) fn count_run(
             row.phases.entry(phase.to_string()).or_default().add(d);
         }
     }
-    for grain in [Grain::Hour, Grain::Day] {
-        let (table, key) = (grain.table(), grain.key());
-        let at = grain.of(millis(run.started_at));
-        let mut stored: Row = match tx
-            .prepare_cached(&format!(
-                "SELECT tally FROM {table} WHERE probe = ?1 AND {key} = ?2"
-            ))?
-            .query_row(params![run.probe, at], |r| r.get::<_, String>(0))
-            .optional()?
-        {
-            Some(json) => decode("rollup", &json)?,
-            None => Row::default(),
-        };
-        stored.merge(row.clone());
-        tx.prepare_cached(&format!(
-            "INSERT INTO {table} (probe, {key}, tally) VALUES (?1, ?2, ?3)
-             ON CONFLICT (probe, {key}) DO UPDATE SET tally = excluded.tally"
-        ))?
-        .execute(params![run.probe, at, encode("rollup", &stored)?])?;
-    }
-    Ok(())
+    row
+}
+
+/// A stored tally (`None`: none yet) with `row` added, encoded for storage.
+pub(super) fn merged(stored: Option<&str>, row: &Row) -> Result<String, Failure> {
+    let mut stored: Row = match stored {
+        Some(json) => decode("rollup", json)?,
+        None => Row::default(),
+    };
+    stored.merge(row.clone());
+    encode("rollup", &stored)
 }
 
 /// Adds the hourly rollups already stored up into days (a store from before
@@ -341,14 +352,7 @@ impl Store {
         self.with("read rollups", |conn| {
             let mut t = Tally::default();
             for (at, json) in window_rows(conn, probe, since)? {
-                let row: Counts = decode("rollup", &json)?;
-                let counted = Row {
-                    first: row.first,
-                    outcomes: row.outcomes,
-                    interrupted: row.interrupted,
-                    ..Row::default()
-                };
-                t.merge(&tally_of(at, counted)?);
+                t.merge(&counts_tally(at, &json)?);
             }
             Ok(t)
         })
@@ -451,7 +455,7 @@ impl Store {
 
 /// Where a window from `since` reads hours and where days: the hour `since`
 /// falls in, and the first whole day from there.
-fn split(since: DateTime<Utc>) -> (i64, i64) {
+pub(super) fn split(since: DateTime<Utc>) -> (i64, i64) {
     let from = hour_of(millis(since));
     let day = day_of(from);
     (from, if day == from { from } else { day + DAY_MS })
@@ -504,7 +508,20 @@ struct Counts {
 }
 
 /// One stored row (an hour or a day, starting at `start`) as a tally.
-fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
+/// One stored row as a tally of its counts alone, its histograms left
+/// unread.
+pub(super) fn counts_tally(start: i64, json: &str) -> Result<Tally, Failure> {
+    let row: Counts = decode("rollup", json)?;
+    let counted = Row {
+        first: row.first,
+        outcomes: row.outcomes,
+        interrupted: row.interrupted,
+        ..Row::default()
+    };
+    tally_of(start, counted)
+}
+
+pub(super) fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
     tally_of(start, decode("rollup", json)?)
 }
 
@@ -530,7 +547,7 @@ fn tally_of(start: i64, row: Row) -> Result<Tally, Failure> {
 
 impl Tally {
     /// Adds `other`'s runs to these.
-    fn merge(&mut self, other: &Tally) {
+    pub(super) fn merge(&mut self, other: &Tally) {
         self.runs += other.runs;
         self.interrupted += other.interrupted;
         for (o, n) in &other.by_outcome {
@@ -549,9 +566,7 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::*;
     use super::*;
-    use crate::alert::AlertState;
 
     #[test]
     fn percentiles_from_buckets_are_within_six_percent() {
@@ -567,150 +582,5 @@ mod tests {
             );
         }
         assert_eq!(Histogram::default().percentile(50.0), None);
-    }
-
-    #[test]
-    fn runs_are_rolled_up_as_recorded_and_pruned_in_batches() {
-        let (_dir, store) = store();
-        for i in 0..30 {
-            let outcome = if i % 10 == 0 {
-                Outcome::Lost
-            } else {
-                Outcome::Ok
-            };
-            let r = run("p", &format!("r{i}"), t(i * 600), outcome);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], t(i * 600))
-                .unwrap();
-        }
-        let tally = store.tally("p", t(0)).unwrap();
-        assert_eq!(tally.runs, 30);
-        assert_eq!(tally.ok(), 27);
-        assert_eq!(tally.by_outcome[&Outcome::Lost], 3);
-        assert_eq!(tally.latency.count(), 27);
-        // Pruning the raw runs keeps the rollups.
-        let mut pruned = 0;
-        loop {
-            let p = store.prune(t(30 * 600), t(-1)).unwrap();
-            if p.is_empty() {
-                break;
-            }
-            pruned += p.runs;
-        }
-        assert_eq!(pruned, 30);
-        assert!(store.recent_runs(Some("p"), 100).unwrap().is_empty());
-        assert_eq!(store.tally("p", t(0)).unwrap().runs, 30);
-        // Old rollups go too.
-        store.prune(t(0), t(100 * 3600)).unwrap();
-        assert_eq!(store.tally("p", t(0)).unwrap().runs, 0);
-    }
-
-    #[test]
-    fn a_window_reads_hours_then_days_and_counts_each_run_once() {
-        let (_dir, store) = store();
-        // Every 50 minutes for five days, from mid-morning of a day.
-        let starts: Vec<DateTime<Utc>> = (0..144).map(|i| t(i * 3000)).collect();
-        for (i, at) in starts.iter().enumerate() {
-            let outcome = if i % 7 == 0 {
-                Outcome::Lost
-            } else {
-                Outcome::Ok
-            };
-            let r = run("p", &format!("r{i}"), *at, outcome);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], *at)
-                .unwrap();
-        }
-        // Windows starting at a day's midnight, mid-day, in the first hour.
-        for since in [
-            t(-86_400),
-            t(0),
-            t(7_000),
-            t(86_400 * 2 + 5_000),
-            t(400_000),
-        ] {
-            let tally = store.tally("p", since).unwrap();
-            let hour = |d: &DateTime<Utc>| hour_of(millis(*d));
-            let inside: Vec<(usize, &DateTime<Utc>)> = starts
-                .iter()
-                .enumerate()
-                .filter(|(_, at)| hour(at) >= hour(&since))
-                .collect();
-            let lost = inside.iter().filter(|(i, _)| i % 7 == 0).count() as u64;
-            assert_eq!(tally.runs, inside.len() as u64, "since {since}");
-            assert_eq!(
-                tally.by_outcome.get(&Outcome::Lost).copied().unwrap_or(0),
-                lost
-            );
-            // The first run, not the start of its day: a young probe is due
-            // from there.
-            assert_eq!(
-                tally.first,
-                inside.first().map(|(_, at)| **at),
-                "since {since}"
-            );
-        }
-        // Counts only: the same runs and outcomes, no histograms.
-        for since in [t(-86_400), t(7_000), t(400_000)] {
-            let (full, counts) = (
-                store.tally("p", since).unwrap(),
-                store.counts("p", since).unwrap(),
-            );
-            assert_eq!(
-                (counts.runs, &counts.by_outcome, counts.first),
-                (full.runs, &full.by_outcome, full.first)
-            );
-            assert!(
-                full.latency.percentile(50.0).is_some()
-                    && counts.latency.percentile(50.0).is_none()
-            );
-        }
-        // The charts read hours.
-        let hours = store.hourly("p", t(0)).unwrap();
-        assert!(hours.len() > 100, "{}", hours.len());
-        assert_eq!(hours.iter().map(|(_, t)| t.runs).sum::<u64>(), 144);
-    }
-
-    #[test]
-    fn a_firing_alert_or_an_undelivered_notice_keeps_its_runs() {
-        let (_dir, store) = store();
-        let r = run("firing", "f1", t(0), Outcome::Lost);
-        let state = AlertState {
-            firing: Some(crate::alert::Firing {
-                since: t(0),
-                severity: crate::alert::Severity::Critical,
-                last_notified: t(0),
-                told: true,
-                channels: vec![],
-                notice: None,
-            }),
-            ..AlertState::default()
-        };
-        store.record_run(&r, "i", false, &state, &[], t(0)).unwrap();
-        let q = run("queued", "q1", t(0), Outcome::Lost);
-        store
-            .record_run(
-                &q,
-                "i",
-                false,
-                &AlertState::default(),
-                &[item("slack", &q, t(0))],
-                t(0),
-            )
-            .unwrap();
-        let gone = run("old", "o1", t(0), Outcome::Ok);
-        store
-            .record_run(&gone, "i", false, &AlertState::default(), &[], t(0))
-            .unwrap();
-        let p = store.prune(t(3600), t(-1)).unwrap();
-        assert_eq!(p.runs, 1);
-        let left: Vec<String> = store
-            .recent_runs(None, 10)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.correlation_id)
-            .collect();
-        assert_eq!(left.len(), 2, "{left:?}");
-        assert!(left.contains(&"f1".to_string()) && left.contains(&"q1".to_string()));
     }
 }

@@ -15,7 +15,8 @@ use crate::alert::AlertState;
 use crate::probe::{Outcome, Phases, RunResult};
 
 /// The columns [`raw_run`] reads, in its order.
-const RUN_COLUMNS: &str = "probe, correlation_id, instance, started_at, outcome, reason, code,
+pub(super) const RUN_COLUMNS: &str =
+    "probe, correlation_id, instance, started_at, outcome, reason, code,
     latency_ms, threshold_ms, timeout_ms, submit_ms, sent_ms, delivered_ms, received_ms,
     message_id, attempts, findings, interrupted";
 
@@ -353,20 +354,26 @@ impl Store {
             let sorted = stmt
                 .query_map(&args[..], |row| row.get::<_, f64>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            if sorted.is_empty() {
-                return Ok(None);
-            }
-            let n = sorted.len();
-            // Nearest rank: the smallest value with at least p% of the set at or below it.
-            let rank = |p: usize| duration(sorted[(p * n).div_ceil(100).max(1) - 1]);
-            Ok(Some(Percentiles {
-                count: n as u64,
-                p50: rank(50)?,
-                p95: rank(95)?,
-                p99: rank(99)?,
-            }))
+            nearest_rank(&sorted)
         })
     }
+}
+
+/// Nearest-rank p50/p95/p99 of latencies in ms, sorted ascending; `None`
+/// for none.
+pub(super) fn nearest_rank(sorted: &[f64]) -> Result<Option<Percentiles>, Failure> {
+    if sorted.is_empty() {
+        return Ok(None);
+    }
+    let n = sorted.len();
+    // Nearest rank: the smallest value with at least p% of the set at or below it.
+    let rank = |p: usize| duration(sorted[(p * n).div_ceil(100).max(1) - 1]);
+    Ok(Some(Percentiles {
+        count: n as u64,
+        p50: rank(50)?,
+        p95: rank(95)?,
+        p99: rank(99)?,
+    }))
 }
 
 /// Adds `<joiner> probe = ?N` when filtering by probe. A separate SQL text
@@ -386,31 +393,31 @@ fn probe_filter<'a>(
     }
 }
 
-fn parse_outcome(s: &str) -> Result<Outcome, Failure> {
+pub(super) fn parse_outcome(s: &str) -> Result<Outcome, Failure> {
     Outcome::parse(s).ok_or_else(|| Failure::corrupt(format!("unknown outcome {s:?}")))
 }
 
 /// A `runs` row as SQLite types, decoded outside the row callback so that a
 /// bad value becomes a [`Failure::Corrupt`] naming it.
-struct RawRun {
-    probe: String,
-    correlation_id: String,
-    instance: String,
-    started_at: i64,
-    outcome: String,
-    reason: Option<String>,
-    code: Option<String>,
-    latency_ms: Option<f64>,
-    threshold_ms: f64,
-    timeout_ms: f64,
-    submit_ms: Option<f64>,
-    sent_ms: Option<f64>,
-    delivered_ms: Option<f64>,
-    received_ms: Option<f64>,
-    message_id: Option<String>,
-    attempts: i64,
-    findings: String,
-    interrupted: bool,
+pub(super) struct RawRun {
+    pub(super) probe: String,
+    pub(super) correlation_id: String,
+    pub(super) instance: String,
+    pub(super) started_at: i64,
+    pub(super) outcome: String,
+    pub(super) reason: Option<String>,
+    pub(super) code: Option<String>,
+    pub(super) latency_ms: Option<f64>,
+    pub(super) threshold_ms: f64,
+    pub(super) timeout_ms: f64,
+    pub(super) submit_ms: Option<f64>,
+    pub(super) sent_ms: Option<f64>,
+    pub(super) delivered_ms: Option<f64>,
+    pub(super) received_ms: Option<f64>,
+    pub(super) message_id: Option<String>,
+    pub(super) attempts: i64,
+    pub(super) findings: String,
+    pub(super) interrupted: bool,
 }
 
 /// The alert states `filter` (an SQL condition) picks, by probe name.
@@ -483,7 +490,7 @@ fn raw_run(row: &Row<'_>) -> rusqlite::Result<RawRun> {
 }
 
 impl RawRun {
-    fn decode(self) -> Result<StoredRun, Failure> {
+    pub(super) fn decode(self) -> Result<StoredRun, Failure> {
         let context = format!("run {}", self.correlation_id);
         self.decode_fields().map_err(|e| e.context(&context))
     }
@@ -516,235 +523,8 @@ impl RawRun {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::super::testing::*;
     use super::*;
-    use crate::alert::{Firing, Severity};
-    use crate::probe::Finding;
-
-    fn firing(at: DateTime<Utc>) -> AlertState {
-        AlertState {
-            consecutive_failures: 2,
-            consecutive_successes: 0,
-            firing: Some(Firing {
-                since: at,
-                severity: Severity::Critical,
-                last_notified: at,
-                told: true,
-                channels: vec![],
-                notice: None,
-            }),
-            withheld: None,
-            failing_since: Some(at),
-        }
-    }
-
-    #[test]
-    fn records_a_run_with_its_state_and_notices_once() {
-        let (_dir, store) = store();
-        let mut r = run("p1", "01A", t(0), Outcome::Lost);
-        r.findings = vec![Finding::FakeDlr, Finding::Duplicates { count: 2 }];
-        r.code = Some("30003".into());
-        r.phases.delivered = Some(Duration::from_millis(900));
-        let items = [item("slack", &r, t(60)), item("mail", &r, t(60))];
-        assert!(
-            store
-                .record_run(&r, "eu-1", true, &firing(t(60)), &items, t(60))
-                .unwrap()
-        );
-        // Again, even with a different state and notices: nothing changes.
-        let again = [item("slack", &r, t(61))];
-        assert!(
-            !store
-                .record_run(&r, "eu-1", false, &AlertState::default(), &again, t(61))
-                .unwrap()
-        );
-        assert_eq!(store.alert_state("p1").unwrap(), firing(t(60)));
-        assert_eq!(store.pending_notifications().unwrap(), 2);
-
-        let runs = store.recent_runs(None, 10).unwrap();
-        assert_eq!(runs.len(), 1);
-        let s = &runs[0];
-        assert_eq!(
-            (
-                s.probe.as_str(),
-                s.correlation_id.as_str(),
-                s.instance.as_str()
-            ),
-            ("p1", "01A", "eu-1")
-        );
-        assert_eq!(
-            (s.started_at, s.outcome, s.interrupted),
-            (t(0), Outcome::Lost, true)
-        );
-        assert_eq!((&s.reason, &s.code), (&r.reason, &r.code));
-        assert_eq!(
-            (s.latency, s.threshold, s.timeout),
-            (r.latency, r.threshold, r.timeout)
-        );
-        assert_eq!(s.phases, r.phases);
-        assert_eq!((&s.message_id, s.attempts), (&r.message_id, r.attempts));
-        assert_eq!(s.findings, r.findings);
-    }
-
-    #[test]
-    fn a_failed_outbox_insert_rolls_the_run_back() {
-        let (_dir, store) = store();
-        let r = run("p1", "01A", t(0), Outcome::Lost);
-        let slack = item("slack", &r, t(0));
-        // The same (notification, channel) twice violates the outbox key.
-        let err = store
-            .record_run(&r, "i", false, &firing(t(0)), &[slack.clone(), slack], t(0))
-            .unwrap_err();
-        assert!(err.to_string().contains("record run"), "{err}");
-        assert!(store.recent_runs(None, 10).unwrap().is_empty());
-        assert_eq!(store.alert_state("p1").unwrap(), AlertState::default());
-        assert_eq!(store.pending_notifications().unwrap(), 0);
-    }
-
-    #[test]
-    fn alert_states_default_and_list() {
-        let (_dir, store) = store();
-        assert_eq!(store.alert_state("nobody").unwrap(), AlertState::default());
-        for (probe, id) in [("b", "1"), ("a", "2"), ("b", "3")] {
-            let r = run(probe, id, t(0), Outcome::Lost);
-            store
-                .record_run(&r, "i", false, &firing(t(id.parse().unwrap())), &[], t(0))
-                .unwrap();
-        }
-        let states = store.alert_states().unwrap();
-        let names: Vec<_> = states.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(names, ["a", "b"]);
-        assert_eq!(states[1].1, firing(t(3)), "the latest state wins");
-    }
-
-    #[test]
-    fn recent_runs_and_ids_are_newest_first_and_filtered() {
-        let (_dir, store) = store();
-        for (i, probe) in ["a", "b", "a", "a"].iter().enumerate() {
-            let r = run(probe, &format!("id{i}"), t(i as i64), Outcome::Ok);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], t(0))
-                .unwrap();
-        }
-        let ids = |runs: Vec<StoredRun>| -> Vec<String> {
-            runs.into_iter().map(|r| r.correlation_id).collect()
-        };
-        assert_eq!(
-            ids(store.recent_runs(Some("a"), 2).unwrap()),
-            ["id3", "id2"]
-        );
-        assert_eq!(
-            ids(store.recent_runs(None, usize::MAX).unwrap()),
-            ["id3", "id2", "id1", "id0"]
-        );
-        assert_eq!(
-            store.recent_correlation_ids("a", 10).unwrap(),
-            ["id3", "id2", "id0"]
-        );
-        assert!(store.recent_correlation_ids("c", 10).unwrap().is_empty());
-    }
-
-    #[test]
-    fn counts_outcomes_since() {
-        let (_dir, store) = store();
-        let outcomes = [
-            ("a", Outcome::Lost, 0),
-            ("a", Outcome::Ok, 10),
-            ("a", Outcome::Lost, 20),
-            ("b", Outcome::Ok, 30),
-            ("a", Outcome::Slow, 40),
-        ];
-        for (i, (probe, outcome, at)) in outcomes.into_iter().enumerate() {
-            let r = run(probe, &i.to_string(), t(at), outcome);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], t(at))
-                .unwrap();
-        }
-        assert_eq!(
-            store.outcome_counts(Some("a"), t(10)).unwrap(),
-            [(Outcome::Ok, 1), (Outcome::Slow, 1), (Outcome::Lost, 1)]
-        );
-        assert_eq!(
-            store.outcome_counts(None, t(0)).unwrap(),
-            [(Outcome::Ok, 2), (Outcome::Slow, 1), (Outcome::Lost, 2)]
-        );
-        assert!(store.outcome_counts(None, t(41)).unwrap().is_empty());
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank_over_arrived_runs() {
-        let (_dir, store) = store();
-        // 1..=20 seconds, shuffled; plus a lost run that must not count.
-        for (i, secs) in [
-            7, 3, 20, 1, 15, 9, 12, 2, 18, 5, 11, 4, 19, 6, 14, 8, 17, 10, 16, 13,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let mut r = run("a", &format!("ok{i}"), t(i as i64), Outcome::Ok);
-            r.latency = Some(Duration::from_secs(secs));
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], t(0))
-                .unwrap();
-        }
-        let mut lost = run("a", "lost", t(0), Outcome::Lost);
-        lost.latency = Some(Duration::from_secs(999));
-        store
-            .record_run(&lost, "i", false, &AlertState::default(), &[], t(0))
-            .unwrap();
-
-        let p = store.latency_percentiles(Some("a"), t(0)).unwrap().unwrap();
-        // n = 20: p50 = rank 10, p95 = rank 19, p99 = rank 20.
-        assert_eq!(p.count, 20);
-        assert_eq!(p.p50, Duration::from_secs(10));
-        assert_eq!(p.p95, Duration::from_secs(19));
-        assert_eq!(p.p99, Duration::from_secs(20));
-        // Since t(15): the runs started at t(15)..t(19) took 8, 17, 10, 16, 13 s;
-        // sorted 8 10 13 16 17, p50 = rank ceil(2.5) = 3, p95 = p99 = rank 5.
-        let p = store.latency_percentiles(None, t(15)).unwrap().unwrap();
-        assert_eq!(p.count, 5);
-        assert_eq!(
-            (p.p50, p.p95, p.p99),
-            (
-                Duration::from_secs(13),
-                Duration::from_secs(17),
-                Duration::from_secs(17)
-            )
-        );
-        assert!(
-            store
-                .latency_percentiles(Some("b"), t(0))
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn counts_messages_with_an_id_since() {
-        let (_dir, store) = store();
-        for (i, at) in [0, 10, 20].into_iter().enumerate() {
-            let r = run("a", &i.to_string(), t(at), Outcome::Ok);
-            store
-                .record_run(&r, "i", false, &AlertState::default(), &[], t(at))
-                .unwrap();
-        }
-        let mut rejected = run("b", "rejected", t(30), Outcome::Rejected);
-        rejected.message_id = None;
-        store
-            .record_run(&rejected, "i", false, &AlertState::default(), &[], t(30))
-            .unwrap();
-        let mut cut = run("b", "cut", t(40), Outcome::Error);
-        cut.message_id = None;
-        store
-            .record_run(&cut, "i", true, &AlertState::default(), &[], t(40))
-            .unwrap();
-        assert_eq!(store.messages_since(t(0)).unwrap(), 4);
-        assert_eq!(store.messages_since(t(10)).unwrap(), 3);
-        assert_eq!(store.messages_since(t(31)).unwrap(), 1);
-        assert_eq!(store.messages_since(t(41)).unwrap(), 0);
-    }
 
     #[test]
     fn a_corrupt_row_is_an_error_not_a_panic() {

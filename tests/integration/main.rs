@@ -33,6 +33,7 @@ mod notifications;
 mod own_api;
 mod peers;
 mod personal_data;
+mod pg_store;
 mod plivo_webhooks;
 mod provider_sdks;
 mod python;
