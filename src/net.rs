@@ -217,6 +217,79 @@ pub async fn read_answer(
     Ok(body.bytes)
 }
 
+/// A provider API's answer, read by the rule of [`read_answer`].
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The wait the provider asked for (HTTP Retry-After).
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The verdict on a submit: a 2xx is read by `accept`, anything else is
+    /// the provider's error by `refuse`. A transient error carries the
+    /// provider's Retry-After, which the run's backoff honours.
+    pub fn judge<T>(
+        self,
+        accept: impl FnOnce(&[u8]) -> Result<T, CallError>,
+        refuse: impl FnOnce(u16, &[u8]) -> CallError,
+    ) -> Result<T, CallError> {
+        let result = if self.is_success() {
+            accept(&self.body)
+        } else {
+            Err(refuse(self.status, &self.body))
+        };
+        self.with_retry_after(result)
+    }
+
+    /// The body of a 2xx, or the provider's error by `refuse`: for calls
+    /// that are not submits (an account's balance), where no retry waits.
+    pub fn success(
+        self,
+        refuse: impl FnOnce(u16, &[u8]) -> CallError,
+    ) -> Result<Vec<u8>, CallError> {
+        if self.is_success() {
+            Ok(self.body)
+        } else {
+            Err(refuse(self.status, &self.body))
+        }
+    }
+
+    /// `result`, its transient error carrying the provider's Retry-After.
+    pub fn with_retry_after<T>(&self, mut result: Result<T, CallError>) -> Result<T, CallError> {
+        if let Err(e) = &mut result
+            && e.is_transient()
+        {
+            e.retry_after = self.retry_after;
+        }
+        result
+    }
+}
+
+/// Makes one call to a provider's API (`who` names its answer in errors:
+/// "the gateway's answer") and reads the answer within [`MAX_RESPONSE_BYTES`].
+/// Every gateway calls its provider through here, so a transport failure,
+/// a runaway body and a Retry-After mean the same for all of them.
+pub async fn call_api(request: reqwest::RequestBuilder, who: &str) -> Result<Answer, CallError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| transport_error(&e, "gateway"))?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let body = read_answer(response, who, MAX_RESPONSE_BYTES).await?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
+}
+
 /// The error for a 2xx answer too large to read.
 pub fn too_large(who: &str, limit: usize) -> CallError {
     CallError::transient(format!(

@@ -16,7 +16,7 @@ use url::Url;
 
 use super::config::AndroidGatewayConfig;
 use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
-use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, join_base, retry_after, snippet};
+use crate::net::{BoxFuture, ErrorClass, call_api, join_base, snippet};
 use crate::redact::Secret;
 
 /// One phone (one API account).
@@ -32,13 +32,8 @@ pub struct AndroidGateway {
     sim_number: Option<u8>,
 }
 
-fn transport_error(e: &reqwest::Error) -> SubmitError {
-    crate::net::transport_error(e, "gateway")
-}
-
-async fn read_answer(response: reqwest::Response) -> Result<Vec<u8>, SubmitError> {
-    crate::net::read_answer(response, "the app's answer", MAX_RESPONSE_BYTES).await
-}
+/// How errors name the app's answers.
+const WHO: &str = "the app's answer";
 
 impl AndroidGateway {
     pub fn new(name: &str, config: &AndroidGatewayConfig) -> Result<Self, SubmitError> {
@@ -70,29 +65,15 @@ impl AndroidGateway {
                 fields.insert("deviceId".into(), json!(device));
             }
         }
-        let response = self
+        let request = self
             .client
             .post(self.message_url.clone())
             .basic_auth(&self.username, Some(self.password.expose()))
             .header("X-Correlation-ID", req.correlation_id)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let body = read_answer(response).await?;
-        let mut result = if (200..300).contains(&status) {
-            parse_message(&body)
-        } else {
-            Err(classify_error(status, &body))
-        };
-        if let Err(e) = &mut result
-            && e.class == ErrorClass::Transient
-        {
-            e.retry_after = wait;
-        }
-        result
+            .json(&body);
+        call_api(request, WHO)
+            .await?
+            .judge(parse_message, classify_error)
     }
 }
 
@@ -114,18 +95,11 @@ impl Gateway for AndroidGateway {
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
-            let response = self
+            let request = self
                 .client
                 .get(self.webhooks_url.clone())
-                .basic_auth(&self.username, Some(self.password.expose()))
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = response.status().as_u16();
-            let body = read_answer(response).await?;
-            if !(200..300).contains(&status) {
-                return Err(classify_error(status, &body));
-            }
+                .basic_auth(&self.username, Some(self.password.expose()));
+            let body = call_api(request, WHO).await?.success(classify_error)?;
             let Ok(hooks) = serde_json::from_slice::<Vec<Webhook>>(&body) else {
                 return Err(SubmitError::transient(format!(
                     "the webhook list is unreadable: {}",

@@ -18,9 +18,7 @@ use url::Url;
 
 use super::config::{HttpGatewayConfig, HttpMethod, ResponseRule};
 use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
-use crate::net::{
-    BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, clip, read_body, retry_after, snippet,
-};
+use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, call_api, clip, read_body, snippet};
 use crate::template::{Escape, Template, TemplateError};
 use crate::values::{Invalid, JsonPathExpr};
 
@@ -258,24 +256,10 @@ impl HttpGateway {
             }
         }
 
-        let response = request
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| crate::net::transport_error(&e, "gateway"))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
         // A 2xx not read whole is transient, as for every provider: user
         // rules may put a refusal inside a 2xx answer.
-        let body =
-            crate::net::read_answer(response, "the gateway's answer", MAX_RESPONSE_BYTES).await?;
-        let mut result = self.classify(status, &body);
-        if let Err(e) = &mut result
-            && e.class == ErrorClass::Transient
-        {
-            e.retry_after = wait;
-        }
-        result
+        let answer = call_api(request.headers(headers), "the gateway's answer").await?;
+        answer.with_retry_after(self.classify(answer.status, &answer.body))
     }
 
     /// Classifies an answer: permanent rules, transient rules, then the HTTP status.

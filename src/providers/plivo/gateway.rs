@@ -14,7 +14,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
-use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, join_base, retry_after, snippet};
+use crate::net::{BoxFuture, call_api, join_base, snippet};
 use crate::redact::Secret;
 
 /// One Plivo account.
@@ -28,13 +28,8 @@ pub struct PlivoGateway {
     auth_token: Secret,
 }
 
-fn transport_error(e: &reqwest::Error) -> SubmitError {
-    crate::net::transport_error(e, "gateway")
-}
-
-async fn read_answer(response: reqwest::Response) -> Result<Vec<u8>, SubmitError> {
-    crate::net::read_answer(response, "Plivo's answer", MAX_RESPONSE_BYTES).await
-}
+/// How errors name Plivo's answers.
+const WHO: &str = "Plivo's answer";
 
 /// Plivo writes numbers as digits, without `+`.
 fn digits(number: &str) -> &str {
@@ -70,29 +65,15 @@ impl PlivoGateway {
             fields.insert("url".into(), json!(cb));
             fields.insert("method".into(), json!("POST"));
         }
-        let response = self
+        let request = self
             .client
             .post(self.message_url.clone())
             .basic_auth(&self.auth_id, Some(self.auth_token.expose()))
             .header("X-Correlation-ID", req.correlation_id)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let body = read_answer(response).await?;
-        let mut result = if (200..300).contains(&status) {
-            parse_message(&body)
-        } else {
-            Err(classify_error(status, &body))
-        };
-        if let Err(e) = &mut result
-            && e.class == ErrorClass::Transient
-        {
-            e.retry_after = wait;
-        }
-        result
+            .json(&body);
+        call_api(request, WHO)
+            .await?
+            .judge(parse_message, classify_error)
     }
 }
 
@@ -114,18 +95,11 @@ impl Gateway for PlivoGateway {
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
-            let response = self
+            let request = self
                 .client
                 .get(self.account_url.clone())
-                .basic_auth(&self.auth_id, Some(self.auth_token.expose()))
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = response.status().as_u16();
-            let body = read_answer(response).await?;
-            if !(200..300).contains(&status) {
-                return Err(classify_error(status, &body));
-            }
+                .basic_auth(&self.auth_id, Some(self.auth_token.expose()));
+            let body = call_api(request, WHO).await?.success(classify_error)?;
             let account: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let credits = match &account["cash_credits"] {
                 serde_json::Value::String(s) => s.parse::<f64>().ok(),
@@ -226,6 +200,7 @@ pub fn explain_receipt(code: u32) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::ErrorClass;
 
     #[test]
     fn answers_are_read_and_classified() {

@@ -14,7 +14,7 @@ use serde_json::json;
 use url::Url;
 
 use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
-use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, join_base, retry_after, snippet};
+use crate::net::{BoxFuture, ErrorClass, call_api, join_base, snippet};
 use crate::redact::Secret;
 
 /// One Telnyx account (one API key).
@@ -28,13 +28,8 @@ pub struct TelnyxGateway {
     messaging_profile_id: Option<String>,
 }
 
-fn transport_error(e: &reqwest::Error) -> SubmitError {
-    crate::net::transport_error(e, "gateway")
-}
-
-async fn read_answer(response: reqwest::Response) -> Result<Vec<u8>, SubmitError> {
-    crate::net::read_answer(response, "Telnyx's answer", MAX_RESPONSE_BYTES).await
-}
+/// How errors name Telnyx's answers.
+const WHO: &str = "Telnyx's answer";
 
 impl TelnyxGateway {
     pub fn new(
@@ -71,29 +66,15 @@ impl TelnyxGateway {
                 fields.insert("use_profile_webhooks".into(), json!(false));
             }
         }
-        let response = self
+        let request = self
             .client
             .post(self.messages_url.clone())
             .bearer_auth(self.api_key.expose())
             .header("X-Correlation-ID", req.correlation_id)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let body = read_answer(response).await?;
-        let mut result = if (200..300).contains(&status) {
-            parse_message(&body)
-        } else {
-            Err(classify_error(status, &body))
-        };
-        if let Err(e) = &mut result
-            && e.class == ErrorClass::Transient
-        {
-            e.retry_after = wait;
-        }
-        result
+            .json(&body);
+        call_api(request, WHO)
+            .await?
+            .judge(parse_message, classify_error)
     }
 }
 
@@ -115,18 +96,11 @@ impl Gateway for TelnyxGateway {
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
-            let response = self
+            let request = self
                 .client
                 .get(self.balance_url.clone())
-                .bearer_auth(self.api_key.expose())
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = response.status().as_u16();
-            let body = read_answer(response).await?;
-            if !(200..300).contains(&status) {
-                return Err(classify_error(status, &body));
-            }
+                .bearer_auth(self.api_key.expose());
+            let body = call_api(request, WHO).await?.success(classify_error)?;
             let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let data = &answer["data"];
             let number = |field: &str| match &data[field] {

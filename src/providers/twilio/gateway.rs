@@ -12,16 +12,11 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
-use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, join_base, retry_after, snippet};
+use crate::net::{BoxFuture, ErrorClass, call_api, join_base, snippet};
 use crate::redact::Secret;
 
-fn transport_error(e: &reqwest::Error) -> SubmitError {
-    crate::net::transport_error(e, "gateway")
-}
-
-async fn read_answer(response: reqwest::Response, who: &str) -> Result<Vec<u8>, SubmitError> {
-    crate::net::read_answer(response, who, MAX_RESPONSE_BYTES).await
-}
+/// How errors name Twilio's answers.
+const WHO: &str = "Twilio's answer";
 
 /// Connection settings for one Twilio account.
 #[derive(Debug, Clone)]
@@ -67,24 +62,15 @@ impl TwilioGateway {
         if let Some(cb) = &req.status_callback {
             form.push(("StatusCallback", cb));
         }
-        let response = self
+        let request = self
             .client
             .post(self.messages_url.clone())
             .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .header("X-Correlation-ID", req.correlation_id)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = read_answer(response, "Twilio's answer").await?;
-        if status.is_success() {
-            return parse_message(&body);
-        }
-        let mut error = classify_error(status.as_u16(), &body);
-        error.retry_after = wait;
-        Err(error)
+            .form(&form);
+        call_api(request, WHO)
+            .await?
+            .judge(parse_message, classify_error)
     }
 }
 
@@ -106,19 +92,11 @@ impl Gateway for TwilioGateway {
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
-            let url = self.account_url.clone();
-            let response = self
+            let request = self
                 .client
-                .get(url)
-                .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = response.status();
-            let body = read_answer(response, "Twilio's answer").await?;
-            if !status.is_success() {
-                return Err(classify_error(status.as_u16(), &body));
-            }
+                .get(self.account_url.clone())
+                .basic_auth(&self.account_sid, Some(self.auth_token.expose()));
+            let body = call_api(request, WHO).await?.success(classify_error)?;
             let account: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let state = account
                 .get("status")

@@ -11,16 +11,11 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::gateway::{Accepted, Gateway, SubmitError, SubmitRequest};
-use crate::net::{BoxFuture, ErrorClass, MAX_RESPONSE_BYTES, join_base, retry_after};
+use crate::net::{BoxFuture, ErrorClass, call_api, join_base};
 use crate::redact::Secret;
 
-fn transport_error(e: &reqwest::Error) -> SubmitError {
-    crate::net::transport_error(e, "gateway")
-}
-
-async fn read_answer(response: reqwest::Response, who: &str) -> Result<Vec<u8>, SubmitError> {
-    crate::net::read_answer(response, who, MAX_RESPONSE_BYTES).await
-}
+/// How errors name Vonage's answers.
+const WHO: &str = "Vonage's answer";
 
 /// One Vonage account.
 #[derive(Debug, Clone)]
@@ -70,26 +65,14 @@ impl VonageGateway {
             form.push(("callback", cb));
             form.push(("status-report-req", "1"));
         }
-        let response = self
+        let request = self
             .client
             .post(self.sms_url.clone())
             .header("X-Correlation-ID", req.correlation_id)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| transport_error(&e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let body = read_answer(response, "Vonage's answer").await?;
-        let mut result = if status.is_success() {
-            parse_response(&body)
-        } else {
-            Err(classify_http(status.as_u16(), &body))
-        };
-        if let Err(e) = &mut result {
-            e.retry_after = wait;
-        }
-        result
+            .form(&form);
+        call_api(request, WHO)
+            .await?
+            .judge(parse_response, classify_http)
     }
 }
 
@@ -111,21 +94,11 @@ impl Gateway for VonageGateway {
 
     fn preflight(&self) -> BoxFuture<'_, Result<Option<String>, SubmitError>> {
         Box::pin(async {
-            let response = self
-                .client
-                .get(self.balance_url.clone())
-                .query(&[
-                    ("api_key", self.api_key.as_str()),
-                    ("api_secret", self.api_secret.expose()),
-                ])
-                .send()
-                .await
-                .map_err(|e| transport_error(&e))?;
-            let status = response.status();
-            let body = read_answer(response, "Vonage's answer").await?;
-            if !status.is_success() {
-                return Err(classify_http(status.as_u16(), &body));
-            }
+            let request = self.client.get(self.balance_url.clone()).query(&[
+                ("api_key", self.api_key.as_str()),
+                ("api_secret", self.api_secret.expose()),
+            ]);
+            let body = call_api(request, WHO).await?.success(classify_http)?;
             let balance: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             match balance.get("value").and_then(|v| v.as_f64()) {
                 Some(v) if v <= 0.0 => Err(SubmitError::permanent(format!(
