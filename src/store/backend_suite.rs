@@ -77,6 +77,7 @@ suite!(
     runs_are_rolled_up_as_recorded_and_pruned_in_batches,
     a_window_reads_hours_then_days_and_counts_each_run_once,
     a_firing_alert_or_an_undelivered_notice_keeps_its_runs,
+    a_firing_alerts_runs_neither_lose_their_notices_nor_hold_up_pruning,
 );
 
 fn a_receiver_is_heard_at_its_latest_sign_of_life(open: Open<'_>) {
@@ -895,6 +896,75 @@ fn a_firing_alert_or_an_undelivered_notice_keeps_its_runs(open: Open<'_>) {
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.contains(&"f1".to_string()) && left.contains(&"q1".to_string()));
+}
+
+/// A probe whose alert has fired for longer than the retention keeps its
+/// runs and the notices they told, since the resolve threads under the first
+/// one's message; and more than a batch of them at the head of the runs
+/// must not stop other probes' old runs from going.
+fn a_firing_alerts_runs_neither_lose_their_notices_nor_hold_up_pruning(open: Open<'_>) {
+    let store = open();
+    let firing = AlertState {
+        firing: Some(Firing {
+            since: t(0),
+            severity: Severity::Critical,
+            last_notified: t(0),
+            told: true,
+            channels: vec![],
+            notice: None,
+        }),
+        ..AlertState::default()
+    };
+    let told = run("down", "d0", t(0), Outcome::Lost);
+    let first = item("slack", &told, t(0));
+    let first_id = first.notification.id.clone();
+    store
+        .record_run(&told, "i", false, &firing, &[first], t(0))
+        .unwrap();
+    store
+        .mark_delivered_as(&first_id, "slack", Some("1700000000.000100"), t(1))
+        .unwrap();
+    let batch = super::PRUNE_BATCH as i64;
+    for i in 1..=batch + 10 {
+        let r = run("down", &format!("d{i}"), t(i), Outcome::Lost);
+        let notice = item("slack", &r, t(i));
+        let id = notice.notification.id.clone();
+        store
+            .record_run(&r, "i", false, &firing, &[notice], t(i))
+            .unwrap();
+        store.mark_delivered(&id, "slack", t(i)).unwrap();
+    }
+    // Another probe's old runs, each with a delivered notice, after them.
+    for i in 0..5 {
+        let r = run("fine", &format!("f{i}"), t(batch + 100 + i), Outcome::Lost);
+        let notice = item("slack", &r, t(batch + 100 + i));
+        let id = notice.notification.id.clone();
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &[notice], t(0))
+            .unwrap();
+        store
+            .mark_delivered(&id, "slack", t(batch + 100 + i))
+            .unwrap();
+    }
+    let mut pruned = 0;
+    for _ in 0..20 {
+        let p = store.prune(t(10 * batch), t(-1)).unwrap();
+        if p.is_empty() {
+            break;
+        }
+        pruned += p.runs;
+    }
+    assert_eq!(pruned, 5, "the other probe's old runs go");
+    assert!(store.recent_runs(Some("fine"), 10).unwrap().is_empty());
+    assert_eq!(
+        store.recent_runs(Some("down"), 1000).unwrap().len() as i64,
+        batch + 11
+    );
+    assert_eq!(
+        store.delivered_ref(&first_id, "slack").unwrap().as_deref(),
+        Some("1700000000.000100"),
+        "the firing's message is still there to thread the resolve under"
+    );
 }
 
 fn failures_are_counted_and_a_clean_store_checks_clean(open: Open<'_>) {

@@ -401,22 +401,32 @@ impl Store {
         self.with("prune old runs", |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let cutoff = millis(runs_before);
-            // Delivered notices go with their runs (they reference them).
+            // The runs that go: old, of no firing alert (its resolve threads
+            // under the message its first notice got), with no notice still
+            // to deliver. Their delivered notices go first (they reference
+            // the runs), so the same batch takes both.
+            const PRUNABLE: &str = "started_at < ?1
+                AND probe NOT IN (
+                    SELECT probe FROM alert_state WHERE json_extract(state, '$.firing') IS NOT NULL)
+                AND correlation_id NOT IN (
+                    SELECT correlation_id FROM outbox
+                    WHERE delivered_at IS NULL AND correlation_id IS NOT NULL)";
             let notifications = tx.execute(
-                "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND correlation_id IN (
-                     SELECT correlation_id FROM runs WHERE started_at < ?1 LIMIT ?2)",
+                &format!(
+                    "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND correlation_id IN (
+                         SELECT correlation_id FROM runs WHERE {PRUNABLE}
+                         ORDER BY started_at LIMIT ?2)"
+                ),
                 params![cutoff, super::sql_limit(PRUNE_BATCH)],
             )? as u64;
             let runs = tx.execute(
-                "DELETE FROM runs WHERE id IN (
-                     SELECT id FROM runs
-                     WHERE started_at < ?1
-                       AND correlation_id NOT IN (
-                           SELECT correlation_id FROM outbox WHERE correlation_id IS NOT NULL)
-                       AND probe NOT IN (
-                           SELECT probe FROM alert_state
-                           WHERE json_extract(state, '$.firing') IS NOT NULL)
-                     ORDER BY started_at LIMIT ?2)",
+                &format!(
+                    "DELETE FROM runs WHERE id IN (
+                         SELECT id FROM runs WHERE {PRUNABLE}
+                           AND correlation_id NOT IN (
+                               SELECT correlation_id FROM outbox WHERE correlation_id IS NOT NULL)
+                         ORDER BY started_at LIMIT ?2)"
+                ),
                 params![cutoff, super::sql_limit(PRUNE_BATCH)],
             )? as u64;
             let mut rollups = 0;

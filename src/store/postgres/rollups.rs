@@ -79,22 +79,31 @@ impl PgStore {
             let mut tx = client.transaction()?;
             let cutoff = millis(runs_before);
             let batch = sql_limit(PRUNE_BATCH);
-            // Delivered notices go with their runs (they reference them).
+            // What goes, as in the SQLite store: old runs of no firing
+            // alert with no notice still to deliver, their delivered
+            // notices first.
+            const PRUNABLE: &str = "started_at < $1
+                AND probe NOT IN (
+                    SELECT probe FROM alert_state WHERE (state::jsonb ->> 'firing') IS NOT NULL)
+                AND correlation_id NOT IN (
+                    SELECT correlation_id FROM outbox
+                    WHERE delivered_at IS NULL AND correlation_id IS NOT NULL)";
             let notifications = tx.execute(
-                "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND correlation_id IN (
-                     SELECT correlation_id FROM runs WHERE started_at < $1 LIMIT $2)",
+                &format!(
+                    "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND correlation_id IN (
+                         SELECT correlation_id FROM runs WHERE {PRUNABLE}
+                         ORDER BY started_at LIMIT $2)"
+                ),
                 &[&cutoff, &batch],
             )?;
             let runs = tx.execute(
-                "DELETE FROM runs WHERE id IN (
-                     SELECT id FROM runs
-                     WHERE started_at < $1
-                       AND correlation_id NOT IN (
-                           SELECT correlation_id FROM outbox WHERE correlation_id IS NOT NULL)
-                       AND probe NOT IN (
-                           SELECT probe FROM alert_state
-                           WHERE (state::jsonb ->> 'firing') IS NOT NULL)
-                     ORDER BY started_at LIMIT $2)",
+                &format!(
+                    "DELETE FROM runs WHERE id IN (
+                         SELECT id FROM runs WHERE {PRUNABLE}
+                           AND correlation_id NOT IN (
+                               SELECT correlation_id FROM outbox WHERE correlation_id IS NOT NULL)
+                         ORDER BY started_at LIMIT $2)"
+                ),
                 &[&cutoff, &batch],
             )?;
             let mut rollups = 0;
