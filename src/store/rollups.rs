@@ -92,8 +92,6 @@ pub struct Tally {
     pub interrupted: u64,
     /// End-to-end latency of the arrivals (`ok` and `slow`).
     pub latency: Histogram,
-    /// Each phase's latency, by name.
-    pub phases: BTreeMap<String, Histogram>,
     /// The first hour with a run, if any.
     pub first: Option<DateTime<Utc>>,
 }
@@ -506,44 +504,61 @@ fn window_rows(
     Ok(all)
 }
 
-/// A stored row's counts, its histograms skipped unread.
+/// What a tally reads of a stored row: its counts and, unless skipped, the
+/// end-to-end latency. The phases' histograms are passed over unparsed:
+/// nothing reports them over a window, and over a year they would be four
+/// fifths of the decoding.
 #[derive(Deserialize)]
-struct Counts {
+struct Figures<L> {
     #[serde(default)]
     first: Option<i64>,
     #[serde(default)]
     outcomes: BTreeMap<String, u64>,
     #[serde(default)]
     interrupted: u64,
+    #[serde(default)]
+    latency: L,
 }
 
-/// One stored row (an hour or a day, starting at `start`) as a tally.
-/// One stored row as a tally of its counts alone, its histograms left
-/// unread.
+/// One stored row (an hour or a day, starting at `start`) as a tally of its
+/// counts alone, its histograms left unread.
 pub(super) fn counts_tally(start: i64, json: &str) -> Result<Tally, Failure> {
-    let row: Counts = decode("rollup", json)?;
-    let counted = Row {
-        first: row.first,
-        outcomes: row.outcomes,
-        interrupted: row.interrupted,
-        ..Row::default()
-    };
-    tally_of(start, counted)
+    let row: Figures<serde::de::IgnoredAny> = decode("rollup", json)?;
+    tally_of(
+        start,
+        row.first,
+        &row.outcomes,
+        row.interrupted,
+        Histogram::default(),
+    )
 }
 
+/// One stored row as a tally with its latency.
 pub(super) fn row_tally(start: i64, json: &str) -> Result<Tally, Failure> {
-    tally_of(start, decode("rollup", json)?)
+    let row: Figures<Histogram> = decode("rollup", json)?;
+    tally_of(
+        start,
+        row.first,
+        &row.outcomes,
+        row.interrupted,
+        row.latency,
+    )
 }
 
-fn tally_of(start: i64, row: Row) -> Result<Tally, Failure> {
+fn tally_of(
+    start: i64,
+    first: Option<i64>,
+    outcomes: &BTreeMap<String, u64>,
+    interrupted: u64,
+    latency: Histogram,
+) -> Result<Tally, Failure> {
     let mut t = Tally {
-        first: Some(timestamp(row.first.unwrap_or(start))?),
-        interrupted: row.interrupted,
-        latency: row.latency,
-        phases: row.phases,
+        first: Some(timestamp(first.unwrap_or(start))?),
+        interrupted,
+        latency,
         ..Tally::default()
     };
-    for (outcome, n) in &row.outcomes {
+    for (outcome, n) in outcomes {
         let outcome = Outcome::ALL
             .iter()
             .find(|o| o.as_str() == outcome)
@@ -564,9 +579,6 @@ impl Tally {
             *self.by_outcome.entry(*o).or_default() += n;
         }
         self.latency.merge(&other.latency);
-        for (phase, h) in &other.phases {
-            self.phases.entry(phase.clone()).or_default().merge(h);
-        }
         self.first = match (self.first, other.first) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
