@@ -427,6 +427,71 @@ fn check_defaults(d: &Defaults, span: Option<std::ops::Range<usize>>, sink: &mut
     }
 }
 
+/// At most this many labels a probe: they group probes, not describe them.
+const MAX_LABELS: usize = 8;
+
+/// Label names the canary's own figures use already: a probe label named
+/// so would be ambiguous wherever the two meet.
+const RESERVED_LABELS: &[&str] = &[
+    "probe", "gateway", "receiver", "outcome", "reason", "phase", "channel", "result", "le",
+    "instance", "job",
+];
+
+/// A probe's labels, checked: names like Prometheus label names (lower case,
+/// digits, `_`; up to 32 characters), values of printable text up to 64.
+fn probe_labels(
+    raw: Option<&Spanned<std::collections::BTreeMap<String, String>>>,
+    sink: &mut Sink<'_>,
+) -> std::collections::BTreeMap<String, String> {
+    let Some(raw) = raw else {
+        return Default::default();
+    };
+    let span = Some(raw.span());
+    let labels = raw.get_ref();
+    if labels.len() > MAX_LABELS {
+        sink.at(
+            span.clone(),
+            format!(
+                "labels: {} labels, at most {MAX_LABELS}: they group probes on the status page",
+                labels.len()
+            ),
+        );
+    }
+    for (name, value) in labels {
+        let mut chars = name.chars();
+        let well_formed = name.len() <= 32
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !well_formed {
+            sink.at(
+                span.clone(),
+                format!(
+                    "labels: `{}` is not a label name: lower-case letters, digits and `_`, starting with a letter, up to 32 characters",
+                    crate::net::clip(name, 40)
+                ),
+            );
+        } else if RESERVED_LABELS.contains(&name.as_str()) {
+            sink.at(
+                span.clone(),
+                format!("labels: `{name}` is a name sms-canary's own figures use; choose another"),
+            );
+        }
+        if value.trim().is_empty()
+            || value.chars().count() > 64
+            || value.chars().any(char::is_control)
+        {
+            sink.at(
+                span.clone(),
+                format!(
+                    "labels: the value of `{}` must be 1 to 64 printable characters",
+                    crate::net::clip(name, 40)
+                ),
+            );
+        }
+    }
+    labels.clone()
+}
+
 fn threshold_message(prefix: &str, threshold: Duration, timeout: Duration) -> String {
     format!(
         "{prefix}threshold ({}) exceeds timeout ({}): a message slower than the threshold would already count as lost",
@@ -672,6 +737,7 @@ fn parse_probe(
             .dashboard_url
             .clone()
             .or_else(|| d.dashboard_url.clone()),
+        labels: probe_labels(raw.labels.as_ref(), sink),
     };
     for name in raw.alerts.iter().flatten() {
         if !declared.alerts.contains(name.get_ref()) {

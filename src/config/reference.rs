@@ -1009,6 +1009,13 @@ const CORE: &[Table] = &[
                 doc: "The link to this probe's dashboard (`{probe}`, `{correlation_id}`).",
                 example: Some(r#""https://grafana.example.com/d/sms-canary?var-probe={probe}""#),
             },
+            Key {
+                name: "labels",
+                ty: Type::Map(&Type::String),
+                presence: Presence::Unset("no labels: the probe is listed ungrouped"),
+                doc: "What the probe stands for, e.g. its country and carrier: the status page groups probes by their labels. At most 8; names are lower-case letters, digits and `_` (not `probe`, `gateway`, `receiver` or another name the metrics use); values 1 to 64 printable characters.",
+                example: Some(r#"{ country = "DE", carrier = "Telekom" }"#),
+            },
         ],
         exclusive: &[],
     },

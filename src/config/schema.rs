@@ -418,9 +418,21 @@ pub struct Probe {
     /// `{correlation_id}`, rendered by [`Probe::links`].
     pub runbook_url: Option<String>,
     pub dashboard_url: Option<String>,
+    /// What the probe stands for (`country = "DE"`, `carrier = "..."`):
+    /// the status page groups probes by them.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Probe {
+    /// Its labels as one line, `carrier=Telekom · country=DE`; empty without.
+    pub fn labels_line(&self) -> String {
+        self.labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+
     /// The links its alerts carry, rendered for the run `correlation_id`.
     pub fn links(&self, correlation_id: &str) -> Vec<(&'static str, String)> {
         [
@@ -476,6 +488,8 @@ pub(super) struct RawProbe {
     pub(super) runbook_url: Option<String>,
     #[serde(default, deserialize_with = "values::option_link_template")]
     pub(super) dashboard_url: Option<String>,
+    #[serde(default)]
+    pub(super) labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// The main file, less `[gateways]` and `[receivers]` (dispatched on `kind` by hand

@@ -550,6 +550,7 @@ mod engine_tests {
             alerts_explicit: false,
             runbook_url: None,
             dashboard_url: None,
+            labels: Default::default(),
             alert_on_permanent: true,
         }
     }

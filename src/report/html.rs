@@ -7,6 +7,7 @@
 //! off. Everything from the config, the store or a provider is escaped; no
 //! secret is ever read here, and numbers appear masked.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -89,17 +90,21 @@ pub fn overview(
         }
         body.push_str("</ul></section>\n");
     }
-    // Grouped by the probes' labels, when they have any.
-    let mut groups: Vec<(String, Vec<&Row>)> = Vec::new();
+    // Grouped by the probes' labels (`country=DE · carrier=…`), when any
+    // has them: the unlabelled first, then the groups in order.
+    let mut groups: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
     for r in &rows {
-        match groups.iter_mut().find(|(l, _)| *l == r.labels) {
-            Some((_, members)) => members.push(r),
-            None => groups.push((r.labels.clone(), vec![r])),
-        }
+        groups.entry(r.labels.as_str()).or_default().push(r);
     }
+    let grouped = groups.keys().any(|l| !l.is_empty());
     for (labels, members) in groups {
-        if !labels.is_empty() {
-            let _ = writeln!(body, "<h2>{}</h2>", escape(&labels));
+        if grouped {
+            let title = if labels.is_empty() {
+                "no labels"
+            } else {
+                labels
+            };
+            let _ = writeln!(body, "<h2 class=\"group\">{}</h2>", escape(title));
         }
         body.push_str(
             "<table class=\"probes\"><thead><tr><th>probe</th><th>state</th><th>last run</th>\
@@ -205,7 +210,7 @@ fn probe_section(
     if let Some(p) = probe {
         let _ = writeln!(
             out,
-            "<p class=\"muted\">{} → {} via {} → {} · threshold {} · timeout {} · {}{}</p>",
+            "<p class=\"muted\">{} → {} via {} → {} · threshold {} · timeout {} · {}{}{}</p>",
             escape(&p.from.masked()),
             escape(&p.to.masked()),
             escape(&p.gateway),
@@ -213,7 +218,15 @@ fn probe_section(
             short_duration(p.threshold),
             short_duration(p.timeout),
             escape(&p.schedule.to_string()),
-            if p.enabled { "" } else { " · disabled" }
+            if p.enabled { "" } else { " · disabled" },
+            if p.labels.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " · <span class=\"labels\">{}</span>",
+                    escape(&p.labels_line())
+                )
+            }
         );
     } else {
         out.push_str("<p class=\"muted\">no longer in the config</p>\n");
@@ -372,7 +385,7 @@ fn rows(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Row>, 
             day,
             availability,
             alert,
-            labels: String::new(),
+            labels: probe.map(Probe::labels_line).unwrap_or_default(),
         });
     }
     Ok(rows)

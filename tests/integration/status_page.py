@@ -2,11 +2,13 @@
 chromedriver) for tests/integration/status_page.rs.
 
 Reads a JSON request on stdin: {"chromium", "chromedriver", "overview",
-"failing", "screenshot"}. Loads the overview, follows the failing probe's
-link, and prints one JSON object with what a person would see: the console
-errors, the probes listed, the failing probe's page text, its chart's points
-and threshold line, whether any element came from provider text, and where
-the screenshot went. No browser is downloaded; nothing but loopback is asked.
+"failing", "silenced", "screenshot"}. Loads the overview, follows the failing
+probe's link, then the silenced one's, and prints one JSON object with what a
+person would see: the console errors, the probes listed with their states and
+groups, the failing probe's page text, its chart's phase lines, points,
+failure marks, firing shading and threshold line, whether any element came
+from provider text, the silenced probe's shading, and where the screenshot
+went. No browser is downloaded; nothing but loopback is asked.
 """
 
 import json
@@ -46,6 +48,15 @@ def main():
             row.find_element(By.CSS_SELECTOR, "td:first-child a").text: row.find_element(By.CSS_SELECTOR, ".state").text
             for row in driver.find_elements(By.CSS_SELECTOR, "table.probes tbody tr")
         }
+        out["reasons"] = {
+            row.find_element(By.CSS_SELECTOR, "td:first-child a").text: row.find_elements(By.CSS_SELECTOR, "td")[1].text
+            for row in driver.find_elements(By.CSS_SELECTOR, "table.probes tbody tr")
+        }
+        # Each group's heading with the probes under it, in page order.
+        out["groups"] = [
+            [h.text, [a.text for a in h.find_elements(By.XPATH, "following-sibling::table[1]//td[1]/a")]]
+            for h in driver.find_elements(By.CSS_SELECTOR, "h2.group")
+        ]
         out["alerts"] = [li.text for li in driver.find_elements(By.CSS_SELECTOR, ".alerts li")]
         driver.save_screenshot(req["screenshot"])
         # A person clicks the failing probe's row.
@@ -54,11 +65,19 @@ def main():
         out["probe_text"] = driver.find_element(By.TAG_NAME, "main").text
         out["points"] = len(driver.find_elements(By.CSS_SELECTOR, "svg.chart circle.point"))
         out["failure_marks"] = len(driver.find_elements(By.CSS_SELECTOR, "svg.chart path.failure"))
+        out["series"] = [
+            p.get_attribute("data-series") for p in driver.find_elements(By.CSS_SELECTOR, "svg.chart polyline.series")
+        ]
+        out["firing_shading"] = len(driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.firing"))
         lines = driver.find_elements(By.CSS_SELECTOR, "svg.chart line.threshold")
         out["threshold_seconds"] = [float(l.get_attribute("data-seconds")) for l in lines]
         # Provider text must show as text: no element it could have opened.
         out["injected_elements"] = len(driver.find_elements(By.CSS_SELECTOR, "main b, main script, main img"))
         driver.save_screenshot(req["screenshot"].replace(".png", "-probe.png"))
+        driver.get(req["overview"])
+        driver.find_element(By.LINK_TEXT, req["silenced"]).click()
+        out["silenced_shading"] = len(driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.silenced"))
+        out["silenced_text"] = driver.find_element(By.TAG_NAME, "main").text
         out["console"] = [
             e["message"] for e in driver.get_log("browser") if e.get("level") in ("SEVERE", "ERROR")
         ]

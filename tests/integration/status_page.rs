@@ -1,10 +1,13 @@
 //! The status page as a person sees it (issue 18): served by the daemon on
 //! its admin listener from a seeded store, loaded in a real headless
 //! Chromium (Debian's, driven by Selenium through chromedriver): no console
-//! errors, every probe listed, the failing probe's row links to its page,
-//! which shows its correlation id, a chart with a point per arrival and the
-//! threshold where the config puts it, and provider text as text. A
-//! screenshot of each page is left in `target/` (a CI artifact).
+//! errors, every probe listed in its state (ok, slow, failing, silenced, not
+//! running) and grouped by its labels, the failing probe's row links to its
+//! page, which shows its correlation id, a chart with a line per phase, a
+//! point per arrival, the failures marked, the firing shaded and the
+//! threshold where the config puts it, and provider text as text; a
+//! silenced probe's chart shades the silence. A screenshot of each page is
+//! left in `target/` (a CI artifact).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -71,16 +74,17 @@ async fn the_status_page_works_in_a_real_browser() {
         "",
         "[gateways.sandbox.numbers.\"+15005550192\"]\nfail = 30003\n",
     );
+    let hourly = "alerts = []\nschedule = \"every 1h\"\nthreshold = \"4s\"\n";
+    let de = format!("{hourly}labels = {{ country = \"DE\", carrier = \"Telekom\" }}\n");
+    canary.probe("good", "+15005550100", &de);
+    canary.probe("bad", "+15005550192", &de);
     canary.probe(
-        "good",
+        "slowpoke",
         "+15005550100",
-        "alerts = []\nschedule = \"every 1h\"\nthreshold = \"4s\"\n",
+        &format!("{hourly}labels = {{ country = \"US\" }}\n"),
     );
-    canary.probe(
-        "bad",
-        "+15005550192",
-        "alerts = []\nschedule = \"every 1h\"\nthreshold = \"4s\"\n",
-    );
+    canary.probe("hushed", "+15005550100", hourly);
+    canary.probe("off", "+15005550100", &format!("{hourly}enabled = false\n"));
     std::fs::remove_file(canary.path().join("probes/p.toml")).unwrap();
     // A day of runs: good ones every 20 minutes; bad fails at the end, with a
     // provider's error text holding markup.
@@ -111,6 +115,31 @@ async fn the_status_page_works_in_a_real_browser() {
                 .record_run(&r, "test", false, &none, &[], r.started_at)
                 .unwrap();
         }
+        // Slow at its last run; silenced for an hour; disabled.
+        for (probe, outcome, minutes) in [
+            ("slowpoke", Outcome::Ok, 30),
+            ("slowpoke", Outcome::Slow, 10),
+            ("hushed", Outcome::Ok, 5),
+            ("off", Outcome::Ok, 300),
+        ] {
+            let mut r = run(probe, &format!("{probe}-{minutes}"), minutes, outcome, None);
+            if outcome == Outcome::Slow {
+                r.latency = Some(Duration::from_secs(6));
+                r.phases.received = r.latency;
+            }
+            store
+                .record_run(&r, "test", false, &none, &[], r.started_at)
+                .unwrap();
+        }
+        let now = chrono::Utc::now();
+        store
+            .silence(
+                "hushed",
+                now + chrono::Duration::hours(1),
+                Some("carrier maintenance"),
+                now - chrono::Duration::minutes(15),
+            )
+            .unwrap();
         let firing = sms_canary::alert::AlertState {
             consecutive_failures: 2,
             failing_since: Some(chrono::Utc::now() - chrono::Duration::minutes(40)),
@@ -182,6 +211,7 @@ async fn the_status_page_works_in_a_real_browser() {
         "chromedriver": chromedriver,
         "overview": format!("http://{admin}/"),
         "failing": "bad",
+        "silenced": "hushed",
         "screenshot": screenshot,
     });
     let seen: Value = tokio::task::spawn_blocking(move || {
@@ -216,9 +246,27 @@ async fn the_status_page_works_in_a_real_browser() {
     let _ = tokio::time::timeout(Duration::from_secs(10), daemon).await;
 
     assert_eq!(seen["console"], json!([]), "console errors: {seen:#}");
-    assert_eq!(seen["probes"], json!(["bad", "good"]), "{seen:#}");
+    assert_eq!(
+        seen["groups"],
+        json!([
+            ["no labels", ["hushed", "off"]],
+            ["carrier=Telekom · country=DE", ["bad", "good"]],
+            ["country=US", ["slowpoke"]],
+        ]),
+        "{seen:#}"
+    );
     assert_eq!(seen["states"]["bad"], "failing");
     assert_eq!(seen["states"]["good"], "ok");
+    assert_eq!(seen["states"]["slowpoke"], "slow", "{seen:#}");
+    assert_eq!(seen["states"]["hushed"], "silenced", "{seen:#}");
+    assert_eq!(seen["states"]["off"], "stopped", "{seen:#}");
+    assert!(
+        seen["reasons"]["off"]
+            .as_str()
+            .unwrap()
+            .contains("not running: disabled"),
+        "{seen:#}"
+    );
     assert!(
         seen["alerts"][0].as_str().unwrap().starts_with("bad"),
         "{seen:#}"
@@ -241,6 +289,25 @@ async fn the_status_page_works_in_a_real_browser() {
     assert_eq!(seen["points"], 6, "{seen:#}");
     assert_eq!(seen["failure_marks"], 3, "{seen:#}");
     assert_eq!(seen["threshold_seconds"], json!([4.0]), "{seen:#}");
+    // A line per phase the runs reached, the firing shaded behind them.
+    assert_eq!(
+        seen["series"],
+        json!(["submit", "sent", "delivered", "received"]),
+        "{seen:#}"
+    );
+    assert_eq!(seen["firing_shading"], 1, "{seen:#}");
+    assert!(
+        text.contains("carrier=Telekom · country=DE"),
+        "labels on the probe page: {text}"
+    );
+    assert_eq!(seen["silenced_shading"], 1, "{seen:#}");
+    assert!(
+        seen["silenced_text"]
+            .as_str()
+            .unwrap()
+            .contains("carrier maintenance"),
+        "{seen:#}"
+    );
     assert!(
         screenshot.exists(),
         "no screenshot at {}",
