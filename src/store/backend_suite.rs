@@ -78,6 +78,7 @@ suite!(
     a_window_reads_hours_then_days_and_counts_each_run_once,
     a_firing_alert_or_an_undelivered_notice_keeps_its_runs,
     a_firing_alerts_runs_neither_lose_their_notices_nor_hold_up_pruning,
+    pruning_at_the_shortest_retention_leaves_the_cost_guards_day_whole,
 );
 
 fn a_receiver_is_heard_at_its_latest_sign_of_life(open: Open<'_>) {
@@ -964,6 +965,34 @@ fn a_firing_alerts_runs_neither_lose_their_notices_nor_hold_up_pruning(open: Ope
         store.delivered_ref(&first_id, "slack").unwrap().as_deref(),
         Some("1700000000.000100"),
         "the firing's message is still there to thread the resolve under"
+    );
+}
+
+/// `retention` is at least a day (the loader refuses less), and pruning at
+/// exactly a day leaves every run of the cost guard's 24 hours in place: a
+/// store opened afresh, which counts from the rows, counts the same.
+fn pruning_at_the_shortest_retention_leaves_the_cost_guards_day_whole(open: Open<'_>) {
+    let store = open();
+    let now = t(10 * 86_400);
+    let day = chrono::Duration::days(1);
+    let ago = |secs: i64| now - chrono::Duration::seconds(secs);
+    for (i, at) in [ago(86_401), ago(86_399), ago(43_200), ago(60)]
+        .into_iter()
+        .enumerate()
+    {
+        let r = run("p", &format!("r{i}"), at, Outcome::Ok);
+        store
+            .record_run(&r, "i", false, &AlertState::default(), &[], at)
+            .unwrap();
+    }
+    assert_eq!(store.messages_since(now - day).unwrap(), 3);
+    while !store.prune(now - day, t(-1)).unwrap().is_empty() {}
+    assert_eq!(store.recent_runs(Some("p"), 10).unwrap().len(), 3);
+    assert_eq!(store.messages_since(now - day).unwrap(), 3);
+    assert_eq!(
+        open().messages_since(now - day).unwrap(),
+        3,
+        "counted afresh"
     );
 }
 

@@ -7,7 +7,9 @@
 //! for it (it was most of the daemon's schedule lag). Instead the store keeps
 //! per-second counts of the runs it has seen and, on each call, folds in only
 //! the rows added since the last one (`runs.id` only grows: rows are inserted,
-//! never updated or deleted). Rows written by other processes sharing the file
+//! never updated; pruning deletes only runs older than the retention, which
+//! the loader holds to at least a day, so never one of the window's). Rows
+//! written by other processes sharing the file
 //! (cron checks, a crash recovery) are counted the same way, since they are
 //! read from the file, not from this process's own writes.
 
