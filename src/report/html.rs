@@ -18,7 +18,7 @@ use super::stats::{self, ProbeStats};
 use crate::alert::{AlertState, time};
 use crate::config::{Config, Probe};
 use crate::probe::Outcome;
-use crate::store::{Silence, Store, StoreError, StoredRun, Tally};
+use crate::store::{Lease, Silence, Store, StoreError, StoredRun, Tally};
 
 /// The windows the overview shows availability over.
 const AVAILABILITY_WINDOWS: [(&str, u64); 3] = [("24h", 1), ("7d", 7), ("30d", 30)];
@@ -344,6 +344,9 @@ fn rows(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Row>, 
     let budget_spent = states
         .iter()
         .any(|(key, s)| key == crate::store::COST_GUARD_KEY && s.firing.is_some());
+    // Who holds each probe's lease: a probe another process keeps to itself
+    // is not running here, and the page says by whom.
+    let leases = store.live_leases(now)?;
     let mut rows = Vec::new();
     for name in names(config, store, now)? {
         let probe = config.probe(&name);
@@ -378,6 +381,7 @@ fn rows(config: &Config, store: &Store, now: DateTime<Utc>) -> Result<Vec<Row>, 
                 silence.as_ref(),
                 last.as_ref(),
                 budget_spent,
+                leases.iter().find(|l| l.probe == name),
                 now,
             ),
             name,
@@ -398,6 +402,7 @@ fn state_of(
     silence: Option<&Silence>,
     last: Option<&StoredRun>,
     budget_spent: bool,
+    lease: Option<&Lease>,
     now: DateTime<Utc>,
 ) -> (&'static str, String) {
     let Some(probe) = probe else {
@@ -425,20 +430,37 @@ fn state_of(
         .unwrap_or_default()
         .as_secs_f64();
     if quiet > 2.0 * interval + probe.timeout.as_secs_f64() {
+        let since = time(last.started_at);
         let why = if budget_spent {
-            "the cost guard's daily budget is spent"
+            format!("not running: the cost guard's daily budget is spent since {since}")
+        } else if let Some(lease) = lease {
+            format!(
+                "not running since {since}: its lease is held by {} until {}",
+                holder_words(&lease.holder),
+                time(lease.expires_at)
+            )
         } else {
-            "no run"
+            format!("not running: no run since {since}")
         };
-        return (
-            "stopped",
-            format!("not running: {why} since {}", time(last.started_at)),
-        );
+        return ("stopped", why);
     }
     match last.outcome {
         Outcome::Ok => ("ok", String::new()),
         Outcome::Slow => ("slow", "the last run was slow".into()),
         other => ("failing", format!("the last run: {other}")),
+    }
+}
+
+/// A lease holder (`check-4242-01J…`) as a person reads it: "check process
+/// 4242".
+fn holder_words(holder: &str) -> String {
+    let mut parts = holder.splitn(3, '-');
+    match (
+        parts.next(),
+        parts.next().filter(|p| p.parse::<u32>().is_ok()),
+    ) {
+        (Some(kind), Some(pid)) => format!("{kind} process {pid}"),
+        _ => crate::net::clip(holder, 60),
     }
 }
 
@@ -756,6 +778,50 @@ mod tests {
             "{}",
             page(&store)
         );
+    }
+
+    #[test]
+    fn a_probe_whose_lease_another_process_holds_says_by_whom() {
+        use crate::store::testing::{run, store};
+        let config = Config::load(std::path::Path::new("config.example.toml")).unwrap();
+        let name = config.probes[0].name.clone();
+        let (_dir, store) = store();
+        let now = Utc::now();
+        let last = now - chrono::Duration::hours(3);
+        store
+            .record_run(
+                &run(&name, "r1", last, Outcome::Ok),
+                "t",
+                false,
+                &AlertState::default(),
+                &[],
+                last,
+            )
+            .unwrap();
+        assert!(
+            store
+                .acquire_lease(
+                    &name,
+                    "check-4242-01J0000000",
+                    Duration::from_secs(600),
+                    now
+                )
+                .unwrap()
+        );
+        let page = overview(&config, &store, now, Links::Served).unwrap();
+        assert!(
+            page.contains("its lease is held by check process 4242 until"),
+            "{page}"
+        );
+        // Another probe's lease says nothing about this one.
+        store.release_lease(&name, "check-4242-01J0000000").unwrap();
+        assert!(
+            store
+                .acquire_lease("other", "daemon-7-01J", Duration::from_secs(600), now)
+                .unwrap()
+        );
+        let page = overview(&config, &store, now, Links::Served).unwrap();
+        assert!(page.contains("not running: no run since"), "{page}");
     }
 
     #[test]

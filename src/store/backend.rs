@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::{
-    BeginRun, Begun, OutboxActions, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence,
+    BeginRun, Begun, Lease, OutboxActions, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence,
     StartedRun, Store, StoreError, StoredRun, Tally,
 };
 use crate::alert::AlertState;
@@ -71,6 +71,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Gives the lease back if `holder` has it; someone else's is left alone.
     fn release_lease(&self, probe: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// The leases live at `now`, by probe.
+    fn live_leases(&self, now: DateTime<Utc>) -> Result<Vec<Lease>, StoreError>;
 
     /// Records a run with the probe's new alert state and the notices it caused,
     /// in one transaction; `Ok(false)` if the run was recorded already.
@@ -368,6 +371,10 @@ impl Backend for Store {
 
     fn release_lease(&self, probe: &str, holder: &str) -> Result<(), StoreError> {
         Store::release_lease(self, probe, holder)
+    }
+
+    fn live_leases(&self, now: DateTime<Utc>) -> Result<Vec<Lease>, StoreError> {
+        Store::live_leases(self, now)
     }
 
     fn record_run(

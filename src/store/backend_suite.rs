@@ -57,6 +57,7 @@ suite!(
     next_silence_end_is_the_earliest_live_one,
     a_lease_keeps_others_out_until_it_expires_or_is_released,
     release_leases_except_keeps_the_named_and_others_leases,
+    live_leases_are_the_unexpired_ones_by_probe,
     of_members_racing_for_a_free_lease_exactly_one_wins,
     touch_writes_again_and_again,
     records_a_run_with_its_state_and_notices_once,
@@ -176,6 +177,37 @@ fn a_lease_keeps_others_out_until_it_expires_or_is_released(open: Open<'_>) {
     // A ttl too large to represent saturates instead of failing.
     assert!(store.acquire_lease("r", "x", Duration::MAX, t(0)).unwrap());
     assert!(!store.acquire_lease("r", "y", ttl, t(1_000_000)).unwrap());
+}
+
+fn live_leases_are_the_unexpired_ones_by_probe(open: Open<'_>) {
+    let store = open();
+    assert!(store.live_leases(t(0)).unwrap().is_empty());
+    let ttl = Duration::from_secs(60);
+    assert!(store.acquire_lease("b", "check-2-x", ttl, t(0)).unwrap());
+    assert!(store.acquire_lease("a", "daemon-1-y", ttl, t(30)).unwrap());
+    let live = store.live_leases(t(59)).unwrap();
+    assert_eq!(
+        live,
+        [
+            super::Lease {
+                probe: "a".into(),
+                holder: "daemon-1-y".into(),
+                expires_at: t(90),
+            },
+            super::Lease {
+                probe: "b".into(),
+                holder: "check-2-x".into(),
+                expires_at: t(60),
+            },
+        ]
+    );
+    let live: Vec<String> = store
+        .live_leases(t(60))
+        .unwrap()
+        .into_iter()
+        .map(|l| l.probe)
+        .collect();
+    assert_eq!(live, ["a"], "expired at `expires_at`");
 }
 
 fn release_leases_except_keeps_the_named_and_others_leases(open: Open<'_>) {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::error::Failure;
-use super::{Silence, Store, StoreError, millis, timestamp};
+use super::{Lease, Silence, Store, StoreError, millis, timestamp};
 
 impl Store {
     /// Notes that receiver `receiver` gave a sign of life at `at` (an
@@ -148,6 +148,33 @@ impl Store {
             }
             tx.commit()?;
             Ok(freed)
+        })
+    }
+
+    /// The leases live at `now`, by probe: who is running what.
+    pub fn live_leases(&self, now: DateTime<Utc>) -> Result<Vec<Lease>, StoreError> {
+        self.with("read leases", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT probe, holder, expires_at FROM leases WHERE expires_at > ?1 ORDER BY probe",
+            )?;
+            let rows = stmt
+                .query_map([millis(now)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(probe, holder, at)| {
+                    Ok(Lease {
+                        probe,
+                        holder,
+                        expires_at: timestamp(at)?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -176,6 +176,15 @@ pub struct Silence {
     pub created_at: DateTime<Utc>,
 }
 
+/// A probe's lease as it stands: who may run the probe, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub probe: String,
+    /// `<kind>-<pid>-<id>`, e.g. `check-4242-01J…`.
+    pub holder: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Nearest-rank latency percentiles over the runs that arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Percentiles {

@@ -33,7 +33,7 @@ use super::backend::Backend;
 use super::control::RawSilence;
 use super::error::{ConnectProblem, Failure};
 use super::{
-    BeginRun, Begun, OutboxActions, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence,
+    BeginRun, Begun, Lease, OutboxActions, OutboxEntry, OutboxItem, Percentiles, Pruned, Silence,
     StartedRun, StoreError, StoredRun, Tally, millis, timestamp,
 };
 use crate::alert::AlertState;
@@ -404,6 +404,25 @@ impl Backend for PgStore {
                 &[&probe, &holder],
             )?;
             Ok(())
+        })
+    }
+
+    fn live_leases(&self, now: DateTime<Utc>) -> Result<Vec<Lease>, StoreError> {
+        self.with("read leases", |client| {
+            let rows = client.query(
+                "SELECT probe, holder, expires_at FROM leases WHERE expires_at > $1
+                 ORDER BY probe COLLATE \"C\"",
+                &[&millis(now)],
+            )?;
+            rows.into_iter()
+                .map(|row| {
+                    Ok(Lease {
+                        probe: row.try_get(0)?,
+                        holder: row.try_get(1)?,
+                        expires_at: timestamp(row.try_get(2)?)?,
+                    })
+                })
+                .collect()
         })
     }
 
