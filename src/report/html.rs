@@ -735,17 +735,17 @@ nav a{margin-right:8px}";
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_probe_held_back_by_the_cost_guard_says_so() {
-        use crate::store::testing::{run, store};
+    /// The example config's probe, whose last run was three hours ago: long
+    /// enough for the page to call it not running.
+    fn quiet_for_three_hours() -> (Config, String, tempfile::TempDir, Store, DateTime<Utc>) {
         let config = Config::load(std::path::Path::new("config.example.toml")).unwrap();
         let name = config.probes[0].name.clone();
-        let (_dir, store) = store();
+        let (dir, store) = crate::store::testing::store();
         let now = Utc::now();
         let last = now - chrono::Duration::hours(3);
         store
             .record_run(
-                &run(&name, "r1", last, Outcome::Ok),
+                &crate::store::testing::run(&name, "r1", last, Outcome::Ok),
                 "t",
                 false,
                 &AlertState::default(),
@@ -753,6 +753,12 @@ mod tests {
                 last,
             )
             .unwrap();
+        (config, name, dir, store, now)
+    }
+
+    #[test]
+    fn a_probe_held_back_by_the_cost_guard_says_so() {
+        let (config, _name, _dir, store, now) = quiet_for_three_hours();
         let page = |store: &Store| overview(&config, store, now, Links::Served).unwrap();
         assert!(
             page(&store).contains("not running: no run since"),
@@ -782,22 +788,7 @@ mod tests {
 
     #[test]
     fn a_probe_whose_lease_another_process_holds_says_by_whom() {
-        use crate::store::testing::{run, store};
-        let config = Config::load(std::path::Path::new("config.example.toml")).unwrap();
-        let name = config.probes[0].name.clone();
-        let (_dir, store) = store();
-        let now = Utc::now();
-        let last = now - chrono::Duration::hours(3);
-        store
-            .record_run(
-                &run(&name, "r1", last, Outcome::Ok),
-                "t",
-                false,
-                &AlertState::default(),
-                &[],
-                last,
-            )
-            .unwrap();
+        let (config, name, _dir, store, now) = quiet_for_three_hours();
         assert!(
             store
                 .acquire_lease(
